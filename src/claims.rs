@@ -1,0 +1,153 @@
+//! Registered-claim checks after the signature verified, in PyJWT's order and with its texts
+//! (as LiteLLM reports them): `iat`, `nbf`, `exp` (each only when present), then issuer and
+//! audience when configured.
+
+use crate::error::AuthError;
+use serde_json::{Map, Value};
+
+/// What the configuration asks of a token's registered claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: u64,
+    /// When set, `aud` is required and must equal it (or contain it, when `aud` is a list).
+    pub audience: Option<String>,
+    /// When set, `iss` must equal it.
+    pub issuer: Option<String>,
+}
+
+/// A NumericDate (RFC 7519 §2): an integer or a finite number, as PyJWT accepts. Strings,
+/// booleans and other types are refused with PyJWT's text.
+fn numeric_date(claims: &Map<String, Value>, name: &str, label: &str) -> Result<Option<f64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| AuthError::InvalidClaim(format!("{label} must be an integer."))),
+        Some(_) => Err(AuthError::InvalidClaim(format!("{label} must be an integer."))),
+    }
+}
+
+/// Check the time claims against `now` (seconds since the epoch) and the configured rules.
+pub fn validate(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -> Result<(), AuthError> {
+    let now = now as f64;
+    let leeway = rules.leeway as f64;
+    if let Some(iat) = numeric_date(claims, "iat", "Issued At claim (iat)")? {
+        if iat > now + leeway {
+            return Err(AuthError::NotYetValid("iat"));
+        }
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf", "Not Before claim (nbf)")? {
+        if nbf > now + leeway {
+            return Err(AuthError::NotYetValid("nbf"));
+        }
+    }
+    if let Some(exp) = numeric_date(claims, "exp", "Expiration Time claim (exp)")? {
+        if exp <= now - leeway {
+            return Err(AuthError::Expired);
+        }
+    }
+    if let Some(issuer) = &rules.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+            return Err(AuthError::IssuerMismatch);
+        }
+    }
+    if let Some(audience) = &rules.audience {
+        let matches = match claims.get("aud") {
+            None => return Err(AuthError::AudienceMissing),
+            Some(Value::String(aud)) => aud == audience,
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience.as_str())),
+            Some(_) => return Err(AuthError::InvalidClaim("Invalid claim format in token".into())),
+        };
+        if !matches {
+            return Err(AuthError::AudienceMismatch);
+        }
+    }
+    Ok(())
+}
+
+/// The token's expiry in whole seconds, if it has a usable `exp`.
+pub fn expiry(claims: &Map<String, Value>) -> Option<u64> {
+    claims.get("exp").and_then(Value::as_f64).filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn check(claims: Value, rules: &ClaimRules) -> Result<(), AuthError> {
+        validate(claims.as_object().unwrap(), rules, NOW)
+    }
+
+    fn none() -> ClaimRules {
+        ClaimRules::default()
+    }
+
+    #[test]
+    fn no_time_claims_means_nothing_to_check() {
+        assert_eq!(check(json!({}), &none()), Ok(()));
+    }
+
+    #[test]
+    fn exp_is_exclusive_and_leeway_extends_it() {
+        assert_eq!(check(json!({"exp": NOW}), &none()), Err(AuthError::Expired));
+        assert_eq!(check(json!({"exp": NOW + 1}), &none()), Ok(()));
+        let lenient = ClaimRules { leeway: 30, ..none() };
+        assert_eq!(check(json!({"exp": NOW - 29}), &lenient), Ok(()));
+        assert_eq!(check(json!({"exp": NOW - 30}), &lenient), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn nbf_and_iat_in_the_future_are_not_yet_valid() {
+        assert_eq!(check(json!({"nbf": NOW + 1}), &none()), Err(AuthError::NotYetValid("nbf")));
+        assert_eq!(check(json!({"iat": NOW + 1}), &none()), Err(AuthError::NotYetValid("iat")));
+        assert_eq!(check(json!({"nbf": NOW, "iat": NOW}), &none()), Ok(()));
+        let lenient = ClaimRules { leeway: 5, ..none() };
+        assert_eq!(check(json!({"nbf": NOW + 5}), &lenient), Ok(()));
+    }
+
+    #[test]
+    fn iat_is_checked_before_exp_like_pyjwt() {
+        assert_eq!(check(json!({"iat": NOW + 9, "exp": NOW - 9}), &none()), Err(AuthError::NotYetValid("iat")));
+    }
+
+    #[test]
+    fn time_claims_must_be_numbers() {
+        for bad in [json!("1800000000"), json!(true), json!(null), json!([1]), json!({"a": 1})] {
+            assert!(matches!(check(json!({"exp": bad}), &none()), Err(AuthError::InvalidClaim(_))));
+        }
+        assert_eq!(check(json!({"exp": (NOW as f64) + 0.5}), &none()), Ok(()));
+        assert_eq!(check(json!({"exp": -1}), &none()), Err(AuthError::Expired));
+        assert_eq!(check(json!({"exp": 1e300}), &none()), Ok(()));
+    }
+
+    #[test]
+    fn audience_string_or_list_must_contain_the_configured_one_exactly() {
+        let rules = ClaimRules { audience: Some("api://llm".into()), ..none() };
+        assert_eq!(check(json!({"aud": "api://llm"}), &rules), Ok(()));
+        assert_eq!(check(json!({"aud": ["x", "api://llm"]}), &rules), Ok(()));
+        for near in [json!("API://LLM"), json!("api://llm2"), json!("api://ll"), json!(["x"]), json!([])] {
+            assert_eq!(check(json!({"aud": near}), &rules), Err(AuthError::AudienceMismatch));
+        }
+        assert_eq!(check(json!({}), &rules), Err(AuthError::AudienceMissing));
+        assert!(matches!(check(json!({"aud": 5}), &rules), Err(AuthError::InvalidClaim(_))));
+    }
+
+    #[test]
+    fn audience_is_not_checked_when_not_configured() {
+        assert_eq!(check(json!({"aud": "anything"}), &none()), Ok(()));
+    }
+
+    #[test]
+    fn issuer_must_match_exactly_when_configured() {
+        let rules = ClaimRules { issuer: Some("https://idp".into()), ..none() };
+        assert_eq!(check(json!({"iss": "https://idp"}), &rules), Ok(()));
+        assert_eq!(check(json!({"iss": "https://idp/"}), &rules), Err(AuthError::IssuerMismatch));
+        assert_eq!(check(json!({}), &rules), Err(AuthError::IssuerMismatch));
+    }
+}

@@ -1,0 +1,422 @@
+//! The plugin configuration: parsed, validated and compiled once, at `on_configure`.
+//!
+//! Bad configuration is an error naming the field, so Envoy refuses it and the filter never
+//! runs half-configured. LiteLLM's own `general_settings.litellm_jwtauth` block is accepted as
+//! is; LiteLLM settings whose rules this version does not enforce yet are refused unless they
+//! hold their do-nothing value — ignoring a rule the operator asked for would fail open.
+
+use crate::claims::ClaimRules;
+use crate::keys::{pem, PublicKey};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Every field name of LiteLLM's `LiteLLM_JWTAuth` (seed and newest), in LiteLLM's order.
+pub const LITELLM_JWTAUTH_FIELDS: &[&str] = &[
+    "admin_jwt_scope", "admin_allowed_routes", "team_id_jwt_field", "team_id_upsert",
+    "team_ids_jwt_field", "upsert_sso_user_to_team", "team_allowed_routes", "team_id_default",
+    "team_alias_jwt_field", "org_id_jwt_field", "org_alias_jwt_field", "user_id_jwt_field",
+    "user_email_jwt_field", "user_allowed_email_domain", "user_roles_jwt_field",
+    "user_allowed_roles", "user_id_upsert", "end_user_id_jwt_field", "agent_id_jwt_field",
+    "mcp_client_id_jwt_field", "public_key_ttl", "public_key_stale_ttl", "public_allowed_routes",
+    "enforce_rbac", "roles_jwt_field", "role_mappings", "object_id_jwt_field", "scope_mappings",
+    "enforce_scope_based_access", "enforce_team_based_model_access", "custom_validate",
+    "jwt_litellm_role_map", "sync_user_role_and_teams", "oidc_userinfo_endpoint",
+    "oidc_userinfo_enabled", "oidc_userinfo_cache_ttl", "virtual_key_claim_field",
+    "jwt_client_id_field", "virtual_key_mapping_cache_ttl", "unregistered_jwt_client_behavior",
+    "auto_register_map_existing_key", "routing_overrides", "team_claim_fallback",
+    "fallback_to_db_teams", "issuers", "id_jag_requesting_apps",
+];
+
+/// `litellm_jwtauth` fields this version enforces. The others are accepted only with a value
+/// that asks for nothing (null, false, an empty list, or LiteLLM's default).
+const ENFORCED_JWTAUTH_FIELDS: &[&str] = &["admin_jwt_scope", "public_key_ttl"];
+
+/// `general_settings` keys understood here.
+const GENERAL_SETTINGS_FIELDS: &[&str] = &["litellm_jwtauth", "enable_jwt_auth"];
+
+pub const DEFAULT_PUBLIC_KEY_TTL_S: f64 = 600.0;
+pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_ADMIN_JWT_SCOPE: &str = "litellm_proxy_admin";
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The JSON the operator writes in the Wasm filter's `configuration`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    public_key_url: Option<OneOrMany>,
+    #[serde(default)]
+    clusters: BTreeMap<String, String>,
+    #[serde(default)]
+    public_keys: Vec<String>,
+    audience: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    leeway: u64,
+    jwks_fetch_timeout_ms: Option<u64>,
+    #[serde(default)]
+    general_settings: Map<String, Value>,
+}
+
+/// One JWKS endpoint and the Envoy cluster `dispatch_http_call` reaches it through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    pub url: String,
+    pub cluster: String,
+    /// `:authority` for the fetch: the URL's host[:port] as written.
+    pub authority: String,
+    /// `:path` for the fetch, with the query string.
+    pub path: String,
+}
+
+/// The compiled configuration every request of a worker shares.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    pub jwks: Vec<JwksSource>,
+    pub inline_keys: Vec<Arc<PublicKey>>,
+    pub claim_rules: ClaimRules,
+    pub public_key_ttl_ms: u64,
+    pub fetch_timeout_ms: u64,
+    pub admin_jwt_scope: String,
+}
+
+fn err(field: &str, what: impl std::fmt::Display) -> String {
+    format!("invalid plugin configuration: {field}: {what}")
+}
+
+/// Parse and compile the plugin configuration. `env` reads the VM's environment
+/// (`JWT_PUBLIC_KEY_URL`, `JWT_AUDIENCE`, `JWT_ISSUER`, as LiteLLM reads its env vars).
+pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<FilterConfig, String> {
+    let raw: RawConfig = if json.iter().all(u8::is_ascii_whitespace) {
+        RawConfig::default()
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." { format!("invalid plugin configuration: {inner}") } else { err(&path, inner) }
+        })?;
+        de.end().map_err(|e| format!("invalid plugin configuration: {e}"))?;
+        raw
+    };
+
+    let (public_key_ttl_s, admin_jwt_scope) = general_settings(&raw.general_settings)?;
+
+    let urls: Vec<String> = match raw.public_key_url {
+        Some(OneOrMany::One(s)) => split_urls(&s),
+        Some(OneOrMany::Many(list)) => list.iter().flat_map(|s| split_urls(s)).collect(),
+        None => env("JWT_PUBLIC_KEY_URL").map(|s| split_urls(&s)).unwrap_or_default(),
+    };
+    let mut jwks = Vec::with_capacity(urls.len());
+    for url in &urls {
+        jwks.push(parse_source(url, &raw.clusters)?);
+    }
+    for authority in raw.clusters.keys() {
+        let used = jwks.iter().any(|s| {
+            &s.authority == authority || cluster_default(&s.url).as_deref() == Some(authority.as_str())
+        });
+        if !used {
+            return Err(err(&format!("clusters.{authority}"), "names no host:port of public_key_url"));
+        }
+    }
+
+    let mut inline_keys = Vec::with_capacity(raw.public_keys.len());
+    for (i, text) in raw.public_keys.iter().enumerate() {
+        inline_keys.push(Arc::new(pem::parse(text).map_err(|e| err(&format!("public_keys[{i}]"), e))?));
+    }
+    if jwks.is_empty() && inline_keys.is_empty() {
+        return Err(err(
+            "public_key_url",
+            "no keys configured: set public_key_url (or JWT_PUBLIC_KEY_URL in the VM environment) or public_keys",
+        ));
+    }
+
+    let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let audience = nonempty(raw.audience).or_else(|| nonempty(env("JWT_AUDIENCE")));
+    let issuer = nonempty(raw.issuer).or_else(|| nonempty(env("JWT_ISSUER")));
+    if raw.leeway > 86_400 {
+        return Err(err("leeway", "must be at most 86400 seconds"));
+    }
+    let fetch_timeout_ms = raw.jwks_fetch_timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
+    if !(1..=60_000).contains(&fetch_timeout_ms) {
+        return Err(err("jwks_fetch_timeout_ms", "must be between 1 and 60000"));
+    }
+
+    Ok(FilterConfig {
+        jwks,
+        inline_keys,
+        claim_rules: ClaimRules { leeway: raw.leeway, audience, issuer },
+        public_key_ttl_ms: (public_key_ttl_s * 1000.0) as u64,
+        fetch_timeout_ms,
+        admin_jwt_scope,
+    })
+}
+
+/// LiteLLM's `JWT_PUBLIC_KEY_URL` form: comma-separated, each entry trimmed, empties dropped.
+fn split_urls(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
+}
+
+/// `(authority as written, path)` of an http(s) URL, or `None`.
+fn split_url(url: &str) -> Option<(&str, &str, u16)> {
+    let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
+        (r, 443)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, 80)
+    } else {
+        return None;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    Some((authority, path, default_port))
+}
+
+/// The default cluster name for a URL: its `host:port`, with the scheme's port filled in.
+fn cluster_default(url: &str) -> Option<String> {
+    let (authority, _, default_port) = split_url(url)?;
+    let has_port = match authority.rfind(']') {
+        Some(bracket) => authority.get(bracket + 1..).is_some_and(|r| r.starts_with(':')),
+        None => authority.contains(':'),
+    };
+    Some(if has_port { authority.to_string() } else { format!("{authority}:{default_port}") })
+}
+
+fn parse_source(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
+    let bad = |what: &str| err("public_key_url", format!("{url:?}: {what}"));
+    let (authority, path, _) = split_url(url).ok_or_else(|| bad("must start with http:// or https://"))?;
+    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
+        return Err(bad("needs a host (and no user info)"));
+    }
+    if path.contains('#') {
+        return Err(bad("must not contain a fragment"));
+    }
+    let default_cluster = cluster_default(url).ok_or_else(|| bad("cannot derive a cluster name"))?;
+    let cluster = clusters
+        .get(authority)
+        .or_else(|| clusters.get(&default_cluster))
+        .cloned()
+        .unwrap_or(default_cluster);
+    let path = if path.is_empty() { "/".to_string() } else { path.to_string() };
+    Ok(JwksSource { url: url.to_string(), cluster, authority: authority.to_string(), path })
+}
+
+/// Validate `general_settings`; returns `(public_key_ttl seconds, admin_jwt_scope)`.
+fn general_settings(gs: &Map<String, Value>) -> Result<(f64, String), String> {
+    if let Some(unknown) = gs.keys().find(|k| !GENERAL_SETTINGS_FIELDS.contains(&k.as_str())) {
+        return Err(err(
+            &format!("general_settings.{unknown}"),
+            format!("not supported (supported: {})", GENERAL_SETTINGS_FIELDS.join(", ")),
+        ));
+    }
+    if let Some(v) = gs.get("enable_jwt_auth") {
+        if !v.is_boolean() {
+            return Err(err("general_settings.enable_jwt_auth", "must be a boolean"));
+        }
+    }
+    let empty = Map::new();
+    let jwt = match gs.get("litellm_jwtauth") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(err("general_settings.litellm_jwtauth", "must be an object")),
+    };
+
+    // LiteLLM's own constructor check, with its wording.
+    let unknown: Vec<&str> =
+        jwt.keys().map(String::as_str).filter(|k| !LITELLM_JWTAUTH_FIELDS.contains(k)).collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "invalid plugin configuration: general_settings.litellm_jwtauth: Invalid arguments provided: {}. Allowed arguments are: {}.",
+            unknown.join(", "),
+            LITELLM_JWTAUTH_FIELDS.join(", ")
+        ));
+    }
+    for (name, value) in jwt {
+        if !ENFORCED_JWTAUTH_FIELDS.contains(&name.as_str()) && !asks_for_nothing(name, value) {
+            return Err(err(
+                &format!("general_settings.litellm_jwtauth.{name}"),
+                "is a LiteLLM rule this version of llm-jwt-auth does not enforce yet; \
+                 refusing to start rather than silently ignore it",
+            ));
+        }
+    }
+
+    let ttl = match jwt.get("public_key_ttl") {
+        None | Some(Value::Null) => DEFAULT_PUBLIC_KEY_TTL_S,
+        Some(v) => v
+            .as_f64()
+            .filter(|t| t.is_finite() && *t >= 1.0 && *t <= 86_400.0 * 30.0)
+            .ok_or_else(|| err("general_settings.litellm_jwtauth.public_key_ttl", "must be a number of seconds, 1 to 2592000"))?,
+    };
+    let admin_jwt_scope = match jwt.get("admin_jwt_scope") {
+        None | Some(Value::Null) => DEFAULT_ADMIN_JWT_SCOPE.to_string(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(err("general_settings.litellm_jwtauth.admin_jwt_scope", "must be a non-empty string")),
+    };
+    Ok((ttl, admin_jwt_scope))
+}
+
+/// Whether a not-yet-enforced LiteLLM field holds a value that asks for no rule.
+fn asks_for_nothing(name: &str, value: &Value) -> bool {
+    let defaults: &[&str] = match name {
+        "admin_allowed_routes" => &[
+            "management_routes", "spend_tracking_routes", "global_spend_tracking_routes", "info_routes",
+        ],
+        "team_allowed_routes" => &["openai_routes", "info_routes"],
+        "public_allowed_routes" => &["public_routes"],
+        _ => &[],
+    };
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::Array(items) => {
+            items.is_empty() || (!defaults.is_empty() && items.iter().map(Value::as_str).eq(defaults.iter().map(|d| Some(*d))))
+        }
+        // TTLs of features that are off change nothing.
+        Value::Number(_) => matches!(
+            name,
+            "public_key_stale_ttl" | "oidc_userinfo_cache_ttl" | "virtual_key_mapping_cache_ttl"
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkeys::vectors;
+    use serde_json::json;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn compile_json(v: Value) -> Result<FilterConfig, String> {
+        compile(v.to_string().as_bytes(), &no_env)
+    }
+
+    #[test]
+    fn minimal_url_config_gets_litellm_defaults() {
+        let c = compile_json(json!({"public_key_url": "https://idp.example.com/keys"})).unwrap();
+        assert_eq!(
+            c.jwks,
+            vec![JwksSource {
+                url: "https://idp.example.com/keys".into(),
+                cluster: "idp.example.com:443".into(),
+                authority: "idp.example.com".into(),
+                path: "/keys".into(),
+            }]
+        );
+        assert_eq!(c.public_key_ttl_ms, 600_000);
+        assert_eq!(c.fetch_timeout_ms, 5000);
+        assert_eq!(c.claim_rules, ClaimRules::default());
+        assert_eq!(c.admin_jwt_scope, "litellm_proxy_admin");
+    }
+
+    #[test]
+    fn comma_separated_and_list_urls_like_jwt_public_key_url() {
+        let c = compile_json(json!({"public_key_url": " http://a:8080/j?x=1 , ,http://b/j"})).unwrap();
+        let names: Vec<_> = c.jwks.iter().map(|s| (s.cluster.as_str(), s.path.as_str())).collect();
+        assert_eq!(names, [("a:8080", "/j?x=1"), ("b:80", "/j")]);
+        let c = compile_json(json!({"public_key_url": ["http://a/1", "http://c/2,http://d/3"]})).unwrap();
+        assert_eq!(c.jwks.len(), 3);
+    }
+
+    #[test]
+    fn clusters_override_by_authority_and_must_be_used() {
+        let c = compile_json(json!({
+            "public_key_url": "https://idp.example.com/keys",
+            "clusters": {"idp.example.com:443": "outbound|443||idp.example.com"}
+        }))
+        .unwrap();
+        assert_eq!(c.jwks[0].cluster, "outbound|443||idp.example.com");
+        let e = compile_json(json!({"public_key_url": "http://a/j", "clusters": {"b:80": "x"}})).unwrap_err();
+        assert!(e.contains("clusters.b:80"), "{e}");
+    }
+
+    #[test]
+    fn env_supplies_url_audience_and_issuer_when_config_does_not() {
+        let env = |k: &str| match k {
+            "JWT_PUBLIC_KEY_URL" => Some("http://idp:9000/jwks,http://idp2/jwks".to_string()),
+            "JWT_AUDIENCE" => Some("api".to_string()),
+            _ => None,
+        };
+        let c = compile(b"{}", &env).unwrap();
+        assert_eq!(c.jwks.len(), 2);
+        assert_eq!(c.claim_rules.audience.as_deref(), Some("api"));
+        let c = compile(br#"{"audience": "mine"}"#, &env).unwrap();
+        assert_eq!(c.claim_rules.audience.as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn refuses_config_without_any_key_source() {
+        assert!(compile_json(json!({})).unwrap_err().contains("no keys configured"));
+        assert!(compile(b"", &no_env).is_err());
+    }
+
+    #[test]
+    fn unknown_and_invalid_fields_are_named() {
+        let e = compile_json(json!({"public_key_url": "http://a/j", "audiance": "x"})).unwrap_err();
+        assert!(e.contains("audiance"), "{e}");
+        for (cfg, field) in [
+            (json!({"public_key_url": "ftp://a/j"}), "public_key_url"),
+            (json!({"public_key_url": "http://u:p@a/j"}), "public_key_url"),
+            (json!({"public_key_url": "http://a/j", "leeway": -1}), "leeway"),
+            (json!({"public_key_url": "http://a/j", "jwks_fetch_timeout_ms": 0}), "jwks_fetch_timeout_ms"),
+            (json!({"public_keys": ["nope"]}), "public_keys[0]"),
+            (json!({"public_key_url": "http://a/j", "general_settings": {"master_key": "sk"}}), "general_settings.master_key"),
+        ] {
+            let e = compile_json(cfg).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn litellm_block_unknown_keys_get_litellms_message() {
+        let e = compile_json(json!({"public_key_url": "http://a/j",
+            "general_settings": {"litellm_jwtauth": {"team_id_jwt_feld": "t"}}}))
+        .unwrap_err();
+        assert!(e.contains("Invalid arguments provided: team_id_jwt_feld. Allowed arguments are: admin_jwt_scope, "), "{e}");
+    }
+
+    #[test]
+    fn litellm_block_ttl_and_admin_scope_are_read() {
+        let c = compile_json(json!({"public_key_url": "http://a/j", "general_settings": {
+            "enable_jwt_auth": true,
+            "litellm_jwtauth": {"public_key_ttl": 2, "admin_jwt_scope": "admin"}}}))
+        .unwrap();
+        assert_eq!(c.public_key_ttl_ms, 2000);
+        assert_eq!(c.admin_jwt_scope, "admin");
+        let e = compile_json(json!({"public_key_url": "http://a/j",
+            "general_settings": {"litellm_jwtauth": {"public_key_ttl": 0}}}))
+        .unwrap_err();
+        assert!(e.contains("public_key_ttl"));
+    }
+
+    #[test]
+    fn unenforced_litellm_rules_are_refused_unless_they_ask_for_nothing() {
+        let ok = compile_json(json!({"public_key_url": "http://a/j", "general_settings": {"litellm_jwtauth": {
+            "enforce_rbac": false, "team_id_jwt_field": null, "role_mappings": [],
+            "team_allowed_routes": ["openai_routes", "info_routes"]}}}));
+        assert!(ok.is_ok(), "{ok:?}");
+        for rule in [json!({"enforce_rbac": true}), json!({"team_id_jwt_field": "tid"}),
+                     json!({"team_allowed_routes": ["management_routes"]})] {
+            let e = compile_json(json!({"public_key_url": "http://a/j",
+                "general_settings": {"litellm_jwtauth": rule}})).unwrap_err();
+            assert!(e.contains("does not enforce yet"), "{e}");
+        }
+    }
+
+    #[test]
+    fn inline_pem_keys_and_certificates_are_loaded() {
+        let v = vectors();
+        let c = compile_json(json!({"public_keys": [v["keys"]["rsa"]["cert"], v["keys"]["p256"]["pem"]]})).unwrap();
+        assert_eq!(c.inline_keys.len(), 2);
+        assert!(c.jwks.is_empty());
+    }
+}

@@ -1,0 +1,210 @@
+//! Denials and how they are answered: LiteLLM's OpenAI-style JSON error shape (spec §7.6).
+//!
+//! `{"error": {"message": str, "type": str, "param": null, "code": "<status>"}}`, with an RFC 6750
+//! `WWW-Authenticate` challenge on 401. Message texts follow LiteLLM (which wraps PyJWT's texts
+//! in `Authentication Error, Validation fails: …`), so clients that parse LiteLLM errors keep working.
+
+use serde_json::json;
+
+/// Why a request was refused. Each variant maps to one status, `type` and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization` header, or an empty credential.
+    MissingToken,
+    /// The credential is not a JWS compact token (detail says why).
+    Malformed(String),
+    /// `alg` is `none`, HMAC, unknown, or does not fit the selected key.
+    AlgNotAllowed,
+    /// The signature does not verify with the selected key.
+    BadSignature,
+    /// `exp` is in the past (beyond the leeway).
+    Expired,
+    /// `nbf` or `iat` is in the future; the field names which claim.
+    NotYetValid(&'static str),
+    /// A registered claim has the wrong JSON type (e.g. `exp` as a string).
+    InvalidClaim(String),
+    /// Audience configured, token's `aud` does not contain it.
+    AudienceMismatch,
+    /// Audience configured, token has no `aud`.
+    AudienceMissing,
+    /// Issuer configured, token's `iss` differs.
+    IssuerMismatch,
+    /// No configured key matches the token's `kid` (LiteLLM's `parse_keys` found nothing).
+    NoMatchingKey { kid: Option<String>, known: Vec<String> },
+    /// The selected JWK could not be used (unsupported type, bad encoding, `use: enc`).
+    UnusableKey(String),
+    /// No keys could be had: the JWKS endpoint failed and nothing usable is cached.
+    KeysUnavailable(String),
+}
+
+/// A rendered local reply: what the shell hands to `send_http_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl AuthError {
+    pub fn status(&self) -> u32 {
+        match self {
+            AuthError::KeysUnavailable(_) => 503,
+            _ => 401,
+        }
+    }
+
+    /// LiteLLM's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            AuthError::Expired => "expired_key",
+            AuthError::KeysUnavailable(_) => "auth_provider_unavailable",
+            _ => "auth_error",
+        }
+    }
+
+    /// The user-visible message, LiteLLM's text where LiteLLM has one.
+    pub fn message(&self) -> String {
+        const AUTH: &str = "Authentication Error, ";
+        const FAILS: &str = "Authentication Error, Validation fails: ";
+        match self {
+            AuthError::MissingToken => format!("{AUTH}No api key passed in."),
+            AuthError::Malformed(detail) => format!("{AUTH}Invalid JWT: {detail}"),
+            AuthError::AlgNotAllowed => format!("{FAILS}The specified alg value is not allowed"),
+            AuthError::BadSignature => format!("{FAILS}Signature verification failed"),
+            AuthError::Expired => "Token Expired".to_string(),
+            AuthError::NotYetValid(claim) => {
+                format!("{FAILS}The token is not yet valid ({claim})")
+            }
+            AuthError::InvalidClaim(detail) => format!("{FAILS}{detail}"),
+            AuthError::AudienceMismatch => format!("{FAILS}Audience doesn't match"),
+            AuthError::AudienceMissing => format!("{FAILS}Token is missing the \"aud\" claim"),
+            AuthError::IssuerMismatch => format!("{FAILS}Invalid issuer"),
+            AuthError::NoMatchingKey { kid, known } => format!(
+                "{AUTH}No matching public key found. keys=[{}], kid={}",
+                known.join(", "),
+                kid.as_deref().unwrap_or("None")
+            ),
+            AuthError::UnusableKey(detail) => format!("{AUTH}{detail}"),
+            AuthError::KeysUnavailable(detail) => format!(
+                "Service Unavailable, the identity provider's JWKS endpoint is temporarily \
+                 unreachable ({detail}). Please retry."
+            ),
+        }
+    }
+
+    /// A stable, short reason code for logs and (later) metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::Malformed(_) => "malformed_token",
+            AuthError::AlgNotAllowed => "alg_not_allowed",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid(_) => "not_yet_valid",
+            AuthError::InvalidClaim(_) => "invalid_claim",
+            AuthError::AudienceMismatch | AuthError::AudienceMissing => "audience",
+            AuthError::IssuerMismatch => "issuer",
+            AuthError::NoMatchingKey { .. } => "unknown_kid",
+            AuthError::UnusableKey(_) => "unusable_key",
+            AuthError::KeysUnavailable(_) => "keys_unavailable",
+        }
+    }
+
+    pub fn to_response(&self) -> ErrorResponse {
+        let status = self.status();
+        let message = self.message();
+        let body = json!({
+            "error": {
+                "message": message,
+                "type": self.error_type(),
+                "param": null,
+                "code": status.to_string(),
+            }
+        });
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if status == 401 {
+            headers.push(("www-authenticate", self.challenge()));
+        }
+        ErrorResponse { status, headers, body: body.to_string().into_bytes() }
+    }
+
+    /// RFC 6750 §3: no error code when the request carried no credential at all.
+    fn challenge(&self) -> String {
+        match self {
+            AuthError::MissingToken => "Bearer".to_string(),
+            other => {
+                let message = other.message();
+                let description = message
+                    .strip_prefix("Authentication Error, ")
+                    .unwrap_or(&message)
+                    // error_description is a quoted-string limited to visible ASCII minus `"` and `\`.
+                    .chars()
+                    .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+                    .collect::<String>();
+                format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_json(e: &AuthError) -> serde_json::Value {
+        serde_json::from_slice(&e.to_response().body).unwrap()
+    }
+
+    #[test]
+    fn renders_litellm_shape_with_status_as_string_code() {
+        let v = body_json(&AuthError::BadSignature);
+        assert_eq!(
+            v,
+            json!({"error": {
+                "message": "Authentication Error, Validation fails: Signature verification failed",
+                "type": "auth_error", "param": null, "code": "401"}})
+        );
+    }
+
+    #[test]
+    fn expired_uses_newest_litellm_type_and_text() {
+        let v = body_json(&AuthError::Expired);
+        assert_eq!(v["error"]["type"], "expired_key");
+        assert_eq!(v["error"]["message"], "Token Expired");
+    }
+
+    #[test]
+    fn keys_unavailable_is_503_without_challenge() {
+        let r = AuthError::KeysUnavailable("connection refused".into()).to_response();
+        assert_eq!(r.status, 503);
+        assert!(r.headers.iter().all(|(k, _)| *k != "www-authenticate"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"]["type"], "auth_provider_unavailable");
+        assert_eq!(v["error"]["code"], "503");
+    }
+
+    #[test]
+    fn challenge_omits_error_code_without_credential() {
+        let r = AuthError::MissingToken.to_response();
+        assert!(r.headers.contains(&("www-authenticate", "Bearer".to_string())));
+    }
+
+    #[test]
+    fn challenge_description_is_a_safe_quoted_string() {
+        let r = AuthError::AudienceMissing.to_response();
+        let (_, v) = r.headers.iter().find(|(k, _)| *k == "www-authenticate").unwrap();
+        assert_eq!(
+            v,
+            "Bearer error=\"invalid_token\", error_description=\"Validation fails: Token is missing the aud claim\""
+        );
+    }
+
+    #[test]
+    fn no_matching_key_lists_kids_like_litellm() {
+        let e = AuthError::NoMatchingKey { kid: Some("k9".into()), known: vec!["a".into(), "b".into()] };
+        assert_eq!(
+            e.message(),
+            "Authentication Error, No matching public key found. keys=[a, b], kid=k9"
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! JWKS in the host's shared data: one copy per Envoy process, one fetch at a time.
+//!
+//! Shared data is a process-wide key/value store (per `vm_id`) with compare-and-swap and no TTL,
+//! so both freshness and fetch coordination live in the values:
+//!
+//! | key                                  | value                                            |
+//! |--------------------------------------|--------------------------------------------------|
+//! | `llm_jwt_auth/v1/jwks/<url>`         | `<fetched_ms> <expires_ms>\n<JWKS body>`         |
+//! | `llm_jwt_auth/v1/jwks-fetch/<url>`   | empty (idle), `fetching <until_ms>`, or `failed <retry_ms> <why>` |
+//!
+//! A worker that needs keys takes the fetch lease with CAS (`fetching`); every other worker
+//! sees the lease and waits for the record. A failed fetch is remembered until `retry_ms`, so an
+//! outage costs at most one fetch per retry interval per process, not one per request. Only
+//! bodies that parse as a key set are ever written as records. Each worker keeps the parsed key
+//! set locally and only re-reads shared data when its copy expires.
+
+use crate::authn::KeyLookup;
+use crate::keys::jwks::KeySet;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const KEY_PREFIX: &str = "llm_jwt_auth/v1/jwks/";
+pub const FETCH_PREFIX: &str = "llm_jwt_auth/v1/jwks-fetch/";
+/// How long a failed fetch is remembered before another is tried.
+pub const RETRY_AFTER_FAILURE_MS: u64 = 1000;
+
+/// The host's shared key/value store, as the cache needs it.
+pub trait SharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// `Err(())` on CAS mismatch.
+    #[allow(clippy::result_unit_err)]
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), ()>;
+}
+
+/// The shared record of one URL's key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub fetched_ms: u64,
+    pub expires_ms: u64,
+    pub body: Vec<u8>,
+}
+
+impl Record {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = format!("{} {}\n", self.fetched_ms, self.expires_ms).into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let newline = bytes.iter().position(|b| *b == b'\n')?;
+        let (head, body) = bytes.split_at(newline);
+        let head = std::str::from_utf8(head).ok()?;
+        let (fetched, expires) = head.split_once(' ')?;
+        Some(Record {
+            fetched_ms: fetched.parse().ok()?,
+            expires_ms: expires.parse().ok()?,
+            body: body.get(1..)?.to_vec(),
+        })
+    }
+}
+
+/// The state of the fetch coordination key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchState {
+    Idle,
+    Fetching { until_ms: u64 },
+    Failed { retry_ms: u64, why: String },
+}
+
+impl FetchState {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            FetchState::Idle => Vec::new(),
+            FetchState::Fetching { until_ms } => format!("fetching {until_ms}").into_bytes(),
+            FetchState::Failed { retry_ms, why } => format!("failed {retry_ms} {why}").into_bytes(),
+        }
+    }
+
+    /// Unreadable values count as idle: the worst case is one extra fetch.
+    pub fn decode(bytes: Option<&[u8]>) -> Self {
+        let Some(text) = bytes.and_then(|b| std::str::from_utf8(b).ok()) else {
+            return FetchState::Idle;
+        };
+        let mut parts = text.splitn(3, ' ');
+        match (parts.next(), parts.next().and_then(|t| t.parse().ok())) {
+            (Some("fetching"), Some(until_ms)) => FetchState::Fetching { until_ms },
+            (Some("failed"), Some(retry_ms)) => {
+                FetchState::Failed { retry_ms, why: parts.next().unwrap_or("").to_string() }
+            }
+            _ => FetchState::Idle,
+        }
+    }
+}
+
+struct Local {
+    cas: Option<u32>,
+    expires_ms: u64,
+    keys: Arc<KeySet>,
+}
+
+/// A worker's view of the shared key sets.
+#[derive(Default)]
+pub struct JwksCache {
+    local: HashMap<String, Local>,
+}
+
+/// What a worker should do about one URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    Nothing,
+    /// No fresh keys and nobody is fetching: try to take the lease and fetch.
+    Fetch,
+}
+
+impl JwksCache {
+    /// What is known of `url`'s keys now, adopting a fresher shared copy when there is one.
+    pub fn lookup(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> KeyLookup {
+        if let Some(local) = self.local.get(url) {
+            if now_ms < local.expires_ms {
+                return KeyLookup::Ready(local.keys.clone());
+            }
+        }
+        let (value, cas) = store.get(&format!("{KEY_PREFIX}{url}"));
+        if let Some(record) = value.as_deref().and_then(Record::decode) {
+            if now_ms < record.expires_ms {
+                let same = self.local.get(url).is_some_and(|l| l.cas.is_some() && l.cas == cas);
+                let keys = match (same, self.local.get(url)) {
+                    (true, Some(l)) => l.keys.clone(),
+                    _ => match KeySet::parse(&record.body) {
+                        Ok(set) => Arc::new(set),
+                        // Records are validated before they are written; a bad one is a
+                        // concurrent writer's garbage: treat as missing.
+                        Err(_) => return self.fetch_state_lookup(store, url, now_ms),
+                    },
+                };
+                self.local.insert(url.to_string(), Local { cas, expires_ms: record.expires_ms, keys: keys.clone() });
+                return KeyLookup::Ready(keys);
+            }
+        }
+        self.fetch_state_lookup(store, url, now_ms)
+    }
+
+    fn fetch_state_lookup(&self, store: &dyn SharedData, url: &str, now_ms: u64) -> KeyLookup {
+        match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
+            FetchState::Failed { retry_ms, why } if now_ms < retry_ms => KeyLookup::Unavailable(why),
+            _ => KeyLookup::Pending,
+        }
+    }
+
+    /// Whether `url` needs a fetch that nobody has started.
+    pub fn need(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> Need {
+        match self.lookup(store, url, now_ms) {
+            KeyLookup::Ready(_) | KeyLookup::Unavailable(_) => Need::Nothing,
+            KeyLookup::Pending => match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
+                FetchState::Fetching { until_ms } if now_ms < until_ms => Need::Nothing,
+                _ => Need::Fetch,
+            },
+        }
+    }
+
+    /// Take the fetch lease for `url` (CAS). `true`: this worker must fetch now.
+    pub fn try_begin_fetch(store: &dyn SharedData, url: &str, now_ms: u64, lease_ms: u64) -> bool {
+        let key = format!("{FETCH_PREFIX}{url}");
+        let (value, cas) = store.get(&key);
+        let busy = match FetchState::decode(value.as_deref()) {
+            FetchState::Fetching { until_ms } => now_ms < until_ms,
+            FetchState::Failed { retry_ms, .. } => now_ms < retry_ms,
+            FetchState::Idle => false,
+        };
+        if busy {
+            return false;
+        }
+        let lease = FetchState::Fetching { until_ms: now_ms + lease_ms }.encode();
+        store.set(&key, &lease, cas).is_ok()
+    }
+
+    /// Record a fetch's outcome. A body that is not a key set is a failure and is not cached.
+    pub fn complete_fetch(
+        &mut self,
+        store: &dyn SharedData,
+        url: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        outcome: Result<Vec<u8>, String>,
+    ) -> Result<(), String> {
+        let fetch_key = format!("{FETCH_PREFIX}{url}");
+        let parsed = outcome.and_then(|body| KeySet::parse(&body).map(|set| (body, set)));
+        match parsed {
+            Ok((body, set)) => {
+                let record = Record { fetched_ms: now_ms, expires_ms: now_ms + ttl_ms, body };
+                let _ = store.set(&format!("{KEY_PREFIX}{url}"), &record.encode(), None);
+                let cas = store.get(&format!("{KEY_PREFIX}{url}")).1;
+                self.local.insert(
+                    url.to_string(),
+                    Local { cas, expires_ms: record.expires_ms, keys: Arc::new(set) },
+                );
+                let _ = store.set(&fetch_key, &FetchState::Idle.encode(), None);
+                Ok(())
+            }
+            Err(why) => {
+                // One line, no newlines: this text is shown to clients in the 503 message.
+                let why: String = why.chars().filter(|c| !c.is_control()).take(200).collect();
+                let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, why: why.clone() };
+                let _ = store.set(&fetch_key, &failed.encode(), None);
+                Err(why)
+            }
+        }
+    }
+
+    /// Make sure the coordination key exists, so that the first CAS on it is a real CAS
+    /// (Envoy's shared data only compares CAS values for keys that exist).
+    pub fn init_fetch_key(store: &dyn SharedData, url: &str) {
+        let key = format!("{FETCH_PREFIX}{url}");
+        if store.get(&key).1.is_none() {
+            let _ = store.set(&key, &FetchState::Idle.encode(), None);
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod mock {
+    //! An in-memory shared data store with Envoy's CAS semantics, for tests.
+    use super::SharedData;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    pub struct MockShared {
+        pub data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        next_cas: RefCell<u32>,
+    }
+
+    impl SharedData for MockShared {
+        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            match self.data.borrow().get(key) {
+                Some((v, cas)) if v.is_empty() => (None, Some(*cas)),
+                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+                None => (None, None),
+            }
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), ()> {
+            let mut data = self.data.borrow_mut();
+            if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
+                if want != 0 && want != *have {
+                    return Err(());
+                }
+            }
+            let mut next = self.next_cas.borrow_mut();
+            *next += 1;
+            data.insert(key.to_string(), (value.to_vec(), *next));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock::MockShared;
+    use super::*;
+    use crate::testkeys::vectors;
+    use serde_json::json;
+
+    const URL: &str = "http://idp/jwks";
+
+    fn body() -> Vec<u8> {
+        json!({"keys": [vectors()["keys"]["rsa"]["jwk"]]}).to_string().into_bytes()
+    }
+
+    #[test]
+    fn record_and_state_round_trip() {
+        let r = Record { fetched_ms: 5, expires_ms: 10, body: b"{\n}".to_vec() };
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+        for s in [
+            FetchState::Idle,
+            FetchState::Fetching { until_ms: 9 },
+            FetchState::Failed { retry_ms: 7, why: "HTTP 500 from idp".into() },
+        ] {
+            assert_eq!(FetchState::decode(Some(&s.encode())), s);
+        }
+        assert_eq!(FetchState::decode(Some(b"garbage")), FetchState::Idle);
+    }
+
+    #[test]
+    fn cold_cache_is_pending_and_only_one_worker_gets_the_lease() {
+        let store = MockShared::default();
+        JwksCache::init_fetch_key(&store, URL);
+        let mut a = JwksCache::default();
+        let mut b = JwksCache::default();
+        assert!(matches!(a.lookup(&store, URL, 0), KeyLookup::Pending));
+        assert_eq!(a.need(&store, URL, 0), Need::Fetch);
+        assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
+        assert!(!JwksCache::try_begin_fetch(&store, URL, 1, 6000), "second worker must not fetch");
+        assert_eq!(b.need(&store, URL, 1), Need::Nothing, "b waits for a's fetch");
+        assert!(matches!(b.lookup(&store, URL, 1), KeyLookup::Pending));
+    }
+
+    #[test]
+    fn cas_race_on_the_lease_has_one_winner() {
+        let store = MockShared::default();
+        JwksCache::init_fetch_key(&store, URL);
+        let key = format!("{FETCH_PREFIX}{URL}");
+        let (_, cas) = store.get(&key);
+        // Another worker takes the lease between our read and our write:
+        assert!(store.set(&key, b"fetching 99", cas).is_ok());
+        assert!(store.set(&key, b"fetching 99", cas).is_err());
+    }
+
+    #[test]
+    fn fetched_keys_are_shared_with_other_workers_until_ttl() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        let mut b = JwksCache::default();
+        assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
+        a.complete_fetch(&store, URL, 100, 1000, Ok(body())).unwrap();
+        assert!(matches!(b.lookup(&store, URL, 200), KeyLookup::Ready(_)));
+        assert_eq!(b.need(&store, URL, 200), Need::Nothing);
+        assert!(matches!(b.lookup(&store, URL, 1099), KeyLookup::Ready(_)));
+        assert!(matches!(b.lookup(&store, URL, 1100), KeyLookup::Pending), "expired at fetched + ttl");
+        assert_eq!(b.need(&store, URL, 1100), Need::Fetch);
+    }
+
+    #[test]
+    fn failures_are_not_cached_as_keys_and_retry_after_the_backoff() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
+        let e = a.complete_fetch(&store, URL, 10, 1000, Ok(b"<html>502</html>".to_vec())).unwrap_err();
+        assert!(e.contains("not valid JSON"));
+        assert!(store.get(&format!("{KEY_PREFIX}{URL}")).0.is_none());
+        assert!(matches!(a.lookup(&store, URL, 20), KeyLookup::Unavailable(_)));
+        assert!(!JwksCache::try_begin_fetch(&store, URL, 20, 6000), "no refetch during backoff");
+        let retry = 10 + RETRY_AFTER_FAILURE_MS;
+        assert!(matches!(a.lookup(&store, URL, retry), KeyLookup::Pending));
+        assert!(JwksCache::try_begin_fetch(&store, URL, retry, 6000));
+    }
+
+    #[test]
+    fn transport_errors_are_sanitised_for_the_client_message() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        let e = a.complete_fetch(&store, URL, 0, 1000, Err("line1\nline2".into())).unwrap_err();
+        assert_eq!(e, "line1line2");
+    }
+
+    #[test]
+    fn expired_lease_of_a_dead_fetcher_can_be_taken_over() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
+        assert_eq!(a.need(&store, URL, 5999), Need::Nothing);
+        assert_eq!(a.need(&store, URL, 6000), Need::Fetch);
+        assert!(JwksCache::try_begin_fetch(&store, URL, 6000, 6000));
+    }
+}
