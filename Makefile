@@ -24,7 +24,8 @@ ifeq ($(HAVE_RUSTUP_WASM),yes)
 WASM_BUILD := cargo build --release --target wasm32-wasip1
 WASM_CLIPPY := cargo clippy --release --target wasm32-wasip1 -- -D warnings
 else
-WASM_ENV := RUSTC=/usr/bin/rustc CLIPPY_DRIVER=/usr/bin/clippy-driver RUSTC_BOOTSTRAP=1 \
+# PATH first: rustup's ~/.cargo/bin shadows Debian's rustc/cargo-clippy, which lack/need the wasm std.
+WASM_ENV := PATH=/usr/bin:$$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
 	RUSTFLAGS="-L /usr/lib/wasm32-wasi" CARGO_TARGET_WASM32_WASIP1_LINKER=/usr/bin/rust-lld
 WASM_BUILD := $(WASM_ENV) /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort
 WASM_CLIPPY := $(WASM_ENV) /usr/bin/cargo clippy --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort -- -D warnings

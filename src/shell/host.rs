@@ -23,11 +23,21 @@ impl SharedData for HostShared {
 /// Envoy's `verify_signature` foreign function (1.30+). Remembers when the host lacks it.
 pub struct HostVerifier {
     available: Cell<bool>,
+    announced: Cell<bool>,
 }
 
 impl Default for HostVerifier {
     fn default() -> Self {
-        Self { available: Cell::new(true) }
+        Self { available: Cell::new(true), announced: Cell::new(false) }
+    }
+}
+
+impl HostVerifier {
+    /// Say once per worker which crypto is in use: operators (and the tests) can check it.
+    fn announce(&self) {
+        if !self.announced.replace(true) {
+            super::log(LogLevel::Info, "RS*/ES* signatures verified by the host's verify_signature");
+        }
     }
 }
 
@@ -39,15 +49,21 @@ impl HostCrypto for HostVerifier {
         let args = encode_arguments(hash.host_name(), spki_der, signature, message);
         match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
             // proto3 leaves `result=false, error=""` empty on the wire: an empty answer is "invalid".
-            Ok(None) => Some(false),
-            Ok(Some(bytes)) => decode_result(&bytes).map(|(valid, _)| valid),
+            Ok(None) => {
+                self.announce();
+                Some(false)
+            }
+            Ok(Some(bytes)) => {
+                self.announce();
+                decode_result(&bytes).map(|(valid, _)| valid)
+            }
             Err(Status::NotFound) => {
                 self.available.set(false);
-                super::log(LogLevel::Info, "llm_jwt_auth: host has no verify_signature; verifying in the guest");
+                super::log(LogLevel::Info, "host has no verify_signature; verifying in the guest");
                 None
             }
             Err(status) => {
-                super::log(LogLevel::Debug, &format!("llm_jwt_auth: verify_signature refused ({status:?}); verifying in the guest"));
+                super::log(LogLevel::Debug, &format!("verify_signature refused ({status:?}); verifying in the guest"));
                 None
             }
         }

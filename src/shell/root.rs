@@ -37,7 +37,7 @@ impl RootContext for Root {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "llm_jwt_auth: configured: {} JWKS URL(s), {} inline key(s)",
+                        "configured: {} JWKS URL(s), {} inline key(s)",
                         compiled.jwks.len(),
                         compiled.inline_keys.len()
                     ),
@@ -48,7 +48,7 @@ impl RootContext for Root {
             }
             Err(message) => {
                 // Envoy refuses the configuration: the listener never runs without auth.
-                log(LogLevel::Critical, &format!("llm_jwt_auth: {message}"));
+                log(LogLevel::Critical, &format!("{message}"));
                 false
             }
         }

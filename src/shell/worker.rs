@@ -96,7 +96,7 @@ impl Worker {
             let timeout = Duration::from_millis(config.fetch_timeout_ms);
             match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
                 Ok(token) => {
-                    log(LogLevel::Debug, &format!("llm_jwt_auth: fetching JWKS {}", source.url));
+                    log(LogLevel::Debug, &format!("fetching JWKS {}", source.url));
                     self.in_flight.insert(token, Fetch { url: source.url.clone(), started_ms: now_ms });
                 }
                 Err(status) => {
@@ -104,7 +104,7 @@ impl Worker {
                         "cannot call cluster \"{}\" for {} ({status:?}); is the cluster defined?",
                         source.cluster, source.url
                     );
-                    log(LogLevel::Error, &format!("llm_jwt_auth: {why}"));
+                    log(LogLevel::Error, &format!("{why}"));
                     let ttl = config.public_key_ttl_ms;
                     let _ = self.cache.complete_fetch(&HostShared, &source.url, now_ms, ttl, Err(why));
                 }
@@ -159,8 +159,8 @@ impl Worker {
         };
         let ttl = self.config.public_key_ttl_ms;
         match self.cache.complete_fetch(&HostShared, &fetch.url, now_ms, ttl, outcome) {
-            Ok(()) => log(LogLevel::Info, &format!("llm_jwt_auth: JWKS {} loaded", fetch.url)),
-            Err(why) => log(LogLevel::Warn, &format!("llm_jwt_auth: JWKS fetch failed: {why}")),
+            Ok(()) => log(LogLevel::Info, &format!("JWKS {} loaded", fetch.url)),
+            Err(why) => log(LogLevel::Warn, &format!("JWKS fetch failed: {why}")),
         }
         true
     }
@@ -207,7 +207,7 @@ pub fn forward_identity(identity: &crate::identity::Identity) {
 /// Send LiteLLM's JSON error as a local reply.
 pub fn send_denial(error: &AuthError) {
     let response = error.to_response();
-    log(LogLevel::Debug, &format!("llm_jwt_auth: denied ({}), status {}", error.reason(), response.status));
+    log(LogLevel::Debug, &format!("denied ({}), status {}", error.reason(), response.status));
     let headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _ = hostcalls::send_http_response(response.status, headers, Some(&response.body));
 }

@@ -1,0 +1,111 @@
+"""Plugin configuration handling and the repository's example envoy.yaml."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+import harness
+import jwt_fixtures as jf
+from checks import assert_forwarded
+
+NOT_READY_WITHIN = 8.0
+
+
+def _assert_rejected(envoy: harness.Envoy, *, mentions: str | None = None) -> str:
+    """Envoy must exit non-zero or never become ready; returns its log."""
+    try:
+        envoy.wait_ready(timeout=NOT_READY_WITHIN)
+    except harness.EnvoyFailed as exc:
+        assert exc.returncode != 0, f"envoy exited 0 instead of rejecting the config\n{exc.log}"
+        log = exc.log
+    else:
+        pytest.fail(f"envoy accepted an invalid plugin configuration and became ready\n{envoy.log_tail()}",
+                    pytrace=False)
+    if mentions is not None:
+        assert mentions in log, f"the logs do not mention {mentions!r}:\n{log}"
+    return log
+
+
+def test_unknown_top_level_field_is_rejected_naming_the_field(envoys, idps, keyring):
+    idp = idps.new([keyring.get("config-key", "RS256")])
+    proxy = envoys.scenario(
+        "unknown-field", jwks=[idp],
+        plugin_config={"public_key_url": idp.jwks_url, "bogus_field_xyz": True},
+    )
+    _assert_rejected(proxy.spawn(), mentions="bogus_field_xyz")
+
+
+INVALID_CONFIGS = {
+    "url_not_a_string": {"public_key_url": 42},
+    "leeway_not_a_number": {"public_key_url": "http://127.0.0.1:9/jwks", "leeway": "soon"},
+    "negative_fetch_timeout": {"public_key_url": "http://127.0.0.1:9/jwks", "jwks_fetch_timeout_ms": -1},
+    "ttl_not_a_number": {"public_key_url": "http://127.0.0.1:9/jwks",
+                         "general_settings": {"litellm_jwtauth": {"public_key_ttl": "forever"}}},
+    "public_keys_not_pem": {"public_keys": ["this is not a PEM key"]},
+    "not_json": "{this is not json",
+}
+
+
+@pytest.mark.parametrize("config", INVALID_CONFIGS.values(), ids=INVALID_CONFIGS.keys())
+def test_invalid_configuration_value_is_rejected(envoys, config):
+    proxy = envoys.scenario("invalid-config", plugin_config=config, clusters={"127.0.0.1:9": ("127.0.0.1", 9)})
+    _assert_rejected(proxy.spawn())
+
+
+def test_valid_configuration_with_every_field_is_accepted(envoys, idps, keyring):
+    key = keyring.get("config-full", "ES384")
+    inline = keyring.get("config-inline", "RS256")
+    idp = idps.new([key])
+    proxy = envoys.scenario(
+        "full-config", clusters={"idp": (idp.host, idp.port)},
+        plugin_config={
+            "public_key_url": [idp.jwks_url],
+            "clusters": {idp.authority: "idp"},
+            "public_keys": [inline.public_pem()],
+            "audience": "aud-full",
+            "issuer": "iss-full",
+            "leeway": 5,
+            "jwks_fetch_timeout_ms": 2000,
+            "general_settings": {"litellm_jwtauth": {"public_key_ttl": 60}},
+        },
+    )
+    assert_forwarded(proxy.request(key.sign(jf.claims("full", aud="aud-full", iss="iss-full"))), sub="full")
+
+
+def test_repository_envoy_yaml_passes_envoy_validate():
+    """`envoy --mode validate` loads the wasm and runs its configure step, so this needs the build."""
+    wasm = harness.wasm_path()
+    default = harness.DEFAULT_WASM.resolve()
+    if not default.is_file():
+        pytest.fail(
+            f"envoy.yaml refers to target/wasm32-wasip1/release/llm_jwt_auth.wasm, which does not exist "
+            f"({default}); `envoy --mode validate` loads the wasm, so build it first (make build)."
+            + (f" (LLM_JWT_AUTH_WASM={wasm} is not used by envoy.yaml.)" if wasm != default else ""),
+            pytrace=False,
+        )
+    result = subprocess.run(
+        [harness.find_envoy(), "--mode", "validate", "-c", "envoy.yaml", "--log-level", "warn"],
+        cwd=harness.REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "configuration 'envoy.yaml' OK" in output, output
+
+
+def test_repository_envoy_yaml_plugin_config_matches_the_demo():
+    """The example keeps to the contract: JWKS from the demo IdP on 9090 via the `127.0.0.1:9090`
+    cluster, a 600 s TTL, listener on 10000, upstream on 8080."""
+    text = (harness.REPO_ROOT / "envoy.yaml").read_text()
+    start = text.index("value: |") + len("value: |")
+    block = text[start:text.index("- name: envoy.filters.http.router")]
+    config = json.loads(block)
+    assert config == {
+        "public_key_url": "http://127.0.0.1:9090/.well-known/jwks.json",
+        "general_settings": {"litellm_jwtauth": {"public_key_ttl": 600}},
+    }
+    for needle in ('name: "127.0.0.1:9090"', "port_value: 10000", "port_value: 9901", "port_value: 8080",
+                   "filename: target/wasm32-wasip1/release/llm_jwt_auth.wasm"):
+        assert needle in text, needle

@@ -1,0 +1,124 @@
+"""JWKS outages: no keys means 503 `auth_provider_unavailable` — never a 200, never a 401 —
+failures are not cached, the fetch is retried no sooner than ~1 s later, and service recovers
+on its own once the IdP is back.  One Envoy per test (each starts cold)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import jwt_fixtures as jf
+from checks import assert_forwarded, assert_unavailable
+
+MIN_RETRY_GAP = 0.8  # contract: "no sooner than ~1 s"; allow for scheduling jitter
+RECOVERY_DEADLINE = 6.0
+
+
+@pytest.fixture(scope="module")
+def key(keyring):
+    return keyring.get("availability", "ES256")
+
+
+def _token(key):
+    return key.sign(jf.claims("available"))
+
+
+def _hammer_until(proxy, key, deadline: float, interval: float = 0.1):
+    """Requests until `deadline`; every one must be a proper 503."""
+    replies = []
+    while time.monotonic() < deadline:
+        reply = proxy.request(_token(key))
+        assert_unavailable(reply)
+        replies.append(reply)
+        time.sleep(interval)
+    return replies
+
+
+def _wait_for_success(proxy, key, timeout: float = RECOVERY_DEADLINE):
+    """Poll until a 200; everything before it must be a 503. Returns (reply, seconds waited)."""
+    start = time.monotonic()
+    while True:
+        reply = proxy.request(_token(key))
+        if reply.status == 200:
+            return reply, time.monotonic() - start
+        assert_unavailable(reply)
+        assert time.monotonic() - start < timeout, f"still no 200 after {timeout}s: {reply!r}"
+        time.sleep(0.15)
+
+
+def _assert_retry_spacing(idp):
+    times = idp.fetch_times
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(gap >= MIN_RETRY_GAP for gap in gaps), \
+        f"JWKS re-fetched too soon after a failure: gaps {[round(g, 3) for g in gaps]}"
+
+
+def test_jwks_server_down_at_start_gives_503_then_recovers(envoys, idps, key):
+    idp = idps.new([key], start=False)  # port bound, not listening: connection refused
+    proxy = envoys.scenario("jwks-down", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    replies = _hammer_until(proxy, key, time.monotonic() + 1.5)
+    assert len(replies) >= 5
+    body = os.urandom(4096)
+    assert_unavailable(proxy.request(_token(key), method="POST", data=body))
+
+    idp.start()
+    reply, waited = _wait_for_success(proxy, key)
+    assert_forwarded(reply, sub="available")
+    assert idp.fetch_count >= 1
+
+
+def test_jwks_http_500_gives_503_is_not_cached_and_retries_are_spaced(envoys, idps, key):
+    idp = idps.new([key])
+    idp.fail_with(500)
+    proxy = envoys.scenario("jwks-500", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    _hammer_until(proxy, key, time.monotonic() + 2.5)
+    assert idp.fetch_count >= 1, "the filter never asked the JWKS endpoint"
+    _assert_retry_spacing(idp)
+    assert idp.fetch_count <= 4, f"{idp.fetch_count} JWKS fetches in ~2.5 s of failures"
+
+    idp.heal()
+    reply, _ = _wait_for_success(proxy, key)
+    assert_forwarded(reply, sub="available")
+    _assert_retry_spacing(idp)
+
+
+def test_jwks_non_json_gives_503_and_is_not_cached(envoys, idps, key):
+    idp = idps.new([key])
+    idp.serve_not_json()
+    proxy = envoys.scenario("jwks-html", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    _hammer_until(proxy, key, time.monotonic() + 1.2)
+    assert idp.fetch_count >= 1
+
+    idp.heal()
+    reply, _ = _wait_for_success(proxy, key)
+    assert_forwarded(reply, sub="available")
+
+
+def test_jwks_fetch_slower_than_the_timeout_gives_503(envoys, idps, key):
+    idp = idps.new([key])
+    idp.delay = 3.0
+    proxy = envoys.scenario(
+        "jwks-slow", jwks=[idp],
+        plugin_config={"public_key_url": idp.jwks_url, "jwks_fetch_timeout_ms": 300},
+    )
+    proxy.envoy  # started: the clock below measures the request only
+    start = time.monotonic()
+    reply = proxy.request(_token(key))
+    elapsed = time.monotonic() - start
+    assert_unavailable(reply)
+    assert elapsed < 2.5, f"answered after {elapsed:.2f}s; jwks_fetch_timeout_ms is 300"
+
+    idp.heal()
+    reply, _ = _wait_for_success(proxy, key)
+    assert_forwarded(reply, sub="available")
+
+
+def test_jwks_outage_answers_503_even_for_an_invalid_token(envoys, idps, key):
+    """No keys, no verdict: a forged token gets the same 503 (never a 200)."""
+    idp = idps.new([key])
+    idp.fail_with(502, b"bad gateway", "text/plain")
+    proxy = envoys.scenario("jwks-502", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    assert_unavailable(proxy.request(jf.forged_token(key, jf.claims())))
+    assert_unavailable(proxy.request(_token(key)))
