@@ -4,7 +4,6 @@
 use crate::claims;
 use crate::config::{FilterConfig, JwksSource};
 use crate::error::AuthError;
-use crate::identity::Identity;
 use crate::jws::Jws;
 use crate::keys::jwks::KeySet;
 use crate::keys::PublicKey;
@@ -23,7 +22,8 @@ pub enum KeyLookup {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Allow(Identity),
+    /// Signature and registered claims are good; authorization comes next.
+    Verified,
     Deny(AuthError),
     /// Keys for this token are being fetched; decide again when they arrive.
     NeedKeys,
@@ -99,14 +99,13 @@ pub fn authenticate(
     if let Err(e) = claims::validate(&jws.claims, &config.claim_rules, now) {
         return Decision::Deny(e);
     }
-    Decision::Allow(Identity::from_claims(&jws.claims, &config.admin_jwt_scope))
+    Decision::Verified
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::compile;
-    use crate::identity::ROLE_INTERNAL_USER;
     use crate::testkeys::{now, token, vectors};
     use crate::verify::GuestOnly;
     use serde_json::{json, Value};
@@ -131,10 +130,10 @@ mod tests {
     }
 
     #[test]
-    fn allows_a_valid_token_and_names_the_user() {
+    fn verifies_a_valid_token() {
         let cfg = config(json!({"public_key_url": "http://a/jwks"}));
         let d = decide(&cfg, "RS256", |_| KeyLookup::Ready(jwks(&["rsa", "p256"])));
-        assert_eq!(d, Decision::Allow(Identity { user_id: Some("alice".into()), user_role: ROLE_INTERNAL_USER }));
+        assert_eq!(d, Decision::Verified);
     }
 
     #[test]
@@ -144,7 +143,7 @@ mod tests {
             asked.push(s.url.clone());
             if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Ready(jwks(&["p256", "p384"])) }
         });
-        assert!(matches!(d, Decision::Allow(_)), "{d:?}");
+        assert!(matches!(d, Decision::Verified), "{d:?}");
         assert_eq!(asked, ["http://a/jwks", "http://b/jwks"]);
     }
 
@@ -161,7 +160,7 @@ mod tests {
         let d = decide(&two_urls(), "RS256", |s| {
             if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Pending }
         });
-        assert!(matches!(d, Decision::Allow(_)));
+        assert!(matches!(d, Decision::Verified));
     }
 
     #[test]
@@ -216,9 +215,9 @@ mod tests {
         let cfg = config(json!({"public_keys": [v["keys"]["p256"]["pem"], v["keys"]["rsa"]["cert"]]}));
         let mut never = |_: &JwksSource| -> KeyLookup { panic!("no JWKS configured") };
         let jws = crate::jws::parse(&token("RS256_nokid")).unwrap();
-        assert!(matches!(authenticate(&jws, &cfg, &mut never, &GuestOnly, now()), Decision::Allow(_)));
+        assert!(matches!(authenticate(&jws, &cfg, &mut never, &GuestOnly, now()), Decision::Verified));
         // A kid no JWKS knows still falls back to inline keys.
-        assert!(matches!(decide(&cfg, "RS256", |_| KeyLookup::Pending), Decision::Allow(_)));
+        assert!(matches!(decide(&cfg, "RS256", |_| KeyLookup::Pending), Decision::Verified));
         assert_eq!(decide(&cfg, "RS256_by_other_key", |_| KeyLookup::Pending), Decision::Deny(AuthError::BadSignature));
         // No inline key of the token's kind: no key.
         assert!(matches!(decide(&cfg, "EdDSA", |_| KeyLookup::Pending), Decision::Deny(AuthError::NoMatchingKey { .. })));

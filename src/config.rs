@@ -6,7 +6,10 @@
 //! hold their do-nothing value — ignoring a rule the operator asked for would fail open.
 
 use crate::claims::ClaimRules;
+use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
+use crate::claim_path::ClaimPath;
 use crate::keys::{pem, PublicKey};
+use crate::routes::RouteList;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -29,16 +32,28 @@ pub const LITELLM_JWTAUTH_FIELDS: &[&str] = &[
     "fallback_to_db_teams", "issuers", "id_jag_requesting_apps",
 ];
 
-/// `litellm_jwtauth` fields this version enforces. The others are accepted only with a value
-/// that asks for nothing (null, false, an empty list, or LiteLLM's default).
-const ENFORCED_JWTAUTH_FIELDS: &[&str] = &["admin_jwt_scope", "public_key_ttl"];
+/// `litellm_jwtauth` fields this version enforces. The others (team/user records, upserts,
+/// the groups path, newest-only features) are accepted only with a value that asks for nothing
+/// (null, false, an empty list, or LiteLLM's default).
+const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
+    "admin_jwt_scope", "admin_allowed_routes", "team_id_jwt_field", "team_allowed_routes",
+    "team_id_default", "org_id_jwt_field", "user_id_jwt_field", "user_email_jwt_field",
+    "user_allowed_email_domain", "user_roles_jwt_field", "user_allowed_roles",
+    "end_user_id_jwt_field", "public_key_ttl", "enforce_rbac", "roles_jwt_field", "role_mappings",
+    "object_id_jwt_field", "scope_mappings", "enforce_scope_based_access", "custom_validate",
+    "upsert_sso_user_to_team", "public_allowed_routes",
+];
 
 /// `general_settings` keys understood here.
-const GENERAL_SETTINGS_FIELDS: &[&str] = &["litellm_jwtauth", "enable_jwt_auth"];
+const GENERAL_SETTINGS_FIELDS: &[&str] =
+    &["litellm_jwtauth", "enable_jwt_auth", "role_permissions", "enforce_rbac", "public_routes"];
 
 pub const DEFAULT_PUBLIC_KEY_TTL_S: f64 = 600.0;
 pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_ADMIN_JWT_SCOPE: &str = "litellm_proxy_admin";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+const DEFAULT_ADMIN_ALLOWED_ROUTES: &[&str] =
+    &["management_routes", "spend_tracking_routes", "global_spend_tracking_routes", "info_routes"];
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -61,6 +76,10 @@ struct RawConfig {
     #[serde(default)]
     leeway: u64,
     jwks_fetch_timeout_ms: Option<u64>,
+    /// Claims scopes are read from (LiteLLM: `scope`; Azure AD access tokens use `scp`).
+    scope_claims: Option<Vec<String>>,
+    /// Largest body read when a rule needs the requested model.
+    max_body_bytes: Option<usize>,
     #[serde(default)]
     general_settings: Map<String, Value>,
 }
@@ -84,7 +103,10 @@ pub struct FilterConfig {
     pub claim_rules: ClaimRules,
     pub public_key_ttl_ms: u64,
     pub fetch_timeout_ms: u64,
-    pub admin_jwt_scope: String,
+    pub policy: Policy,
+    /// LiteLLM's `public_routes` plus `general_settings.public_routes`: no token needed.
+    pub public_routes: RouteList,
+    pub max_body_bytes: usize,
 }
 
 fn err(field: &str, what: impl std::fmt::Display) -> String {
@@ -107,7 +129,17 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         raw
     };
 
-    let (public_key_ttl_s, admin_jwt_scope) = general_settings(&raw.general_settings)?;
+    let settings = general_settings(&raw.general_settings)?;
+    let scope_claims = raw.scope_claims.unwrap_or_else(|| vec!["scope".to_string()]);
+    let mut policy = settings.policy;
+    policy.scope_claims = scope_claims
+        .iter()
+        .map(|c| ClaimPath::parse(c).ok_or_else(|| err("scope_claims", "entries must be non-empty")))
+        .collect::<Result<_, _>>()?;
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if !(1..=64 * 1024 * 1024).contains(&max_body_bytes) {
+        return Err(err("max_body_bytes", "must be between 1 and 67108864"));
+    }
 
     let urls: Vec<String> = match raw.public_key_url {
         Some(OneOrMany::One(s)) => split_urls(&s),
@@ -153,9 +185,11 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         jwks,
         inline_keys,
         claim_rules: ClaimRules { leeway: raw.leeway, audience, issuer },
-        public_key_ttl_ms: (public_key_ttl_s * 1000.0) as u64,
+        public_key_ttl_ms: (settings.public_key_ttl_s * 1000.0) as u64,
         fetch_timeout_ms,
-        admin_jwt_scope,
+        policy,
+        public_routes: settings.public_routes,
+        max_body_bytes,
     })
 }
 
@@ -207,24 +241,128 @@ fn parse_source(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSo
     Ok(JwksSource { url: url.to_string(), cluster, authority: authority.to_string(), path })
 }
 
-/// Validate `general_settings`; returns `(public_key_ttl seconds, admin_jwt_scope)`.
-fn general_settings(gs: &Map<String, Value>) -> Result<(f64, String), String> {
+struct Settings {
+    public_key_ttl_s: f64,
+    policy: Policy,
+    public_routes: RouteList,
+}
+
+const JWTAUTH: &str = "general_settings.litellm_jwtauth";
+
+fn field_err(name: &str, what: impl std::fmt::Display) -> String {
+    err(&format!("{JWTAUTH}.{name}"), what)
+}
+
+fn opt_string(jwt: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match jwt.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(field_err(name, "must be a non-empty string")),
+    }
+}
+
+fn opt_path(jwt: &Map<String, Value>, name: &str) -> Result<Option<ClaimPath>, String> {
+    Ok(opt_string(jwt, name)?.and_then(|p| ClaimPath::parse(&p)))
+}
+
+fn flag(map: &Map<String, Value>, name: &str, field: &str) -> Result<bool, String> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(err(field, "must be a boolean")),
+    }
+}
+
+fn string_list(value: Option<&Value>, field: &str) -> Result<Option<Vec<String>>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| err(field, "must be a list of strings")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(err(field, "must be a list of strings")),
+    }
+}
+
+fn objects<'a>(value: Option<&'a Value>, field: &str) -> Result<Vec<&'a Map<String, Value>>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_object().ok_or_else(|| err(field, "entries must be objects")))
+            .collect(),
+        Some(_) => Err(err(field, "must be a list")),
+    }
+}
+
+/// Refuse members other than `allowed` (pydantic's `extra = "forbid"`).
+fn only_keys(obj: &Map<String, Value>, allowed: &[&str], field: &str) -> Result<(), String> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(err(field, format!("unknown member {k:?} (allowed: {})", allowed.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+fn rbac_role(value: Option<&Value>, field: &str) -> Result<RbacRole, String> {
+    value
+        .and_then(Value::as_str)
+        .and_then(RbacRole::parse)
+        .ok_or_else(|| err(field, "must be one of proxy_admin, team, internal_user"))
+}
+
+/// `custom_validate`: LiteLLM takes a Python callable; here the rule is declarative:
+/// `[{"claim": "<dot.path>", "equals": <json> | "any_of": [..] | "all_of": [..]}]`, all must hold.
+fn custom_validate(value: Option<&Value>) -> Result<Vec<ClaimRequirement>, String> {
+    let field = format!("{JWTAUTH}.custom_validate");
+    if let Some(Value::String(callable)) = value {
+        return Err(err(&field, format!(
+            "{callable:?} is a Python callable, which cannot run in Envoy; write the rule as a list of \
+             {{\"claim\": \"<path>\", \"equals\" | \"any_of\" | \"all_of\": …}}"
+        )));
+    }
+    let mut rules = Vec::new();
+    for (i, rule) in objects(value, &field)?.into_iter().enumerate() {
+        let here = format!("{field}[{i}]");
+        only_keys(rule, &["claim", "equals", "any_of", "all_of"], &here)?;
+        let path = rule
+            .get("claim")
+            .and_then(Value::as_str)
+            .and_then(ClaimPath::parse)
+            .ok_or_else(|| err(&here, "needs \"claim\": a non-empty claim path"))?;
+        let mut made = Vec::new();
+        if let Some(v) = rule.get("equals") {
+            made.push(ClaimRequirement::Equals(path.clone(), v.clone()));
+        }
+        if let Some(list) = string_list(rule.get("any_of"), &format!("{here}.any_of"))? {
+            made.push(ClaimRequirement::AnyOf(path.clone(), list));
+        }
+        if let Some(list) = string_list(rule.get("all_of"), &format!("{here}.all_of"))? {
+            made.push(ClaimRequirement::AllOf(path, list));
+        }
+        if made.len() != 1 {
+            return Err(err(&here, "needs exactly one of \"equals\", \"any_of\", \"all_of\""));
+        }
+        rules.append(&mut made);
+    }
+    Ok(rules)
+}
+
+/// Validate and compile `general_settings`.
+fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
     if let Some(unknown) = gs.keys().find(|k| !GENERAL_SETTINGS_FIELDS.contains(&k.as_str())) {
         return Err(err(
             &format!("general_settings.{unknown}"),
             format!("not supported (supported: {})", GENERAL_SETTINGS_FIELDS.join(", ")),
         ));
     }
-    if let Some(v) = gs.get("enable_jwt_auth") {
-        if !v.is_boolean() {
-            return Err(err("general_settings.enable_jwt_auth", "must be a boolean"));
-        }
-    }
+    flag(gs, "enable_jwt_auth", "general_settings.enable_jwt_auth")?;
+    let general_enforce_rbac = flag(gs, "enforce_rbac", "general_settings.enforce_rbac")?;
     let empty = Map::new();
     let jwt = match gs.get("litellm_jwtauth") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
-        Some(_) => return Err(err("general_settings.litellm_jwtauth", "must be an object")),
+        Some(_) => return Err(err(JWTAUTH, "must be an object")),
     };
 
     // LiteLLM's own constructor check, with its wording.
@@ -232,34 +370,111 @@ fn general_settings(gs: &Map<String, Value>) -> Result<(f64, String), String> {
         jwt.keys().map(String::as_str).filter(|k| !LITELLM_JWTAUTH_FIELDS.contains(k)).collect();
     if !unknown.is_empty() {
         return Err(format!(
-            "invalid plugin configuration: general_settings.litellm_jwtauth: Invalid arguments provided: {}. Allowed arguments are: {}.",
+            "invalid plugin configuration: {JWTAUTH}: Invalid arguments provided: {}. Allowed arguments are: {}.",
             unknown.join(", "),
             LITELLM_JWTAUTH_FIELDS.join(", ")
         ));
     }
     for (name, value) in jwt {
         if !ENFORCED_JWTAUTH_FIELDS.contains(&name.as_str()) && !asks_for_nothing(name, value) {
-            return Err(err(
-                &format!("general_settings.litellm_jwtauth.{name}"),
-                "is a LiteLLM rule this version of llm-jwt-auth does not enforce yet; \
-                 refusing to start rather than silently ignore it",
+            return Err(field_err(
+                name,
+                "is a LiteLLM rule this version of llm-jwt-auth does not enforce yet (it needs \
+                 team/user records); refusing to start rather than silently ignore it",
             ));
         }
     }
 
-    let ttl = match jwt.get("public_key_ttl") {
+    let public_key_ttl_s = match jwt.get("public_key_ttl") {
         None | Some(Value::Null) => DEFAULT_PUBLIC_KEY_TTL_S,
         Some(v) => v
             .as_f64()
             .filter(|t| t.is_finite() && *t >= 1.0 && *t <= 86_400.0 * 30.0)
-            .ok_or_else(|| err("general_settings.litellm_jwtauth.public_key_ttl", "must be a number of seconds, 1 to 2592000"))?,
+            .ok_or_else(|| field_err("public_key_ttl", "must be a number of seconds, 1 to 2592000"))?,
     };
-    let admin_jwt_scope = match jwt.get("admin_jwt_scope") {
-        None | Some(Value::Null) => DEFAULT_ADMIN_JWT_SCOPE.to_string(),
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(_) => return Err(err("general_settings.litellm_jwtauth.admin_jwt_scope", "must be a non-empty string")),
+
+    let user_roles_jwt_field = opt_path(jwt, "user_roles_jwt_field")?;
+    let user_allowed_roles = string_list(jwt.get("user_allowed_roles"), &format!("{JWTAUTH}.user_allowed_roles"))?;
+    if user_roles_jwt_field.is_some() != user_allowed_roles.is_some() {
+        return Err(err(JWTAUTH, "user_allowed_roles must be provided if user_roles_jwt_field is set."));
+    }
+    let mut role_mappings = Vec::new();
+    for (i, m) in objects(jwt.get("role_mappings"), &format!("{JWTAUTH}.role_mappings"))?.into_iter().enumerate() {
+        let here = format!("{JWTAUTH}.role_mappings[{i}]");
+        only_keys(m, &["role", "internal_role"], &here)?;
+        let idp_role = m.get("role").and_then(Value::as_str).ok_or_else(|| err(&here, "needs \"role\": a string"))?;
+        role_mappings.push((idp_role.to_string(), rbac_role(m.get("internal_role"), &format!("{here}.internal_role"))?));
+    }
+    let object_id_jwt_field = opt_path(jwt, "object_id_jwt_field")?;
+    if object_id_jwt_field.is_some() && jwt.get("role_mappings").is_none_or(Value::is_null) {
+        return Err(err(JWTAUTH, "if object_id_jwt_field is set, role_mappings must also be set. Needed to infer if the caller is a user or team."));
+    }
+    let enforce_scope_based_access = flag(jwt, "enforce_scope_based_access", &format!("{JWTAUTH}.enforce_scope_based_access"))?;
+    let mut scope_mappings = Vec::new();
+    for (i, m) in objects(jwt.get("scope_mappings"), &format!("{JWTAUTH}.scope_mappings"))?.into_iter().enumerate() {
+        let here = format!("{JWTAUTH}.scope_mappings[{i}]");
+        only_keys(m, &["scope", "models", "routes"], &here)?;
+        let scope = m.get("scope").and_then(Value::as_str).ok_or_else(|| err(&here, "needs \"scope\": a string"))?;
+        let models = string_list(m.get("models"), &format!("{here}.models"))?.unwrap_or_default();
+        string_list(m.get("routes"), &format!("{here}.routes"))?; // accepted, ignored (as LiteLLM)
+        scope_mappings.push((scope.to_string(), models));
+    }
+    if jwt.get("scope_mappings").is_some_and(|v| !v.is_null()) && !enforce_scope_based_access {
+        return Err(err(JWTAUTH, "scope_mappings must be set if enforce_scope_based_access is true."));
+    }
+
+    let role_permissions = match gs.get("role_permissions") {
+        None | Some(Value::Null) => None,
+        value => {
+            let mut out = Vec::new();
+            for (i, p) in objects(value, "general_settings.role_permissions")?.into_iter().enumerate() {
+                let here = format!("general_settings.role_permissions[{i}]");
+                only_keys(p, &["role", "models", "routes"], &here)?;
+                out.push(RolePermission {
+                    role: rbac_role(p.get("role"), &format!("{here}.role"))?,
+                    models: string_list(p.get("models"), &format!("{here}.models"))?,
+                    routes: string_list(p.get("routes"), &format!("{here}.routes"))?.map(|r| RouteList::compile(&r)),
+                });
+            }
+            Some(out)
+        }
     };
-    Ok((ttl, admin_jwt_scope))
+    let public_routes_extra =
+        string_list(gs.get("public_routes"), "general_settings.public_routes")?.unwrap_or_default();
+    let mut public_routes = vec!["public_routes".to_string()];
+    public_routes.extend(public_routes_extra);
+    let admin_allowed_routes = string_list(jwt.get("admin_allowed_routes"), &format!("{JWTAUTH}.admin_allowed_routes"))?
+        .unwrap_or_else(|| DEFAULT_ADMIN_ALLOWED_ROUTES.iter().map(|s| s.to_string()).collect());
+    // Validated for type only: it is enforced on the groups path, which needs team records.
+    string_list(jwt.get("team_allowed_routes"), &format!("{JWTAUTH}.team_allowed_routes"))?;
+    string_list(jwt.get("public_allowed_routes"), &format!("{JWTAUTH}.public_allowed_routes"))?;
+    flag(jwt, "upsert_sso_user_to_team", &format!("{JWTAUTH}.upsert_sso_user_to_team"))?;
+
+    let policy = Policy {
+        admin_jwt_scope: opt_string(jwt, "admin_jwt_scope")?.unwrap_or_else(|| DEFAULT_ADMIN_JWT_SCOPE.to_string()),
+        admin_allowed_routes: RouteList::compile(&admin_allowed_routes),
+        team_id_jwt_field: opt_path(jwt, "team_id_jwt_field")?,
+        team_id_default: opt_string(jwt, "team_id_default")?,
+        org_id_jwt_field: opt_path(jwt, "org_id_jwt_field")?,
+        user_id_jwt_field: opt_path(jwt, "user_id_jwt_field")?,
+        user_email_jwt_field: opt_path(jwt, "user_email_jwt_field")?,
+        user_allowed_email_domain: opt_string(jwt, "user_allowed_email_domain")?,
+        user_roles_jwt_field,
+        user_allowed_roles: user_allowed_roles.unwrap_or_default(),
+        end_user_id_jwt_field: opt_path(jwt, "end_user_id_jwt_field")?,
+        enforce_rbac: flag(jwt, "enforce_rbac", &format!("{JWTAUTH}.enforce_rbac"))?,
+        roles_jwt_field: opt_path(jwt, "roles_jwt_field")?,
+        role_mappings,
+        object_id_jwt_field,
+        scope_mappings,
+        enforce_scope_based_access,
+        role_permissions,
+        general_enforce_rbac,
+        custom_validate: custom_validate(jwt.get("custom_validate"))?,
+        scope_claims: Vec::new(),
+        non_admin_routes: RouteList::compile(&["llm_api_routes", "info_routes"]),
+    };
+    Ok(Settings { public_key_ttl_s, policy, public_routes: RouteList::compile(&public_routes) })
 }
 
 /// Whether a not-yet-enforced LiteLLM field holds a value that asks for no rule.
@@ -315,7 +530,7 @@ mod tests {
         assert_eq!(c.public_key_ttl_ms, 600_000);
         assert_eq!(c.fetch_timeout_ms, 5000);
         assert_eq!(c.claim_rules, ClaimRules::default());
-        assert_eq!(c.admin_jwt_scope, "litellm_proxy_admin");
+        assert_eq!(c.policy.admin_jwt_scope, "litellm_proxy_admin");
     }
 
     #[test]
@@ -391,7 +606,7 @@ mod tests {
             "litellm_jwtauth": {"public_key_ttl": 2, "admin_jwt_scope": "admin"}}}))
         .unwrap();
         assert_eq!(c.public_key_ttl_ms, 2000);
-        assert_eq!(c.admin_jwt_scope, "admin");
+        assert_eq!(c.policy.admin_jwt_scope, "admin");
         let e = compile_json(json!({"public_key_url": "http://a/j",
             "general_settings": {"litellm_jwtauth": {"public_key_ttl": 0}}}))
         .unwrap_err();
@@ -399,17 +614,78 @@ mod tests {
     }
 
     #[test]
-    fn unenforced_litellm_rules_are_refused_unless_they_ask_for_nothing() {
+    fn record_dependent_litellm_rules_are_refused_unless_they_ask_for_nothing() {
         let ok = compile_json(json!({"public_key_url": "http://a/j", "general_settings": {"litellm_jwtauth": {
-            "enforce_rbac": false, "team_id_jwt_field": null, "role_mappings": [],
-            "team_allowed_routes": ["openai_routes", "info_routes"]}}}));
+            "team_ids_jwt_field": null, "user_id_upsert": false, "team_id_upsert": false,
+            "enforce_team_based_model_access": false, "public_key_stale_ttl": 3600}}}));
         assert!(ok.is_ok(), "{ok:?}");
-        for rule in [json!({"enforce_rbac": true}), json!({"team_id_jwt_field": "tid"}),
-                     json!({"team_allowed_routes": ["management_routes"]})] {
+        for rule in [json!({"team_ids_jwt_field": "groups"}), json!({"user_id_upsert": true}),
+                     json!({"team_id_upsert": true}), json!({"enforce_team_based_model_access": true})] {
             let e = compile_json(json!({"public_key_url": "http://a/j",
                 "general_settings": {"litellm_jwtauth": rule}})).unwrap_err();
             assert!(e.contains("does not enforce yet"), "{e}");
         }
+    }
+
+    fn jwtauth(block: Value) -> Result<FilterConfig, String> {
+        compile_json(json!({"public_key_url": "http://a/j", "general_settings": {"litellm_jwtauth": block}}))
+    }
+
+    #[test]
+    fn litellm_constructor_validations_with_litellms_messages() {
+        let e = jwtauth(json!({"user_roles_jwt_field": "roles"})).unwrap_err();
+        assert!(e.contains("user_allowed_roles must be provided if user_roles_jwt_field is set."), "{e}");
+        let e = jwtauth(json!({"user_allowed_roles": ["a"]})).unwrap_err();
+        assert!(e.contains("user_allowed_roles must be provided if user_roles_jwt_field is set."), "{e}");
+        let e = jwtauth(json!({"object_id_jwt_field": "oid"})).unwrap_err();
+        assert!(e.contains("if object_id_jwt_field is set, role_mappings must also be set."), "{e}");
+        let e = jwtauth(json!({"scope_mappings": [{"scope": "s", "models": ["m"]}]})).unwrap_err();
+        assert!(e.contains("scope_mappings must be set if enforce_scope_based_access is true."), "{e}");
+    }
+
+    #[test]
+    fn mappings_and_permissions_are_typed_and_closed() {
+        let e = jwtauth(json!({"roles_jwt_field": "r", "role_mappings": [{"role": "a", "internal_role": "god"}]})).unwrap_err();
+        assert!(e.contains("role_mappings[0].internal_role"), "{e}");
+        let e = jwtauth(json!({"enforce_scope_based_access": true,
+            "scope_mappings": [{"scope": "s", "models": ["m"], "extra": 1}]})).unwrap_err();
+        assert!(e.contains("unknown member \"extra\""), "{e}");
+        let e = compile_json(json!({"public_key_url": "http://a/j", "general_settings": {
+            "role_permissions": [{"role": "team", "models": "gpt-4"}]}})).unwrap_err();
+        assert!(e.contains("role_permissions[0].models"), "{e}");
+        let c = compile_json(json!({"public_key_url": "http://a/j", "general_settings": {
+            "enforce_rbac": true,
+            "role_permissions": [{"role": "team", "models": ["gpt-4"], "routes": ["openai_routes"]}],
+            "litellm_jwtauth": {"enforce_rbac": true, "team_id_jwt_field": "tid"}}})).unwrap();
+        assert!(c.policy.enforce_rbac && c.policy.general_enforce_rbac);
+        assert_eq!(c.policy.role_permissions.as_ref().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn custom_validate_is_declarative() {
+        let c = jwtauth(json!({"custom_validate": [
+            {"claim": "tenant", "equals": "acme"},
+            {"claim": "groups", "any_of": ["a", "b"]},
+            {"claim": "amr", "all_of": ["mfa"]}]})).unwrap();
+        assert_eq!(c.policy.custom_validate.len(), 3);
+        let e = jwtauth(json!({"custom_validate": "my_module.my_validator"})).unwrap_err();
+        assert!(e.contains("Python callable"), "{e}");
+        let e = jwtauth(json!({"custom_validate": [{"claim": "x", "equals": 1, "any_of": ["y"]}]})).unwrap_err();
+        assert!(e.contains("exactly one of"), "{e}");
+    }
+
+    #[test]
+    fn public_routes_add_to_litellms_and_scope_claims_default_to_scope() {
+        let c = compile_json(json!({"public_key_url": "http://a/j", "scope_claims": ["scope", "scp"],
+            "general_settings": {"public_routes": ["/status", "/docs/*"]}})).unwrap();
+        for open in ["/health/liveliness", "/", "/status", "/docs/x/y"] {
+            assert!(c.public_routes.matches(open), "{open}");
+        }
+        assert!(!c.public_routes.matches("/v1/chat/completions"));
+        assert_eq!(c.policy.scope_claims.len(), 2);
+        let d = compile_json(json!({"public_key_url": "http://a/j"})).unwrap();
+        assert_eq!(d.policy.scope_claims, vec![crate::claim_path::ClaimPath::parse("scope").unwrap()]);
+        assert_eq!(d.max_body_bytes, 1024 * 1024);
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub enum AuthError {
     UnusableKey(String),
     /// No keys could be had: the JWKS endpoint failed and nothing usable is cached.
     KeysUnavailable(String),
+    /// A LiteLLM authorization rule refused the request (LiteLLM's `HTTPException(403)`);
+    /// the text is LiteLLM's `detail`.
+    Forbidden(String),
+    /// A LiteLLM check that raises a plain exception (rendered as 401 `Authentication Error, …`).
+    Denied(String),
+    /// The body had to be inspected (a rule needs the model) but is larger than the limit.
+    BodyTooLarge(usize),
+    /// The body had to be inspected but is not what its content type says.
+    InvalidBody(String),
 }
 
 /// A rendered local reply: what the shell hands to `send_http_response`.
@@ -49,6 +58,9 @@ impl AuthError {
     pub fn status(&self) -> u32 {
         match self {
             AuthError::KeysUnavailable(_) => 503,
+            AuthError::Forbidden(_) => 403,
+            AuthError::BodyTooLarge(_) => 413,
+            AuthError::InvalidBody(_) => 400,
             _ => 401,
         }
     }
@@ -58,6 +70,7 @@ impl AuthError {
         match self {
             AuthError::Expired => "expired_key",
             AuthError::KeysUnavailable(_) => "auth_provider_unavailable",
+            AuthError::BodyTooLarge(_) | AuthError::InvalidBody(_) => "invalid_request_error",
             _ => "auth_error",
         }
     }
@@ -89,6 +102,12 @@ impl AuthError {
                 "Service Unavailable, the identity provider's JWKS endpoint is temporarily \
                  unreachable ({detail}). Please retry."
             ),
+            AuthError::Forbidden(detail) => detail.clone(),
+            AuthError::Denied(detail) => format!("{AUTH}{detail}"),
+            AuthError::BodyTooLarge(limit) => {
+                format!("Request body too large to inspect: the limit is {limit} bytes")
+            }
+            AuthError::InvalidBody(detail) => format!("Invalid request body: {detail}"),
         }
     }
 
@@ -107,6 +126,10 @@ impl AuthError {
             AuthError::NoMatchingKey { .. } => "unknown_kid",
             AuthError::UnusableKey(_) => "unusable_key",
             AuthError::KeysUnavailable(_) => "keys_unavailable",
+            AuthError::Forbidden(_) => "forbidden",
+            AuthError::Denied(_) => "denied",
+            AuthError::BodyTooLarge(_) => "body_too_large",
+            AuthError::InvalidBody(_) => "invalid_body",
         }
     }
 
@@ -122,8 +145,13 @@ impl AuthError {
             }
         });
         let mut headers = vec![("content-type", "application/json".to_string())];
-        if status == 401 {
-            headers.push(("www-authenticate", self.challenge()));
+        match status {
+            401 => headers.push(("www-authenticate", self.challenge())),
+            403 => headers.push((
+                "www-authenticate",
+                format!("Bearer error=\"insufficient_scope\", error_description=\"{}\"", quoted_safe(&self.message())),
+            )),
+            _ => {}
         }
         ErrorResponse { status, headers, body: body.to_string().into_bytes() }
     }
@@ -134,17 +162,16 @@ impl AuthError {
             AuthError::MissingToken => "Bearer".to_string(),
             other => {
                 let message = other.message();
-                let description = message
-                    .strip_prefix("Authentication Error, ")
-                    .unwrap_or(&message)
-                    // error_description is a quoted-string limited to visible ASCII minus `"` and `\`.
-                    .chars()
-                    .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
-                    .collect::<String>();
+                let description = quoted_safe(message.strip_prefix("Authentication Error, ").unwrap_or(&message));
                 format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
             }
         }
     }
+}
+
+/// RFC 6750 `error_description`: visible ASCII except `"` and `\`, kept short.
+fn quoted_safe(text: &str) -> String {
+    text.chars().filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\').take(300).collect()
 }
 
 #[cfg(test)]
@@ -197,6 +224,26 @@ mod tests {
             v,
             "Bearer error=\"invalid_token\", error_description=\"Validation fails: Token is missing the aud claim\""
         );
+    }
+
+    #[test]
+    fn forbidden_is_403_with_litellm_detail_and_insufficient_scope() {
+        let r = AuthError::Forbidden("Invalid JWT token".into()).to_response();
+        assert_eq!(r.status, 403);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"]["message"], "Invalid JWT token");
+        assert_eq!(v["error"]["code"], "403");
+        let (_, c) = r.headers.iter().find(|(k, _)| *k == "www-authenticate").unwrap();
+        assert!(c.starts_with("Bearer error=\"insufficient_scope\""), "{c}");
+    }
+
+    #[test]
+    fn body_errors_are_413_and_400_without_challenge() {
+        let big = AuthError::BodyTooLarge(1024).to_response();
+        assert_eq!(big.status, 413);
+        assert!(big.headers.iter().all(|(k, _)| *k != "www-authenticate"));
+        assert_eq!(AuthError::InvalidBody("x".into()).to_response().status, 400);
+        assert_eq!(AuthError::Denied("Admin not allowed".into()).message(), "Authentication Error, Admin not allowed");
     }
 
     #[test]

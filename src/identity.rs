@@ -1,6 +1,4 @@
-//! What a verified token says about its caller, and the headers that carry it upstream.
-
-use serde_json::{Map, Value};
+//! The caller's identity as decided by [`crate::authz`], and how it travels upstream.
 
 /// LiteLLM user-role values (`LitellmUserRoles`) this filter assigns.
 pub const ROLE_PROXY_ADMIN: &str = "proxy_admin";
@@ -10,39 +8,34 @@ pub const ROLE_INTERNAL_USER: &str = "internal_user";
 /// removed before forwarding so they cannot be spoofed.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-litellm-";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     pub user_id: Option<String>,
     pub user_role: &'static str,
-}
-
-/// LiteLLM's `get_scopes` (spec §8.4): `scope` as a space-separated string or a list.
-pub fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
-    match claims.get("scope") {
-        Some(Value::String(s)) => s.split_whitespace().collect(),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
+    pub user_email: Option<String>,
+    pub team_id: Option<String>,
+    pub org_id: Option<String>,
+    pub end_user_id: Option<String>,
 }
 
 impl Identity {
-    /// `sub` as the user id; `proxy_admin` when the admin scope is present, as LiteLLM decides
-    /// admin-ness from the scope alone (spec §7.2 step 8).
-    pub fn from_claims(claims: &Map<String, Value>, admin_jwt_scope: &str) -> Self {
-        let admin = scopes(claims).contains(&admin_jwt_scope);
-        Identity {
-            user_id: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
-            user_role: if admin { ROLE_PROXY_ADMIN } else { ROLE_INTERNAL_USER },
-        }
-    }
-
-    /// Headers to add to the upstream request (after all `x-litellm-*` were removed).
+    /// `(header name, value)` for every known attribute, in a stable order. The same names
+    /// (without `x-`) are published as Envoy filter state for other filters and access logs.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::with_capacity(2);
-        if let Some(id) = &self.user_id {
-            out.push(("x-litellm-user-id", id.clone()));
+        let mut out = Vec::with_capacity(6);
+        let mut add = |name, value: &Option<String>| {
+            if let Some(v) = value {
+                out.push((name, v.clone()));
+            }
+        };
+        add("x-litellm-user-id", &self.user_id);
+        add("x-litellm-team-id", &self.team_id);
+        add("x-litellm-org-id", &self.org_id);
+        add("x-litellm-end-user-id", &self.end_user_id);
+        add("x-litellm-user-email", &self.user_email);
+        if !self.user_role.is_empty() {
+            out.push(("x-litellm-user-role", self.user_role.to_string()));
         }
-        out.push(("x-litellm-user-role", self.user_role.to_string()));
         out
     }
 }
@@ -50,35 +43,22 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn claims(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
-    fn scope_string_and_list_forms() {
-        assert_eq!(scopes(&claims(json!({"scope": "a  b"}))), ["a", "b"]);
-        assert_eq!(scopes(&claims(json!({"scope": ["a", 1, "b"]}))), ["a", "b"]);
-        assert!(scopes(&claims(json!({"scope": 5}))).is_empty());
-    }
-
-    #[test]
-    fn admin_scope_makes_proxy_admin_exactly() {
-        let admin = Identity::from_claims(&claims(json!({"sub": "x", "scope": "litellm_proxy_admin"})), "litellm_proxy_admin");
-        assert_eq!(admin.user_role, ROLE_PROXY_ADMIN);
-        let near = Identity::from_claims(&claims(json!({"scope": "litellm_proxy_admins"})), "litellm_proxy_admin");
-        assert_eq!(near.user_role, ROLE_INTERNAL_USER);
-    }
-
-    #[test]
-    fn headers_carry_sub_and_role() {
-        let id = Identity::from_claims(&claims(json!({"sub": "alice"})), "litellm_proxy_admin");
+    fn headers_carry_only_known_attributes_in_order() {
+        let id = Identity {
+            user_id: Some("alice".into()),
+            user_role: ROLE_INTERNAL_USER,
+            team_id: Some("t1".into()),
+            ..Identity::default()
+        };
         assert_eq!(
             id.headers(),
-            [("x-litellm-user-id", "alice".to_string()), ("x-litellm-user-role", "internal_user".to_string())]
+            [
+                ("x-litellm-user-id", "alice".to_string()),
+                ("x-litellm-team-id", "t1".to_string()),
+                ("x-litellm-user-role", "internal_user".to_string())
+            ]
         );
-        let anon = Identity::from_claims(&claims(json!({"sub": 7})), "s");
-        assert_eq!(anon.headers().len(), 1);
     }
 }

@@ -20,6 +20,8 @@
 )]
 
 pub mod authn;
+pub mod authz;
+pub mod claim_path;
 pub mod claims;
 pub mod config;
 pub mod error;
@@ -29,6 +31,9 @@ pub mod identity;
 pub mod jwks_cache;
 pub mod jws;
 pub mod keys;
+pub mod model;
+pub mod route_groups;
+pub mod routes;
 pub mod shell;
 pub mod strict_json;
 pub mod verify;

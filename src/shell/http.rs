@@ -1,8 +1,10 @@
-//! One request: strip spoofable identity headers, extract and parse the token, decide — or
-//! pause until the keys are here. The decision itself is [`crate::authn::authenticate`].
+//! One request: strip spoofable identity headers, let public routes through, extract and parse
+//! the token, then move its [`Flow`] on: verify (or wait for keys), authorize (or wait for the
+//! body when a rule needs the model), continue or answer.
 
+use super::flow::{send_denial, Body, Flow, Step};
 use super::host::now_ms;
-use super::worker::{forward_identity, on_fetch_response, pump, send_denial, SharedWorker};
+use super::worker::{on_fetch_response, pump, SharedFlow, SharedWorker};
 use crate::authn::Decision;
 use crate::error::AuthError;
 use crate::extract::bearer_token;
@@ -10,20 +12,38 @@ use crate::identity::IDENTITY_HEADER_PREFIX;
 use crate::jws;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 pub struct Request {
     context_id: u32,
     worker: Option<SharedWorker>,
+    flow: Option<SharedFlow>,
 }
 
 impl Request {
     pub fn new(context_id: u32, worker: Option<SharedWorker>) -> Self {
-        Request { context_id, worker }
+        Request { context_id, worker, flow: None }
     }
 
     fn deny(&self, error: &AuthError) -> Action {
         send_denial(error);
         Action::Pause
+    }
+
+    /// Apply a step from within this request's own callback.
+    fn apply(&self, flow: &mut Flow, step: Step) -> Action {
+        match step {
+            Step::Continue => {
+                flow.done = true;
+                Action::Continue
+            }
+            Step::Deny(error) => {
+                flow.done = true;
+                self.deny(&error)
+            }
+            Step::Wait => Action::Pause,
+        }
     }
 }
 
@@ -37,7 +57,7 @@ impl Context for Request {
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let Some(worker) = self.worker.clone() else {
             return self.deny(&AuthError::KeysUnavailable("filter is not configured".into()));
         };
@@ -46,6 +66,15 @@ impl HttpContext for Request {
                 self.set_http_request_header(&name, None);
             }
         }
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let route = path.split(['?', '#']).next().unwrap_or_default();
+        let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else {
+            return self.deny(&AuthError::KeysUnavailable("worker busy".into()));
+        };
+        if config.public_routes.matches(route) {
+            return Action::Continue;
+        }
+
         let header = self.get_http_request_header("authorization");
         let token = match bearer_token(header.as_deref()) {
             Ok(token) => token,
@@ -57,27 +86,45 @@ impl HttpContext for Request {
         };
         let now = now_ms();
         let decision = match worker.try_borrow_mut() {
-            Ok(mut w) => match w.decide(&parsed, now) {
-                Decision::NeedKeys => {
-                    w.wait(self.context_id, parsed, now);
-                    Decision::NeedKeys
-                }
-                other => other,
-            },
+            Ok(mut w) => w.decide(&parsed, now),
             Err(_) => Decision::Deny(AuthError::KeysUnavailable("worker busy".into())),
         };
+        let body = if end_of_stream { Body::None } else { Body::Receiving(0) };
+        let content_type = self.get_http_request_header("content-type");
+        let flow = Rc::new(RefCell::new(Flow::new(parsed, route, content_type, body, config)));
+        self.flow = Some(Rc::clone(&flow));
         match decision {
-            Decision::Allow(identity) => {
-                forward_identity(&identity);
-                Action::Continue
-            }
             Decision::Deny(e) => self.deny(&e),
             Decision::NeedKeys => {
+                if let Ok(mut w) = worker.try_borrow_mut() {
+                    w.wait(self.context_id, flow, now);
+                }
                 // Start the fetch now rather than at the next tick.
                 pump(&worker);
                 Action::Pause
             }
+            Decision::Verified => {
+                let Ok(mut f) = flow.try_borrow_mut() else { return Action::Pause };
+                f.verified = true;
+                let step = f.authorize();
+                self.apply(&mut f, step)
+            }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(flow) = self.flow.clone() else { return Action::Continue };
+        let Ok(mut f) = flow.try_borrow_mut() else { return Action::Pause };
+        if f.done {
+            return Action::Continue;
+        }
+        f.body = if end_of_stream { Body::Complete(body_size) } else { Body::Receiving(body_size) };
+        if !f.verified {
+            // Still waiting for keys: hold the body; the worker moves the request on.
+            return Action::Pause;
+        }
+        let step = f.authorize();
+        self.apply(&mut f, step)
     }
 }
 

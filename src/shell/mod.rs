@@ -7,6 +7,7 @@
 //!   keys, fetches in flight — and the code that resumes waiting requests.
 //! - [`host`]: the host services behind the core's traits (shared data, `verify_signature`).
 
+pub mod flow;
 pub mod host;
 pub mod http;
 pub mod root;

@@ -48,7 +48,7 @@ impl RootContext for Root {
             }
             Err(message) => {
                 // Envoy refuses the configuration: the listener never runs without auth.
-                log(LogLevel::Critical, &format!("{message}"));
+                log(LogLevel::Critical, &message);
                 false
             }
         }

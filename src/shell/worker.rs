@@ -5,6 +5,7 @@
 //! (`resume_http_request`, `send_http_response`). Decisions are computed under the borrow and
 //! applied after it is released.
 
+use super::flow::{send_denial, Flow, Step};
 use super::host::{now_ms, HostShared, HostVerifier};
 use super::log;
 use crate::authn::{authenticate, Decision, KeyLookup};
@@ -14,6 +15,7 @@ use crate::jwks_cache::{JwksCache, Need};
 use crate::jws::Jws;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::cell::RefCell as FlowCell;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -24,8 +26,10 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Extra time a paused request waits beyond the fetch timeout before it gets a 503.
 const WAIT_MARGIN_MS: u64 = 1000;
 
+pub type SharedFlow = Rc<FlowCell<Flow>>;
+
 struct Waiter {
-    jws: Jws,
+    flow: SharedFlow,
     deadline_ms: u64,
 }
 
@@ -67,9 +71,9 @@ impl Worker {
     }
 
     /// Park a request until its keys arrive (or the wait times out).
-    pub fn wait(&mut self, context_id: u32, jws: Jws, now_ms: u64) {
+    pub fn wait(&mut self, context_id: u32, flow: SharedFlow, now_ms: u64) {
         let deadline_ms = now_ms + self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
-        self.waiters.insert(context_id, Waiter { jws, deadline_ms });
+        self.waiters.insert(context_id, Waiter { flow, deadline_ms });
     }
 
     pub fn forget(&mut self, context_id: u32) {
@@ -104,7 +108,7 @@ impl Worker {
                         "cannot call cluster \"{}\" for {} ({status:?}); is the cluster defined?",
                         source.cluster, source.url
                     );
-                    log(LogLevel::Error, &format!("{why}"));
+                    log(LogLevel::Error, &why);
                     let ttl = config.public_key_ttl_ms;
                     let _ = self.cache.complete_fetch(&HostShared, &source.url, now_ms, ttl, Err(why));
                 }
@@ -112,8 +116,8 @@ impl Worker {
         }
     }
 
-    /// Decisions for every waiting request that can now be decided.
-    fn resolve_waiters(&mut self, now_ms: u64) -> Vec<(u32, Decision)> {
+    /// Verification outcomes for every waiting request whose keys are now here.
+    fn resolve_waiters(&mut self, now_ms: u64) -> Vec<(u32, SharedFlow, Decision)> {
         if self.waiters.is_empty() {
             return Vec::new();
         }
@@ -122,7 +126,8 @@ impl Worker {
         for id in ids {
             let Some(waiter) = self.waiters.get(&id) else { continue };
             let deadline = waiter.deadline_ms;
-            let jws = waiter.jws.clone();
+            let flow = Rc::clone(&waiter.flow);
+            let Ok(jws) = flow.try_borrow().map(|f| f.jws.clone()) else { continue };
             let decision = match self.decide(&jws, now_ms) {
                 Decision::NeedKeys if now_ms < deadline => continue,
                 Decision::NeedKeys => Decision::Deny(AuthError::KeysUnavailable(
@@ -131,7 +136,7 @@ impl Worker {
                 other => other,
             };
             self.waiters.remove(&id);
-            decided.push((id, decision));
+            decided.push((id, flow, decision));
         }
         decided
     }
@@ -177,10 +182,10 @@ pub fn pump(worker: &SharedWorker) {
         }
         Err(_) => return,
     };
-    for (context_id, decision) in decided {
+    for (context_id, flow, decision) in decided {
         // The request may be gone (client hung up); then there is nothing to answer.
         if hostcalls::set_effective_context(context_id).is_ok() {
-            apply_deferred(decision);
+            resume(&flow, decision);
         }
     }
 }
@@ -197,28 +202,29 @@ pub fn on_fetch_response(worker: &SharedWorker, token: u32, num_headers: usize, 
     handled
 }
 
-/// Remove any client-sent `x-litellm-*` headers, then add the verified identity.
-pub fn forward_identity(identity: &crate::identity::Identity) {
-    for (name, value) in identity.headers() {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(&value));
-    }
-}
-
-/// Send LiteLLM's JSON error as a local reply.
-pub fn send_denial(error: &AuthError) {
-    let response = error.to_response();
-    log(LogLevel::Debug, &format!("denied ({}), status {}", error.reason(), response.status));
-    let headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let _ = hostcalls::send_http_response(response.status, headers, Some(&response.body));
-}
-
-fn apply_deferred(decision: Decision) {
-    match decision {
-        Decision::Allow(identity) => {
-            forward_identity(&identity);
+/// Move a request on after its keys arrived: authorize (unless the body is still coming, in
+/// which case the body callback will) and resume or answer it.
+fn resume(flow: &SharedFlow, decision: Decision) {
+    let Ok(mut flow) = flow.try_borrow_mut() else { return };
+    let step = match decision {
+        Decision::Verified => {
+            flow.verified = true;
+            flow.authorize()
+        }
+        Decision::Deny(error) => Step::Deny(error),
+        Decision::NeedKeys => Step::Deny(AuthError::KeysUnavailable("keys not available".into())),
+    };
+    match step {
+        Step::Continue => {
+            flow.done = true;
+            drop(flow);
             let _ = hostcalls::resume_http_request();
         }
-        Decision::Deny(error) => send_denial(&error),
-        Decision::NeedKeys => send_denial(&AuthError::KeysUnavailable("keys not available".into())),
+        Step::Deny(error) => {
+            flow.done = true;
+            drop(flow);
+            send_denial(&error);
+        }
+        Step::Wait => {}
     }
 }

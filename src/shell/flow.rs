@@ -1,0 +1,129 @@
+//! One request's way through the filter after its token parsed: verification (possibly after
+//! waiting for keys), then authorization (possibly after waiting for the body, when a rule
+//! needs the requested model). Shared between the request context and the worker, so that a
+//! JWKS response handled by any context of the worker can move a waiting request on.
+
+use super::log;
+use crate::authz::Request as AuthzRequest;
+use crate::config::FilterConfig;
+use crate::error::AuthError;
+use crate::identity::Identity;
+use crate::jws::Jws;
+use crate::model;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::rc::Rc;
+
+/// What has been seen of the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// The request has no body (headers ended the stream).
+    None,
+    /// Body bytes are arriving; this many are buffered so far.
+    Receiving(usize),
+    /// The whole body is buffered.
+    Complete(usize),
+}
+
+/// What to do with the request next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    Deny(AuthError),
+    /// Waiting for the rest of the body.
+    Wait,
+}
+
+pub struct Flow {
+    pub jws: Jws,
+    route: String,
+    path_model: Option<String>,
+    content_type: Option<String>,
+    pub verified: bool,
+    pub body: Body,
+    /// Decided and applied: later callbacks let the request through untouched.
+    pub done: bool,
+    config: Rc<FilterConfig>,
+}
+
+impl Flow {
+    pub fn new(jws: Jws, route: &str, content_type: Option<String>, body: Body, config: Rc<FilterConfig>) -> Self {
+        Flow {
+            jws,
+            path_model: model::from_path(route),
+            route: route.to_string(),
+            content_type,
+            verified: false,
+            body,
+            done: false,
+            config,
+        }
+    }
+
+    /// The request's model: from the buffered body when there is one, else from the path.
+    fn requested_model(&self, size: usize) -> Result<Option<String>, AuthError> {
+        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let boundary = self.content_type.as_deref().and_then(model::multipart_boundary);
+        let from_body = match boundary {
+            Some(b) => model::from_multipart(&bytes, &b),
+            None => model::from_json(&bytes),
+        };
+        match from_body {
+            Ok(found) => Ok(found.or_else(|| self.path_model.clone())),
+            Err(model::BodyError::Invalid(why)) => Err(AuthError::InvalidBody(why)),
+        }
+    }
+
+    /// Authorize a verified token; reads the body when a rule needs the model.
+    pub fn authorize(&mut self) -> Step {
+        let policy = &self.config.policy;
+        let model = if policy.needs_model(&self.jws.claims) {
+            match self.body {
+                Body::Receiving(size) if size > self.config.max_body_bytes => {
+                    return Step::Deny(AuthError::BodyTooLarge(self.config.max_body_bytes));
+                }
+                Body::Receiving(_) => return Step::Wait,
+                Body::Complete(size) if size > self.config.max_body_bytes => {
+                    return Step::Deny(AuthError::BodyTooLarge(self.config.max_body_bytes));
+                }
+                Body::Complete(size) => match self.requested_model(size) {
+                    Ok(model) => model,
+                    Err(e) => return Step::Deny(e),
+                },
+                Body::None => self.path_model.clone(),
+            }
+        } else {
+            self.path_model.clone()
+        };
+        let request = AuthzRequest { route: &self.route, model: model.as_deref() };
+        match policy.authorize(&self.jws.claims, request) {
+            Ok(identity) => {
+                forward_identity(&identity);
+                Step::Continue
+            }
+            Err(e) => Step::Deny(e),
+        }
+    }
+}
+
+/// Add the verified identity as `x-litellm-*` request headers and as filter state
+/// (`wasm.llm_jwt_auth.<name>`, e.g. `%FILTER_STATE(wasm.llm_jwt_auth.user_id:PLAIN)%`).
+pub fn forward_identity(identity: &Identity) {
+    for (header, value) in identity.headers() {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, header, Some(&value));
+        let name = header.trim_start_matches("x-litellm-").replace('-', "_");
+        let _ = hostcalls::set_property(vec![&format!("llm_jwt_auth.{name}")], Some(value.as_bytes()));
+    }
+}
+
+/// Send LiteLLM's JSON error as a local reply.
+pub fn send_denial(error: &AuthError) {
+    let response = error.to_response();
+    log(LogLevel::Debug, &format!("denied ({}), status {}", error.reason(), response.status));
+    let _ = hostcalls::set_property(vec!["llm_jwt_auth.denial_reason"], Some(error.reason().as_bytes()));
+    let headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _ = hostcalls::send_http_response(response.status, headers, Some(&response.body));
+}
