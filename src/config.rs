@@ -80,6 +80,8 @@ struct RawConfig {
     scope_claims: Option<Vec<String>>,
     /// Largest body read when a rule needs the requested model.
     max_body_bytes: Option<usize>,
+    /// Verified tokens remembered per worker (0 disables).
+    token_cache_size: Option<usize>,
     #[serde(default)]
     general_settings: Map<String, Value>,
 }
@@ -107,6 +109,7 @@ pub struct FilterConfig {
     /// LiteLLM's `public_routes` plus `general_settings.public_routes`: no token needed.
     pub public_routes: RouteList,
     pub max_body_bytes: usize,
+    pub token_cache_size: usize,
 }
 
 fn err(field: &str, what: impl std::fmt::Display) -> String {
@@ -139,6 +142,10 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if !(1..=64 * 1024 * 1024).contains(&max_body_bytes) {
         return Err(err("max_body_bytes", "must be between 1 and 67108864"));
+    }
+    let token_cache_size = raw.token_cache_size.unwrap_or(crate::token_cache::DEFAULT_CAPACITY);
+    if token_cache_size > 1_000_000 {
+        return Err(err("token_cache_size", "must be at most 1000000"));
     }
 
     let urls: Vec<String> = match raw.public_key_url {
@@ -190,6 +197,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         policy,
         public_routes: settings.public_routes,
         max_body_bytes,
+        token_cache_size,
     })
 }
 

@@ -103,6 +103,9 @@ struct Local {
 #[derive(Default)]
 pub struct JwksCache {
     local: HashMap<String, Local>,
+    /// Bumped whenever this worker's view of any key set changes; verified-token cache
+    /// entries from an older generation are not used.
+    generation: u64,
 }
 
 /// What a worker should do about one URL.
@@ -114,6 +117,10 @@ pub enum Need {
 }
 
 impl JwksCache {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// What is known of `url`'s keys now, adopting a fresher shared copy when there is one.
     pub fn lookup(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> KeyLookup {
         if let Some(local) = self.local.get(url) {
@@ -128,7 +135,10 @@ impl JwksCache {
                 let keys = match (same, self.local.get(url)) {
                     (true, Some(l)) => l.keys.clone(),
                     _ => match KeySet::parse(&record.body) {
-                        Ok(set) => Arc::new(set),
+                        Ok(set) => {
+                            self.generation += 1;
+                            Arc::new(set)
+                        }
                         // Records are validated before they are written; a bad one is a
                         // concurrent writer's garbage: treat as missing.
                         Err(_) => return self.fetch_state_lookup(store, url, now_ms),
@@ -191,6 +201,7 @@ impl JwksCache {
                 let record = Record { fetched_ms: now_ms, expires_ms: now_ms + ttl_ms, body };
                 let _ = store.set(&format!("{KEY_PREFIX}{url}"), &record.encode(), None);
                 let cas = store.get(&format!("{KEY_PREFIX}{url}")).1;
+                self.generation += 1;
                 self.local.insert(
                     url.to_string(),
                     Local { cas, expires_ms: record.expires_ms, keys: Arc::new(set) },
@@ -318,6 +329,21 @@ mod tests {
         assert!(matches!(b.lookup(&store, URL, 1099), KeyLookup::Ready(_)));
         assert!(matches!(b.lookup(&store, URL, 1100), KeyLookup::Pending), "expired at fetched + ttl");
         assert_eq!(b.need(&store, URL, 1100), Need::Fetch);
+    }
+
+    #[test]
+    fn generation_changes_only_when_a_new_key_set_is_adopted() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        let mut b = JwksCache::default();
+        a.complete_fetch(&store, URL, 0, 1000, Ok(body())).unwrap();
+        assert_eq!(a.generation(), 1);
+        assert!(matches!(b.lookup(&store, URL, 10), KeyLookup::Ready(_)));
+        assert!(matches!(b.lookup(&store, URL, 20), KeyLookup::Ready(_)));
+        assert_eq!(b.generation(), 1, "adopted once, then served locally");
+        a.complete_fetch(&store, URL, 2000, 1000, Ok(body())).unwrap();
+        assert!(matches!(b.lookup(&store, URL, 2001), KeyLookup::Ready(_)));
+        assert_eq!(b.generation(), 2, "refreshed record adopted after local expiry");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod route_groups;
 pub mod routes;
 pub mod shell;
 pub mod strict_json;
+pub mod token_cache;
 pub mod verify;
 
 #[cfg(test)]

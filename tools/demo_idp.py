@@ -52,6 +52,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of concurrent connections from
+    # Envoy would overflow it and show up as upstream connect timeouts.
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (e.g. Envoy's JWKS fetch timeout during an injected delay)
@@ -291,6 +294,8 @@ class IdPServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body are separate writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "demo-idp/1"
 

@@ -24,6 +24,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of concurrent connections from
+    # Envoy would overflow it and show up as upstream connect timeouts.
+    request_queue_size = 256
 
 
 class EchoServer:
@@ -76,6 +79,8 @@ class EchoServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body are separate writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "echo-upstream/1"
 

@@ -35,7 +35,7 @@ pub enum Step {
 }
 
 pub struct Flow {
-    pub jws: Jws,
+    pub jws: Rc<Jws>,
     route: String,
     path_model: Option<String>,
     content_type: Option<String>,
@@ -47,7 +47,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn new(jws: Jws, route: &str, content_type: Option<String>, body: Body, config: Rc<FilterConfig>) -> Self {
+    pub fn new(jws: Rc<Jws>, route: &str, content_type: Option<String>, body: Body, config: Rc<FilterConfig>) -> Self {
         Flow {
             jws,
             path_model: model::from_path(route),

@@ -4,12 +4,10 @@
 
 use super::flow::{send_denial, Body, Flow, Step};
 use super::host::now_ms;
-use super::worker::{on_fetch_response, pump, SharedFlow, SharedWorker};
-use crate::authn::Decision;
+use super::worker::{on_fetch_response, pump, SharedFlow, SharedWorker, Verification};
 use crate::error::AuthError;
 use crate::extract::bearer_token;
 use crate::identity::IDENTITY_HEADER_PREFIX;
-use crate::jws;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -80,36 +78,32 @@ impl HttpContext for Request {
             Ok(token) => token,
             Err(e) => return self.deny(&e),
         };
-        let parsed = match jws::parse(token) {
-            Ok(parsed) => parsed,
-            Err(e) => return self.deny(&e),
-        };
         let now = now_ms();
-        let decision = match worker.try_borrow_mut() {
-            Ok(mut w) => w.decide(&parsed, now),
-            Err(_) => Decision::Deny(AuthError::KeysUnavailable("worker busy".into())),
+        let verification = match worker.try_borrow_mut() {
+            Ok(mut w) => w.verify(token, now),
+            Err(_) => Verification::Deny(AuthError::KeysUnavailable("worker busy".into())),
+        };
+        let (jws, waiting) = match verification {
+            Verification::Deny(e) => return self.deny(&e),
+            Verification::Verified(jws) => (jws, false),
+            Verification::NeedKeys(jws) => (jws, true),
         };
         let body = if end_of_stream { Body::None } else { Body::Receiving(0) };
         let content_type = self.get_http_request_header("content-type");
-        let flow = Rc::new(RefCell::new(Flow::new(parsed, route, content_type, body, config)));
+        let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, config)));
         self.flow = Some(Rc::clone(&flow));
-        match decision {
-            Decision::Deny(e) => self.deny(&e),
-            Decision::NeedKeys => {
-                if let Ok(mut w) = worker.try_borrow_mut() {
-                    w.wait(self.context_id, flow, now);
-                }
-                // Start the fetch now rather than at the next tick.
-                pump(&worker);
-                Action::Pause
+        if waiting {
+            if let Ok(mut w) = worker.try_borrow_mut() {
+                w.wait(self.context_id, token, flow, now);
             }
-            Decision::Verified => {
-                let Ok(mut f) = flow.try_borrow_mut() else { return Action::Pause };
-                f.verified = true;
-                let step = f.authorize();
-                self.apply(&mut f, step)
-            }
+            // Start the fetch now rather than at the next tick.
+            pump(&worker);
+            return Action::Pause;
         }
+        let Ok(mut f) = flow.try_borrow_mut() else { return Action::Pause };
+        f.verified = true;
+        let step = f.authorize();
+        self.apply(&mut f, step)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -12,7 +12,8 @@ use crate::authn::{authenticate, Decision, KeyLookup};
 use crate::config::{FilterConfig, JwksSource};
 use crate::error::AuthError;
 use crate::jwks_cache::{JwksCache, Need};
-use crate::jws::Jws;
+use crate::jws::{self, Jws};
+use crate::token_cache::TokenCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::cell::RefCell as FlowCell;
@@ -29,8 +30,17 @@ const WAIT_MARGIN_MS: u64 = 1000;
 pub type SharedFlow = Rc<FlowCell<Flow>>;
 
 struct Waiter {
+    token: Box<str>,
     flow: SharedFlow,
     deadline_ms: u64,
+}
+
+/// The outcome of verifying a token with what the worker knows now.
+pub enum Verification {
+    Verified(Rc<Jws>),
+    Deny(AuthError),
+    /// Parsed, but its keys are not here yet.
+    NeedKeys(Rc<Jws>),
 }
 
 struct Fetch {
@@ -41,6 +51,7 @@ struct Fetch {
 pub struct Worker {
     pub config: Rc<FilterConfig>,
     cache: JwksCache,
+    tokens: TokenCache,
     waiters: BTreeMap<u32, Waiter>,
     in_flight: HashMap<u32, Fetch>,
     crypto: HostVerifier,
@@ -54,6 +65,7 @@ impl Worker {
             JwksCache::init_fetch_key(&HostShared, &source.url);
         }
         Worker {
+            tokens: TokenCache::new(config.token_cache_size),
             config: Rc::new(config),
             cache: JwksCache::default(),
             waiters: BTreeMap::new(),
@@ -62,8 +74,32 @@ impl Worker {
         }
     }
 
-    /// Decide a token with what this worker knows now.
-    pub fn decide(&mut self, jws: &Jws, now_ms: u64) -> Decision {
+    /// Verify a token: from the verified-token cache (time claims re-checked), or by parsing and
+    /// verifying it, remembering it when it verifies.
+    pub fn verify(&mut self, token: &str, now_ms: u64) -> Verification {
+        let now = now_ms / 1000;
+        if let Some(jws) = self.tokens.get(token, now, self.cache.generation()) {
+            return match crate::claims::validate(&jws.claims, &self.config.claim_rules, now) {
+                Ok(()) => Verification::Verified(jws),
+                Err(e) => Verification::Deny(e),
+            };
+        }
+        let jws = match jws::parse(token) {
+            Ok(parsed) => Rc::new(parsed),
+            Err(e) => return Verification::Deny(e),
+        };
+        match self.decide(&jws, now_ms) {
+            Decision::Verified => {
+                self.tokens.insert(token, Rc::clone(&jws), self.cache.generation());
+                Verification::Verified(jws)
+            }
+            Decision::Deny(e) => Verification::Deny(e),
+            Decision::NeedKeys => Verification::NeedKeys(jws),
+        }
+    }
+
+    /// Decide a parsed token with the keys this worker knows now.
+    fn decide(&mut self, jws: &Jws, now_ms: u64) -> Decision {
         let config = Rc::clone(&self.config);
         let cache = &mut self.cache;
         let mut lookup = |s: &JwksSource| -> KeyLookup { cache.lookup(&HostShared, &s.url, now_ms) };
@@ -71,9 +107,9 @@ impl Worker {
     }
 
     /// Park a request until its keys arrive (or the wait times out).
-    pub fn wait(&mut self, context_id: u32, flow: SharedFlow, now_ms: u64) {
+    pub fn wait(&mut self, context_id: u32, token: &str, flow: SharedFlow, now_ms: u64) {
         let deadline_ms = now_ms + self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
-        self.waiters.insert(context_id, Waiter { flow, deadline_ms });
+        self.waiters.insert(context_id, Waiter { token: token.into(), flow, deadline_ms });
     }
 
     pub fn forget(&mut self, context_id: u32) {
@@ -127,8 +163,13 @@ impl Worker {
             let Some(waiter) = self.waiters.get(&id) else { continue };
             let deadline = waiter.deadline_ms;
             let flow = Rc::clone(&waiter.flow);
-            let Ok(jws) = flow.try_borrow().map(|f| f.jws.clone()) else { continue };
+            let token = waiter.token.clone();
+            let Ok(jws) = flow.try_borrow().map(|f| Rc::clone(&f.jws)) else { continue };
             let decision = match self.decide(&jws, now_ms) {
+                Decision::Verified => {
+                    self.tokens.insert(&token, jws, self.cache.generation());
+                    Decision::Verified
+                }
                 Decision::NeedKeys if now_ms < deadline => continue,
                 Decision::NeedKeys => Decision::Deny(AuthError::KeysUnavailable(
                     "timed out waiting for the JWKS".into(),

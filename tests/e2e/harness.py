@@ -94,7 +94,7 @@ def _socket_address(host: str, port: int) -> dict:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def static_cluster(name: str, host: str, port: int, *, connect_timeout: str = "1s") -> dict:
+def static_cluster(name: str, host: str, port: int, *, connect_timeout: str = "5s") -> dict:
     return {
         "name": name,
         "type": "STATIC",
