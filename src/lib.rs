@@ -34,6 +34,7 @@ pub mod keys;
 pub mod model;
 pub mod route_groups;
 pub mod routes;
+pub mod shared_data;
 pub mod shell;
 pub mod strict_json;
 pub mod token_cache;

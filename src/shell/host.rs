@@ -1,7 +1,7 @@
 //! Host services behind the core's traits.
 
 use crate::host_verify_proto::{decode_result, encode_arguments};
-use crate::jwks_cache::SharedData;
+use crate::shared_data::SharedData;
 use crate::verify::{HashFn, HostCrypto};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};

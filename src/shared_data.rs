@@ -1,0 +1,106 @@
+//! The host's shared key/value store (proxy-wasm shared data: process-wide per `vm_id`, CAS,
+//! no TTL, no delete) and the fetch lease every cached thing uses so that one worker of an
+//! Envoy process fetches while the others wait.
+
+/// The host's shared key/value store, as the cache needs it.
+pub trait SharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// `Err(())` on CAS mismatch.
+    #[allow(clippy::result_unit_err)]
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), ()>;
+}
+
+/// The state of the fetch coordination key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchState {
+    Idle,
+    Fetching { until_ms: u64 },
+    Failed { retry_ms: u64, why: String },
+}
+
+impl FetchState {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            FetchState::Idle => Vec::new(),
+            FetchState::Fetching { until_ms } => format!("fetching {until_ms}").into_bytes(),
+            FetchState::Failed { retry_ms, why } => format!("failed {retry_ms} {why}").into_bytes(),
+        }
+    }
+
+    /// Unreadable values count as idle: the worst case is one extra fetch.
+    pub fn decode(bytes: Option<&[u8]>) -> Self {
+        let Some(text) = bytes.and_then(|b| std::str::from_utf8(b).ok()) else {
+            return FetchState::Idle;
+        };
+        let mut parts = text.splitn(3, ' ');
+        match (parts.next(), parts.next().and_then(|t| t.parse().ok())) {
+            (Some("fetching"), Some(until_ms)) => FetchState::Fetching { until_ms },
+            (Some("failed"), Some(retry_ms)) => {
+                FetchState::Failed { retry_ms, why: parts.next().unwrap_or("").to_string() }
+            }
+            _ => FetchState::Idle,
+        }
+    }
+}
+
+/// Take the lease at `key` with CAS. `true`: the caller must fetch now and later store the
+/// outcome (an idle or failed state) at `key`. Busy while another fetch's lease runs, and during
+/// the back-off after a failure.
+pub fn try_lease(store: &dyn SharedData, key: &str, now_ms: u64, lease_ms: u64) -> bool {
+    let (value, cas) = store.get(key);
+    let busy = match FetchState::decode(value.as_deref()) {
+        FetchState::Fetching { until_ms } => now_ms < until_ms,
+        FetchState::Failed { retry_ms, .. } => now_ms < retry_ms,
+        FetchState::Idle => false,
+    };
+    if busy {
+        return false;
+    }
+    let lease = FetchState::Fetching { until_ms: now_ms + lease_ms }.encode();
+    store.set(key, &lease, cas).is_ok()
+}
+
+/// Make sure a lease key exists, so that the first CAS on it is a real CAS (Envoy's shared data
+/// only compares CAS values for keys that exist).
+pub fn init_lease(store: &dyn SharedData, key: &str) {
+    if store.get(key).1.is_none() {
+        let _ = store.set(key, &FetchState::Idle.encode(), None);
+    }
+}
+
+#[cfg(test)]
+pub mod mock {
+    //! An in-memory shared data store with Envoy's CAS semantics, for tests.
+    use super::SharedData;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    pub struct MockShared {
+        pub data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        next_cas: RefCell<u32>,
+    }
+
+    impl SharedData for MockShared {
+        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            match self.data.borrow().get(key) {
+                Some((v, cas)) if v.is_empty() => (None, Some(*cas)),
+                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+                None => (None, None),
+            }
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), ()> {
+            let mut data = self.data.borrow_mut();
+            if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
+                if want != 0 && want != *have {
+                    return Err(());
+                }
+            }
+            let mut next = self.next_cas.borrow_mut();
+            *next += 1;
+            data.insert(key.to_string(), (value.to_vec(), *next));
+            Ok(())
+        }
+    }
+}
+
