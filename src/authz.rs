@@ -7,8 +7,56 @@
 use crate::claim_path::ClaimPath;
 use crate::error::AuthError;
 use crate::identity::{Identity, ROLE_INTERNAL_USER, ROLE_PROXY_ADMIN};
+use crate::record_store::RecordLookup;
+use crate::records::{can_call_model, AccessGroups, EndUser, Kind, Record, RecordKey, Team, User};
 use crate::routes::{py_list, RouteList};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// The record store as a decision sees it.
+pub trait Records {
+    /// Whether team/user records exist at all (a source or static records are configured).
+    fn enabled(&self) -> bool;
+    fn lookup(&mut self, key: &RecordKey) -> RecordLookup;
+}
+
+/// No records configured: the token-only behaviour.
+pub struct NoRecords;
+
+impl Records for NoRecords {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lookup(&mut self, _: &RecordKey) -> RecordLookup {
+        RecordLookup::NotFound
+    }
+}
+
+/// The result of an authorization.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Admitted; `upserts` are default records to store for ids LiteLLM would have created.
+    Allow { identity: Identity, upserts: Vec<Record> },
+    Deny(AuthError),
+    /// Decide again once these records are known.
+    Need(Vec<RecordKey>),
+}
+
+/// A value, or the records that must be known first.
+enum Step<T> {
+    Got(T),
+    Need(Vec<RecordKey>),
+}
+
+macro_rules! step {
+    ($e:expr) => {
+        match $e {
+            Step::Got(v) => v,
+            Step::Need(keys) => return Ok(Outcome::Need(keys)),
+        }
+    };
+}
 
 /// LiteLLM's `RBAC_ROLES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +149,13 @@ pub struct Policy {
     pub scope_claims: Vec<ClaimPath>,
     /// Routes any non-admin token may call (LiteLLM's LLM API and info routes).
     pub non_admin_routes: RouteList,
+    // Record-backed rules (need the store):
+    pub team_ids_jwt_field: Option<ClaimPath>,
+    pub team_id_upsert: bool,
+    pub user_id_upsert: bool,
+    pub enforce_team_based_model_access: bool,
+    pub team_allowed_routes: RouteList,
+    pub access_groups: AccessGroups,
 }
 
 /// What the request asks for.
@@ -179,7 +234,11 @@ impl Policy {
     }
 
     /// Whether deciding this token needs the requested model (so the body must be read).
-    pub fn needs_model(&self, claims: &Map<String, Value>) -> bool {
+    /// With records, a non-admin's team or user model list may apply.
+    pub fn needs_model(&self, claims: &Map<String, Value>, records_enabled: bool) -> bool {
+        if records_enabled && !self.scopes(claims).contains(&self.admin_jwt_scope) {
+            return true;
+        }
         let scopes = self.scopes(claims);
         let scope_gate = self.enforce_scope_based_access && !self.scope_mappings.is_empty();
         let role_gate = self.enforce_rbac
@@ -190,8 +249,15 @@ impl Policy {
         scope_gate || role_gate
     }
 
-    /// Decide a verified token's request. `Ok` carries the identity to forward.
-    pub fn authorize(&self, claims: &Map<String, Value>, request: Request) -> Result<Identity, AuthError> {
+    /// Decide a verified token's request.
+    pub fn authorize(&self, claims: &Map<String, Value>, request: Request, records: &mut dyn Records) -> Outcome {
+        match self.decide(claims, request, records) {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Deny(e),
+        }
+    }
+
+    fn decide(&self, claims: &Map<String, Value>, request: Request, records: &mut dyn Records) -> Result<Outcome, AuthError> {
         let route = request.route;
         // 2. custom_validate
         if !self.custom_validate.iter().all(|rule| rule.holds(claims)) {
@@ -264,26 +330,97 @@ impl Policy {
                     py_list(&self.admin_allowed_routes.expanded())
                 )));
             }
-            return Ok(Identity {
+            let identity = Identity {
                 user_id: user_id.or(sub),
                 user_role: ROLE_PROXY_ADMIN,
                 user_email,
                 org_id,
                 ..Identity::default()
-            });
+            };
+            return Ok(Outcome::Allow { identity, upserts: Vec::new() });
         }
-        // 9. single team
+        let enabled = records.enabled();
+        let mut upserts = Vec::new();
+        let mut team: Option<Rc<Record>> = None;
+        // 9. single team (a team id set from object_id is not loaded, as in LiteLLM)
         if team_id.is_none() {
             team_id = self.team_id(claims);
-            if team_id.is_none() {
-                if let Some(field) = &self.team_id_jwt_field {
-                    return Err(AuthError::Denied(format!(
-                        "No team id found in token. Checked team_id field '{}'",
-                        field.as_str()
-                    )));
+            match &team_id {
+                None => {
+                    if let Some(field) = &self.team_id_jwt_field {
+                        return Err(AuthError::Denied(format!(
+                            "No team id found in token. Checked team_id field '{}'",
+                            field.as_str()
+                        )));
+                    }
                 }
+                Some(id) if enabled => {
+                    let key = RecordKey { kind: Kind::Team, id: id.clone() };
+                    team = Some(match records.lookup(&key) {
+                        RecordLookup::Found(r) => r,
+                        RecordLookup::NotFound if self.team_id_upsert => {
+                            let r = Record::Team(Team { team_id: id.clone(), ..Team::default() });
+                            upserts.push(r.clone());
+                            Rc::new(r)
+                        }
+                        RecordLookup::NotFound => {
+                            return Err(AuthError::Denied(format!(
+                                "Team doesn't exist in db. Team={id}. Create team via `/team/new` call."
+                            )))
+                        }
+                        RecordLookup::Pending => return Ok(Outcome::Need(vec![key])),
+                        RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
+                    });
+                }
+                Some(_) => {}
             }
         }
+        // 10. groups: the first team (sorted) that can use the model on this route
+        if team_id.is_none() && team.is_none() {
+            if let Some(field) = &self.team_ids_jwt_field {
+                team = step!(self.find_team_with_model_access(field, claims, request, records)?);
+                team_id = team.as_ref().map(|t| t.id().to_string());
+            }
+        }
+        // 11. org, user, end user
+        let mut need = Vec::new();
+        let mut lookup = |kind: Kind, id: &Option<String>, need: &mut Vec<RecordKey>| -> Result<Option<Rc<Record>>, AuthError> {
+            let Some(id) = id.as_ref().filter(|_| enabled) else { return Ok(None) };
+            let key = RecordKey { kind, id: id.clone() };
+            match records.lookup(&key) {
+                RecordLookup::Found(r) => Ok(Some(r)),
+                RecordLookup::NotFound => Ok(None),
+                RecordLookup::Pending => {
+                    need.push(key);
+                    Ok(None)
+                }
+                RecordLookup::Unavailable(why) => Err(AuthError::RecordsUnavailable(why)),
+            }
+        };
+        let org = lookup(Kind::Org, &org_id, &mut need)?;
+        let user = lookup(Kind::User, &user_id, &mut need)?;
+        let end_user = lookup(Kind::EndUser, &end_user_id, &mut need)?;
+        if !need.is_empty() {
+            return Ok(Outcome::Need(need));
+        }
+        if let (true, Some(id), None) = (enabled, &org_id, &org) {
+            return Err(AuthError::Denied(format!(
+                "Organization doesn't exist in db. Organization={id}. Create organization via `/organization/new` call."
+            )));
+        }
+        let user = match (enabled, &user_id, user) {
+            (true, Some(id), None) if self.user_id_upsert => {
+                let r = Record::User(User { user_id: id.clone(), user_email: user_email.clone(), ..User::default() });
+                upserts.push(r.clone());
+                Some(Rc::new(r))
+            }
+            (true, Some(id), None) => {
+                return Err(AuthError::Denied(format!(
+                    "User doesn't exist in db. 'user_id'={id}. Create user via `/user/new` call."
+                )))
+            }
+            (_, _, found) => found,
+        };
         // 12. validate_object_id (general_settings.enforce_rbac)
         if self.general_enforce_rbac && user_id.is_none() && team_id.is_none() {
             return Err(forbidden(
@@ -298,14 +435,151 @@ impl Policy {
                 user_id.as_deref().unwrap_or("unknown")
             )));
         }
-        Ok(Identity {
+        // common_checks on the selected records
+        let team = team.as_deref().and_then(|r| match r {
+            Record::Team(t) => Some(t),
+            _ => None,
+        });
+        self.common_checks(team, user.as_deref(), end_user.as_deref(), request.model)?;
+        let identity = Identity {
             user_id: user_id.or(sub),
             user_role: ROLE_INTERNAL_USER,
             user_email,
-            team_id,
+            team_id: team.map(|t| t.team_id.clone()).or(team_id),
+            team_alias: team.and_then(|t| t.team_alias.clone()),
+            team_tpm_limit: team.and_then(|t| t.tpm_limit),
+            team_rpm_limit: team.and_then(|t| t.rpm_limit),
             org_id,
             end_user_id,
-        })
+        };
+        Ok(Outcome::Allow { identity, upserts })
+    }
+
+    /// LiteLLM's `find_team_with_model_access` (spec §7.5, newest: sorted, real model check).
+    fn find_team_with_model_access(
+        &self,
+        field: &ClaimPath,
+        claims: &Map<String, Value>,
+        request: Request,
+        records: &mut dyn Records,
+    ) -> Result<Step<Option<Rc<Record>>>, AuthError> {
+        // Newest: a string claim is not a list of teams.
+        let mut ids: Vec<String> = match field.lookup(claims) {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            if self.enforce_team_based_model_access {
+                return Err(forbidden("No teams found in token. `enforce_team_based_model_access` is set to True. Token must belong to a team.".into()));
+            }
+            return Ok(Step::Got(None));
+        }
+        if !records.enabled() {
+            return Ok(Step::Got(None));
+        }
+        let mut found = BTreeMap::new();
+        let mut need = Vec::new();
+        for id in &ids {
+            let key = RecordKey { kind: Kind::Team, id: id.clone() };
+            match records.lookup(&key) {
+                RecordLookup::Found(r) => {
+                    found.insert(id.clone(), r);
+                }
+                RecordLookup::Pending => need.push(key),
+                // Unknown or unreachable teams are skipped, as LiteLLM skips lookup errors.
+                RecordLookup::NotFound | RecordLookup::Unavailable(_) => {}
+            }
+        }
+        if !need.is_empty() {
+            return Ok(Step::Need(need));
+        }
+        let mut model_ok_route_not = None;
+        for id in &ids {
+            let Some(record) = found.get(id) else { continue };
+            let Record::Team(t) = record.as_ref() else { continue };
+            if let Some(model) = request.model {
+                if !can_call_model(model, &t.models, &t.model_aliases, &self.access_groups) {
+                    continue;
+                }
+            }
+            if !self.team_allowed_routes.matches(request.route) {
+                model_ok_route_not = model_ok_route_not.or(Some(id.clone()));
+                continue;
+            }
+            return Ok(Step::Got(Some(Rc::clone(record))));
+        }
+        match (request.model, model_ok_route_not) {
+            (Some(model), Some(id)) => Err(forbidden(format!(
+                "Team {id} can access model {model} but route {} is not in litellm_jwtauth.team_allowed_routes",
+                request.route
+            ))),
+            (Some(model), None) => {
+                let quoted: Vec<String> = ids.iter().map(|i| format!("'{i}'")).collect();
+                Err(forbidden(format!(
+                    "No team has access to the requested model: {model}. Checked teams={{{}}}. Check `/models` to see all available models.",
+                    quoted.join(", ")
+                )))
+            }
+            (None, _) => Ok(Step::Got(None)),
+        }
+    }
+
+    /// LiteLLM's `common_checks` for the selected team, user and end user.
+    fn common_checks(&self, team: Option<&Team>, user: Option<&Record>, end_user: Option<&Record>, model: Option<&str>) -> Result<(), AuthError> {
+        if let Some(t) = team {
+            if t.blocked {
+                return Err(AuthError::Denied(format!(
+                    "Team={} is blocked. Update via `/team/unblock` if your admin.",
+                    t.team_id
+                )));
+            }
+            if let Some(m) = model {
+                if !can_call_model(m, &t.models, &t.model_aliases, &self.access_groups) {
+                    return Err(AuthError::TeamModelDenied { model: m.to_string(), allowed: t.models.clone() });
+                }
+            }
+            if let Some(max) = t.max_budget {
+                if t.spend >= max {
+                    return Err(AuthError::BudgetExceeded(format!(
+                        "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
+                        t.team_id, t.spend, max
+                    )));
+                }
+            }
+        } else if let Some(Record::User(u)) = user {
+            if let Some(m) = model {
+                if !can_call_model(m, &u.models, &BTreeMap::new(), &self.access_groups) {
+                    return Err(forbidden(format!(
+                        "The requested model '{m}' is not available for this API key, or the model name is \
+                         invalid. Check the models available to you and try again."
+                    )));
+                }
+            }
+            if let Some(max) = u.max_budget {
+                if u.spend >= max {
+                    return Err(AuthError::BudgetExceeded(format!(
+                        "Budget has been exceeded! User={} Current cost: {}, Max budget: {}",
+                        u.user_id, u.spend, max
+                    )));
+                }
+            }
+        }
+        if let Some(Record::EndUser(EndUser { user_id, blocked, max_budget, spend })) = end_user {
+            if *blocked {
+                return Err(forbidden(format!("End User={user_id} is blocked.")));
+            }
+            if let Some(max) = max_budget {
+                if spend > max {
+                    return Err(AuthError::BudgetExceeded(format!(
+                        "ExceededBudget: End User={user_id} over budget. Spend={spend}, Budget={max}"
+                    )));
+                }
+            }
+        }
+        // Organizations: existence only (checked above); LiteLLM applies no org rule to JWT callers.
+        Ok(())
     }
 }
 
@@ -313,10 +587,13 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::config::compile;
+    use crate::records::{EndUser, Org, Team, User};
     use serde_json::json;
 
     fn policy(general_settings: Value) -> Policy {
-        let cfg = json!({"public_key_url": "http://idp/jwks", "general_settings": general_settings});
+        // A static team makes record-backed fields valid; which records exist is up to each test.
+        let cfg = json!({"public_key_url": "http://idp/jwks", "teams": [{"team_id": "cfg-team"}],
+                         "general_settings": general_settings});
         compile(cfg.to_string().as_bytes(), &|_| None).unwrap().policy
     }
 
@@ -329,7 +606,56 @@ mod tests {
     }
 
     fn call(p: &Policy, c: Value, route: &str, model: Option<&str>) -> Result<Identity, AuthError> {
-        p.authorize(&claims(c), Request { route, model })
+        match p.authorize(&claims(c), Request { route, model }, &mut NoRecords) {
+            Outcome::Allow { identity, upserts } => {
+                assert!(upserts.is_empty());
+                Ok(identity)
+            }
+            Outcome::Deny(e) => Err(e),
+            Outcome::Need(keys) => panic!("no records configured, yet {keys:?} were needed"),
+        }
+    }
+
+    /// Records from a fixed table; ids listed in `pending` are not known yet.
+    struct Table {
+        records: Vec<Record>,
+        pending: Vec<String>,
+        down: bool,
+        asked: Vec<RecordKey>,
+    }
+
+    impl Table {
+        fn new(records: Vec<Record>) -> Self {
+            Table { records, pending: vec![], down: false, asked: vec![] }
+        }
+    }
+
+    impl Records for Table {
+        fn enabled(&self) -> bool {
+            true
+        }
+        fn lookup(&mut self, key: &RecordKey) -> RecordLookup {
+            self.asked.push(key.clone());
+            if self.down {
+                return RecordLookup::Unavailable("source down".into());
+            }
+            if self.pending.contains(&key.id) {
+                return RecordLookup::Pending;
+            }
+            let kind_matches = |r: &Record| matches!((r, key.kind), (Record::Team(_), Kind::Team) | (Record::User(_), Kind::User) | (Record::Org(_), Kind::Org) | (Record::EndUser(_), Kind::EndUser));
+            match self.records.iter().find(|r| kind_matches(r) && r.id() == key.id) {
+                Some(r) => RecordLookup::Found(Rc::new(r.clone())),
+                None => RecordLookup::NotFound,
+            }
+        }
+    }
+
+    fn team(id: &str, models: &[&str]) -> Team {
+        Team { team_id: id.into(), models: models.iter().map(|m| m.to_string()).collect(), ..Team::default() }
+    }
+
+    fn with(p: &Policy, table: &mut Table, c: Value, route: &str, model: Option<&str>) -> Outcome {
+        p.authorize(&claims(c), Request { route, model }, table)
     }
 
     const CHAT: &str = "/v1/chat/completions";
@@ -425,8 +751,8 @@ mod tests {
         let user = json!({"uid": "u"});
         let e = call(&p, user.clone(), "/v1/models", None).unwrap_err();
         assert!(e.message().contains("No team id found in token"), "team_id_jwt_field makes a team required");
-        assert!(p.needs_model(&claims(team)));
-        assert!(!p.needs_model(&claims(user.clone())), "internal_user has no model list");
+        assert!(p.needs_model(&claims(team), false));
+        assert!(!p.needs_model(&claims(user.clone()), false), "internal_user has no model list");
 
         let users = policy(json!({
             "role_permissions": [{"role": "internal_user", "routes": ["/v1/models"]}],
@@ -440,7 +766,7 @@ mod tests {
         let p = policy(json!({"role_permissions": [{"role": "team", "models": ["gpt-4o"]}],
             "litellm_jwtauth": {"team_id_jwt_field": "tid"}}));
         assert!(call(&p, json!({"tid": "t"}), CHAT, Some("other")).is_ok());
-        assert!(!p.needs_model(&claims(json!({"tid": "t"}))));
+        assert!(!p.needs_model(&claims(json!({"tid": "t"})), false));
     }
 
     #[test]
@@ -454,7 +780,7 @@ mod tests {
         assert_eq!(e.status(), 403);
         assert!(e.message().starts_with("The requested model 'o1' is not available"));
         assert!(call(&p, json!({}), "/v1/models", None).is_ok(), "no model requested: pass");
-        assert!(p.needs_model(&claims(json!({}))));
+        assert!(p.needs_model(&claims(json!({})), false));
     }
 
     #[test]
@@ -523,6 +849,147 @@ mod tests {
         ] {
             assert_eq!(call(&p, bad, CHAT, None), Err(AuthError::Forbidden("Invalid JWT token".into())));
         }
+    }
+
+    #[test]
+    fn single_team_is_loaded_and_common_checks_apply() {
+        let p = jwt(json!({"team_id_jwt_field": "tid"}));
+        let mut blocked = team("t-blocked", &[]);
+        blocked.blocked = true;
+        let mut broke = team("t-broke", &[]);
+        broke.max_budget = Some(10.0);
+        broke.spend = 10.0;
+        let mut rich = team("t-rich", &["gpt-4o", "openai/*"]);
+        rich.team_alias = Some("Rich".into());
+        rich.tpm_limit = Some(1000);
+        rich.max_budget = Some(10.0);
+        rich.spend = 9.99;
+        let mut table = Table::new(vec![Record::Team(blocked), Record::Team(broke), Record::Team(rich)]);
+
+        match with(&p, &mut table, json!({"tid": "t-rich"}), CHAT, Some("gpt-4o-mini")) {
+            Outcome::Allow { identity, .. } => {
+                assert_eq!(identity.team_id.as_deref(), Some("t-rich"));
+                assert_eq!(identity.team_alias.as_deref(), Some("Rich"));
+                assert_eq!(identity.team_tpm_limit, Some(1000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-rich"}), CHAT, Some("claude-3")) else { panic!() };
+        assert_eq!(e.status(), 401);
+        assert_eq!(e.error_type(), "team_model_access_denied");
+        assert_eq!(e.param(), Some("model"));
+        assert_eq!(e.message(), "team not allowed to access model. This team can only access models=['gpt-4o', 'openai/*']. Tried to access claude-3");
+
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-blocked"}), CHAT, None) else { panic!() };
+        assert_eq!(e.message(), "Authentication Error, Team=t-blocked is blocked. Update via `/team/unblock` if your admin.");
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-broke"}), CHAT, None) else { panic!() };
+        assert_eq!((e.status(), e.error_type()), (400, "budget_exceeded"));
+        assert_eq!(e.message(), "Budget has been exceeded! Team=t-broke Current cost: 10, Max budget: 10");
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "ghost"}), CHAT, None) else { panic!() };
+        assert_eq!(e.message(), "Authentication Error, Team doesn't exist in db. Team=ghost. Create team via `/team/new` call.");
+    }
+
+    #[test]
+    fn unknown_team_is_upserted_when_configured() {
+        let p = jwt(json!({"team_id_jwt_field": "tid", "team_id_upsert": true}));
+        let mut table = Table::new(vec![]);
+        match with(&p, &mut table, json!({"tid": "fresh"}), CHAT, Some("any")) {
+            Outcome::Allow { identity, upserts } => {
+                assert_eq!(identity.team_id.as_deref(), Some("fresh"));
+                assert_eq!(upserts, vec![Record::Team(team("fresh", &[]))]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pending_records_are_asked_for_and_outages_are_503() {
+        let p = jwt(json!({"team_id_jwt_field": "tid", "user_id_jwt_field": "uid"}));
+        let mut table = Table::new(vec![Record::Team(team("t1", &[]))]);
+        table.pending = vec!["t1".into()];
+        assert_eq!(with(&p, &mut table, json!({"tid": "t1", "uid": "u1"}), CHAT, None),
+                   Outcome::Need(vec![RecordKey { kind: Kind::Team, id: "t1".into() }]));
+        table.pending = vec!["u1".into()];
+        assert_eq!(with(&p, &mut table, json!({"tid": "t1", "uid": "u1"}), CHAT, None),
+                   Outcome::Need(vec![RecordKey { kind: Kind::User, id: "u1".into() }]));
+        table.down = true;
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t1"}), CHAT, None) else { panic!() };
+        assert_eq!((e.status(), e.error_type()), (503, "no_db_connection"));
+    }
+
+    #[test]
+    fn groups_path_picks_the_first_sorted_team_with_access() {
+        let p = jwt(json!({"team_ids_jwt_field": "groups"}));
+        let mut table = Table::new(vec![
+            Record::Team(team("b-team", &["gpt-4o"])),
+            Record::Team(team("a-team", &["claude-3"])),
+            Record::Team(team("c-team", &["all-proxy-models"])),
+        ]);
+        let pick = |table: &mut Table, model: Option<&str>| match with(&p, table, json!({"groups": ["c-team", "b-team", "a-team", "ghost"]}), CHAT, model) {
+            Outcome::Allow { identity, .. } => identity.team_id,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(pick(&mut table, Some("gpt-4o")).as_deref(), Some("b-team"));
+        assert_eq!(pick(&mut table, Some("claude-3")).as_deref(), Some("a-team"));
+        assert_eq!(pick(&mut table, Some("o1")).as_deref(), Some("c-team"), "all-proxy-models");
+        assert_eq!(pick(&mut table, None).as_deref(), Some("a-team"), "no model: first team on the route");
+
+        let narrow = Table::new(vec![Record::Team(team("a", &["gpt-4o"]))]);
+        let mut narrow = narrow;
+        let Outcome::Deny(e) = with(&p, &mut narrow, json!({"groups": ["a", "z"]}), CHAT, Some("o1")) else { panic!() };
+        assert_eq!(e.message(), "No team has access to the requested model: o1. Checked teams={'a', 'z'}. Check `/models` to see all available models.");
+        assert_eq!(e.status(), 403);
+    }
+
+    #[test]
+    fn groups_path_route_rule_and_enforced_membership() {
+        let p = jwt(json!({"team_ids_jwt_field": "groups", "enforce_team_based_model_access": true,
+            "team_allowed_routes": ["/v1/chat/completions"]}));
+        let mut table = Table::new(vec![Record::Team(team("a", &[]))]);
+        let Outcome::Deny(e) = with(&p, &mut table, json!({}), CHAT, None) else { panic!() };
+        assert!(e.message().starts_with("No teams found in token."), "{}", e.message());
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"groups": ["a"]}), "/v1/embeddings", Some("m")) else { panic!() };
+        assert_eq!(e.message(), "Team a can access model m but route /v1/embeddings is not in litellm_jwtauth.team_allowed_routes");
+        // Without a model, a disallowed route continues team-less (LiteLLM's behaviour).
+        match with(&p, &mut table, json!({"groups": ["a"]}), "/v1/embeddings", None) {
+            Outcome::Allow { identity, .. } => assert_eq!(identity.team_id, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn users_orgs_and_end_users() {
+        let p = jwt(json!({"user_id_jwt_field": "uid", "org_id_jwt_field": "org", "end_user_id_jwt_field": "cust"}));
+        let user = User { user_id: "u1".into(), models: vec!["gpt-4o".into()], max_budget: Some(1.0), spend: 0.5, ..User::default() };
+        let broke = User { user_id: "u2".into(), max_budget: Some(1.0), spend: 1.0, ..User::default() };
+        let end = EndUser { user_id: "c1".into(), max_budget: Some(5.0), spend: 6.0, ..EndUser::default() };
+        let org = Org { organization_id: "o1".into(), ..Org::default() };
+        let mut table = Table::new(vec![Record::User(user), Record::User(broke), Record::EndUser(end), Record::Org(org)]);
+        assert!(matches!(with(&p, &mut table, json!({"uid": "u1", "org": "o1"}), CHAT, Some("gpt-4o")), Outcome::Allow { .. }));
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u1"}), CHAT, Some("o1")) else { panic!() };
+        assert_eq!(e.status(), 403);
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u2"}), CHAT, None) else { panic!() };
+        assert_eq!(e.error_type(), "budget_exceeded");
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u1", "cust": "c1"}), CHAT, None) else { panic!() };
+        assert_eq!(e.message(), "ExceededBudget: End User=c1 over budget. Spend=6, Budget=5");
+        assert!(matches!(with(&p, &mut table, json!({"uid": "u1", "cust": "unknown"}), CHAT, None), Outcome::Allow { .. }), "unknown end users are fine");
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "ghost"}), CHAT, None) else { panic!() };
+        assert_eq!(e.message(), "Authentication Error, User doesn't exist in db. 'user_id'=ghost. Create user via `/user/new` call.");
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u1", "org": "nope"}), CHAT, None) else { panic!() };
+        assert!(e.message().contains("Organization doesn't exist in db. Organization=nope."));
+        let up = jwt(json!({"user_id_jwt_field": "uid", "user_id_upsert": true}));
+        match with(&up, &mut table, json!({"uid": "newbie"}), CHAT, None) {
+            Outcome::Allow { upserts, .. } => assert_eq!(upserts.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_records_every_non_admin_decision_needs_the_model() {
+        let p = jwt(json!({}));
+        assert!(p.needs_model(&claims(json!({"sub": "x"})), true));
+        assert!(!p.needs_model(&claims(json!({"scope": "litellm_proxy_admin"})), true));
+        assert!(!p.needs_model(&claims(json!({"sub": "x"})), false));
     }
 
     #[test]

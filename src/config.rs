@@ -7,6 +7,8 @@
 
 use crate::claims::ClaimRules;
 use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
+use crate::record_store::Lifetimes;
+use crate::records::{Kind, Record};
 use crate::claim_path::ClaimPath;
 use crate::keys::{pem, PublicKey};
 use crate::routes::RouteList;
@@ -41,8 +43,13 @@ const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
     "user_allowed_email_domain", "user_roles_jwt_field", "user_allowed_roles",
     "end_user_id_jwt_field", "public_key_ttl", "enforce_rbac", "roles_jwt_field", "role_mappings",
     "object_id_jwt_field", "scope_mappings", "enforce_scope_based_access", "custom_validate",
-    "upsert_sso_user_to_team", "public_allowed_routes",
+    "upsert_sso_user_to_team", "public_allowed_routes", "team_ids_jwt_field", "team_id_upsert",
+    "user_id_upsert", "enforce_team_based_model_access",
 ];
+
+/// `litellm_jwtauth` fields that only mean something with team/user records.
+const RECORD_FIELDS: &[&str] =
+    &["team_ids_jwt_field", "team_id_upsert", "user_id_upsert", "enforce_team_based_model_access"];
 
 /// `general_settings` keys understood here.
 const GENERAL_SETTINGS_FIELDS: &[&str] =
@@ -52,6 +59,11 @@ pub const DEFAULT_PUBLIC_KEY_TTL_S: f64 = 600.0;
 pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_ADMIN_JWT_SCOPE: &str = "litellm_proxy_admin";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Newest LiteLLM's default `team_allowed_routes`.
+const DEFAULT_TEAM_ALLOWED_ROUTES: &[&str] = &[
+    "openai_routes", "info_routes", "mcp_routes", "/v1/messages", "/v1/messages/count_tokens",
+    "/rag/ingest", "/v1/rag/ingest", "/rag/query", "/v1/rag/query",
+];
 const DEFAULT_ADMIN_ALLOWED_ROUTES: &[&str] =
     &["management_routes", "spend_tracking_routes", "global_spend_tracking_routes", "info_routes"];
 
@@ -82,8 +94,51 @@ struct RawConfig {
     max_body_bytes: Option<usize>,
     /// Verified tokens remembered per worker (0 disables).
     token_cache_size: Option<usize>,
+    /// Static records (LiteLLM field names).
+    #[serde(default)]
+    teams: Vec<Value>,
+    #[serde(default)]
+    users: Vec<Value>,
+    #[serde(default)]
+    organizations: Vec<Value>,
+    #[serde(default)]
+    end_users: Vec<Value>,
+    /// Model access groups: name → models (LiteLLM's `model_info.access_groups`).
+    #[serde(default)]
+    model_access_groups: BTreeMap<String, Vec<String>>,
+    /// Where records not in the configuration come from.
+    record_source: Option<RawSource>,
     #[serde(default)]
     general_settings: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// LiteLLM's management API: `/team/info?team_id=…` etc., with the master key.
+    Litellm,
+    /// Any JSON service: one URL path template per kind, `{id}` replaced (URL-encoded).
+    Http,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: SourceKind,
+    url: String,
+    cluster: Option<String>,
+    master_key: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    paths: BTreeMap<String, String>,
+    ttl: Option<f64>,
+    negative_ttl: Option<f64>,
+    stale_ttl: Option<f64>,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    write_through: bool,
 }
 
 /// One JWKS endpoint and the Envoy cluster `dispatch_http_call` reaches it through.
@@ -110,6 +165,24 @@ pub struct FilterConfig {
     pub public_routes: RouteList,
     pub max_body_bytes: usize,
     pub token_cache_size: usize,
+    pub statics: Vec<Record>,
+    pub record_source: Option<RecordSource>,
+    pub record_lifetimes: Lifetimes,
+}
+
+/// The compiled record source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSource {
+    pub kind: SourceKind,
+    pub cluster: String,
+    pub authority: String,
+    /// Path prefix from the URL (no trailing slash).
+    pub base_path: String,
+    /// Path template per kind (`{id}` is replaced, URL-encoded).
+    pub paths: BTreeMap<Kind, String>,
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
+    pub write_through: bool,
 }
 
 fn err(field: &str, what: impl std::fmt::Display) -> String {
@@ -133,8 +206,38 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     };
 
     let settings = general_settings(&raw.general_settings)?;
+    let mut statics = Vec::new();
+    for (field, kind, list) in [
+        ("teams", Kind::Team, &raw.teams),
+        ("users", Kind::User, &raw.users),
+        ("organizations", Kind::Org, &raw.organizations),
+        ("end_users", Kind::EndUser, &raw.end_users),
+    ] {
+        for (i, v) in list.iter().enumerate() {
+            let record = Record::from_plain(kind, v).map_err(|e| err(&format!("{field}[{i}]"), e))?;
+            if record.id().is_empty() {
+                return Err(err(&format!("{field}[{i}]"), "needs its id (team_id / user_id / organization_id)"));
+            }
+            statics.push(record);
+        }
+    }
+    let (record_source, record_lifetimes) = match raw.record_source {
+        Some(src) => {
+            let (s, l) = compile_source(src, &raw.clusters)?;
+            (Some(s), l)
+        }
+        None => (None, Lifetimes { ttl_ms: 60_000, negative_ttl_ms: 10_000, stale_ttl_ms: 300_000 }),
+    };
+    let records_enabled = record_source.is_some() || !statics.is_empty();
+    if let Some(field) = settings.record_fields_used.iter().find(|_| !records_enabled) {
+        return Err(err(
+            &format!("{JWTAUTH}.{field}"),
+            "needs team/user records: add a record_source or static teams/users",
+        ));
+    }
     let scope_claims = raw.scope_claims.unwrap_or_else(|| vec!["scope".to_string()]);
     let mut policy = settings.policy;
+    policy.access_groups = raw.model_access_groups;
     policy.scope_claims = scope_claims
         .iter()
         .map(|c| ClaimPath::parse(c).ok_or_else(|| err("scope_claims", "entries must be non-empty")))
@@ -198,6 +301,9 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         public_routes: settings.public_routes,
         max_body_bytes,
         token_cache_size,
+        statics,
+        record_source,
+        record_lifetimes,
     })
 }
 
@@ -253,6 +359,74 @@ struct Settings {
     public_key_ttl_s: f64,
     policy: Policy,
     public_routes: RouteList,
+    /// Record-dependent `litellm_jwtauth` fields set to something that asks for a rule.
+    record_fields_used: Vec<&'static str>,
+}
+
+fn seconds_ms(v: Option<f64>, default_s: f64, field: &str) -> Result<u64, String> {
+    let s = v.unwrap_or(default_s);
+    if !(s.is_finite() && (0.0..=86_400.0 * 30.0).contains(&s)) {
+        return Err(err(field, "must be a number of seconds, 0 to 2592000"));
+    }
+    Ok((s * 1000.0) as u64)
+}
+
+fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result<(RecordSource, Lifetimes), String> {
+    let parsed = parse_source(&src.url, clusters).map_err(|e| e.replace("public_key_url", "record_source.url"))?;
+    let base_path = parsed.path.trim_end_matches('/').to_string();
+    let mut paths = BTreeMap::new();
+    for (name, kind) in [("team", Kind::Team), ("user", Kind::User), ("org", Kind::Org), ("end_user", Kind::EndUser)] {
+        let path = match (src.kind, src.paths.get(name)) {
+            (_, Some(p)) => p.clone(),
+            (SourceKind::Litellm, None) => match kind {
+                Kind::Team => "/team/info?team_id={id}",
+                Kind::User => "/user/info?user_id={id}",
+                Kind::Org => "/organization/info?organization_id={id}",
+                Kind::EndUser => "/customer/info?end_user_id={id}",
+            }
+            .to_string(),
+            (SourceKind::Http, None) => continue,
+        };
+        if !path.starts_with('/') || !path.contains("{id}") {
+            return Err(err(&format!("record_source.paths.{name}"), "must start with / and contain {id}"));
+        }
+        paths.insert(kind, path);
+    }
+    if let Some(unknown) = src.paths.keys().find(|k| !["team", "user", "org", "end_user"].contains(&k.as_str())) {
+        return Err(err(&format!("record_source.paths.{unknown}"), "unknown kind (team, user, org, end_user)"));
+    }
+    if src.kind == SourceKind::Http && paths.is_empty() {
+        return Err(err("record_source.paths", "an http source needs at least one path template"));
+    }
+    let mut headers: Vec<(String, String)> = src.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    if let Some(key) = src.master_key.filter(|k| !k.is_empty()) {
+        headers.push(("authorization".into(), format!("Bearer {key}")));
+    } else if src.kind == SourceKind::Litellm {
+        return Err(err("record_source.master_key", "LiteLLM's management API needs the master key"));
+    }
+    let timeout_ms = src.timeout_ms.unwrap_or(2000);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(err("record_source.timeout_ms", "must be between 1 and 60000"));
+    }
+    if src.write_through && src.kind != SourceKind::Litellm {
+        return Err(err("record_source.write_through", "only a litellm source can create records"));
+    }
+    let lifetimes = Lifetimes {
+        ttl_ms: seconds_ms(src.ttl, 60.0, "record_source.ttl")?,
+        negative_ttl_ms: seconds_ms(src.negative_ttl, 10.0, "record_source.negative_ttl")?,
+        stale_ttl_ms: seconds_ms(src.stale_ttl, 300.0, "record_source.stale_ttl")?,
+    };
+    let source = RecordSource {
+        kind: src.kind,
+        cluster: src.cluster.unwrap_or(parsed.cluster),
+        authority: parsed.authority,
+        base_path,
+        paths,
+        headers,
+        timeout_ms,
+        write_through: src.write_through,
+    };
+    Ok((source, lifetimes))
 }
 
 const JWTAUTH: &str = "general_settings.litellm_jwtauth";
@@ -383,6 +557,11 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
             LITELLM_JWTAUTH_FIELDS.join(", ")
         ));
     }
+    let record_fields_used: Vec<&'static str> = RECORD_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| jwt.get(*f).is_some_and(|v| !asks_for_nothing(f, v)))
+        .collect();
     for (name, value) in jwt {
         if !ENFORCED_JWTAUTH_FIELDS.contains(&name.as_str()) && !asks_for_nothing(name, value) {
             return Err(field_err(
@@ -453,8 +632,8 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
     public_routes.extend(public_routes_extra);
     let admin_allowed_routes = string_list(jwt.get("admin_allowed_routes"), &format!("{JWTAUTH}.admin_allowed_routes"))?
         .unwrap_or_else(|| DEFAULT_ADMIN_ALLOWED_ROUTES.iter().map(|s| s.to_string()).collect());
-    // Validated for type only: it is enforced on the groups path, which needs team records.
-    string_list(jwt.get("team_allowed_routes"), &format!("{JWTAUTH}.team_allowed_routes"))?;
+    let team_allowed_routes = string_list(jwt.get("team_allowed_routes"), &format!("{JWTAUTH}.team_allowed_routes"))?
+        .unwrap_or_else(|| DEFAULT_TEAM_ALLOWED_ROUTES.iter().map(|s| s.to_string()).collect());
     string_list(jwt.get("public_allowed_routes"), &format!("{JWTAUTH}.public_allowed_routes"))?;
     flag(jwt, "upsert_sso_user_to_team", &format!("{JWTAUTH}.upsert_sso_user_to_team"))?;
 
@@ -481,8 +660,14 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
         custom_validate: custom_validate(jwt.get("custom_validate"))?,
         scope_claims: Vec::new(),
         non_admin_routes: RouteList::compile(&["llm_api_routes", "info_routes"]),
+        team_ids_jwt_field: opt_path(jwt, "team_ids_jwt_field")?,
+        team_id_upsert: flag(jwt, "team_id_upsert", &format!("{JWTAUTH}.team_id_upsert"))?,
+        user_id_upsert: flag(jwt, "user_id_upsert", &format!("{JWTAUTH}.user_id_upsert"))?,
+        enforce_team_based_model_access: flag(jwt, "enforce_team_based_model_access", &format!("{JWTAUTH}.enforce_team_based_model_access"))?,
+        team_allowed_routes: RouteList::compile(&team_allowed_routes),
+        access_groups: BTreeMap::new(),
     };
-    Ok(Settings { public_key_ttl_s, policy, public_routes: RouteList::compile(&public_routes) })
+    Ok(Settings { public_key_ttl_s, policy, public_routes: RouteList::compile(&public_routes), record_fields_used })
 }
 
 /// Whether a not-yet-enforced LiteLLM field holds a value that asks for no rule.
@@ -622,7 +807,7 @@ mod tests {
     }
 
     #[test]
-    fn record_dependent_litellm_rules_are_refused_unless_they_ask_for_nothing() {
+    fn record_dependent_litellm_rules_need_records() {
         let ok = compile_json(json!({"public_key_url": "http://a/j", "general_settings": {"litellm_jwtauth": {
             "team_ids_jwt_field": null, "user_id_upsert": false, "team_id_upsert": false,
             "enforce_team_based_model_access": false, "public_key_stale_ttl": 3600}}}));
@@ -630,9 +815,48 @@ mod tests {
         for rule in [json!({"team_ids_jwt_field": "groups"}), json!({"user_id_upsert": true}),
                      json!({"team_id_upsert": true}), json!({"enforce_team_based_model_access": true})] {
             let e = compile_json(json!({"public_key_url": "http://a/j",
-                "general_settings": {"litellm_jwtauth": rule}})).unwrap_err();
-            assert!(e.contains("does not enforce yet"), "{e}");
+                "general_settings": {"litellm_jwtauth": rule.clone()}})).unwrap_err();
+            assert!(e.contains("needs team/user records"), "{e}");
+            let with_teams = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"team_id": "t"}],
+                "general_settings": {"litellm_jwtauth": rule}}));
+            assert!(with_teams.is_ok(), "{with_teams:?}");
         }
+        let e = jwtauth(json!({"sync_user_role_and_teams": true})).unwrap_err();
+        assert!(e.contains("does not enforce yet"), "{e}");
+    }
+
+    #[test]
+    fn record_sources_compile_with_litellm_defaults() {
+        let c = compile_json(json!({"public_key_url": "http://a/j", "record_source": {
+            "type": "litellm", "url": "http://litellm:4000/", "master_key": "sk-1", "ttl": 30}})).unwrap();
+        let s = c.record_source.unwrap();
+        assert_eq!(s.cluster, "litellm:4000");
+        assert_eq!(s.paths.get(&Kind::Team).map(String::as_str), Some("/team/info?team_id={id}"));
+        assert!(s.headers.contains(&("authorization".into(), "Bearer sk-1".into())));
+        assert_eq!(c.record_lifetimes, Lifetimes { ttl_ms: 30_000, negative_ttl_ms: 10_000, stale_ttl_ms: 300_000 });
+        let e = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "litellm", "url": "http://l"}})).unwrap_err();
+        assert!(e.contains("record_source.master_key"), "{e}");
+        let e = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "http", "url": "http://l",
+            "paths": {"team": "/teams"}}})).unwrap_err();
+        assert!(e.contains("record_source.paths.team"), "{e}");
+        let ok = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "http", "url": "http://l/api",
+            "paths": {"team": "/teams/{id}"}, "headers": {"X-Token": "t"}}})).unwrap();
+        let s = ok.record_source.unwrap();
+        assert_eq!(s.base_path, "/api");
+        assert!(!s.paths.contains_key(&Kind::User));
+    }
+
+    #[test]
+    fn static_records_are_typed() {
+        let c = compile_json(json!({"public_key_url": "http://a/j",
+            "teams": [{"team_id": "t1", "models": ["gpt-4o"], "max_budget": 5}],
+            "users": [{"user_id": "u1"}], "organizations": [{"organization_id": "o1"}],
+            "end_users": [{"user_id": "c1", "blocked": true}]})).unwrap();
+        assert_eq!(c.statics.len(), 4);
+        let e = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"models": ["x"]}]})).unwrap_err();
+        assert!(e.contains("teams[0]"), "{e}");
+        let e = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"team_id": "t", "blocked": "yes"}]})).unwrap_err();
+        assert!(e.contains("teams[0]"), "{e}");
     }
 
     fn jwtauth(block: Value) -> Result<FilterConfig, String> {

@@ -44,6 +44,14 @@ pub enum AuthError {
     BodyTooLarge(usize),
     /// The body had to be inspected but is not what its content type says.
     InvalidBody(String),
+    /// Team/user records are needed but the source is failing and no servable copy exists.
+    RecordsUnavailable(String),
+    /// LiteLLM's `team_model_access_denied` (401, param `model`).
+    TeamModelDenied { model: String, allowed: Vec<String> },
+    /// LiteLLM's `BudgetExceededError` (400, type `budget_exceeded`).
+    BudgetExceeded(String),
+    /// The Envoy configuration around the filter keeps it from deciding (500).
+    EnvoyMisconfigured(String),
 }
 
 /// A rendered local reply: what the shell hands to `send_http_response`.
@@ -57,7 +65,9 @@ pub struct ErrorResponse {
 impl AuthError {
     pub fn status(&self) -> u32 {
         match self {
-            AuthError::KeysUnavailable(_) => 503,
+            AuthError::KeysUnavailable(_) | AuthError::RecordsUnavailable(_) => 503,
+            AuthError::BudgetExceeded(_) => 400,
+            AuthError::EnvoyMisconfigured(_) => 500,
             AuthError::Forbidden(_) => 403,
             AuthError::BodyTooLarge(_) => 413,
             AuthError::InvalidBody(_) => 400,
@@ -71,6 +81,10 @@ impl AuthError {
             AuthError::Expired => "expired_key",
             AuthError::KeysUnavailable(_) => "auth_provider_unavailable",
             AuthError::BodyTooLarge(_) | AuthError::InvalidBody(_) => "invalid_request_error",
+            AuthError::RecordsUnavailable(_) => "no_db_connection",
+            AuthError::TeamModelDenied { .. } => "team_model_access_denied",
+            AuthError::BudgetExceeded(_) => "budget_exceeded",
+            AuthError::EnvoyMisconfigured(_) => "configuration_error",
             _ => "auth_error",
         }
     }
@@ -108,6 +122,18 @@ impl AuthError {
                 format!("Request body too large to inspect: the limit is {limit} bytes")
             }
             AuthError::InvalidBody(detail) => format!("Invalid request body: {detail}"),
+            AuthError::RecordsUnavailable(detail) => format!(
+                "Service Unavailable, the team/user source is temporarily unreachable ({detail}). Please retry."
+            ),
+            AuthError::TeamModelDenied { model, allowed } => {
+                let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+                format!(
+                    "team not allowed to access model. This team can only access models={}. Tried to access {model}",
+                    crate::routes::py_list(&allowed)
+                )
+            }
+            AuthError::BudgetExceeded(detail) => detail.clone(),
+            AuthError::EnvoyMisconfigured(detail) => format!("llm-jwt-auth cannot decide: {detail}"),
         }
     }
 
@@ -130,6 +156,18 @@ impl AuthError {
             AuthError::Denied(_) => "denied",
             AuthError::BodyTooLarge(_) => "body_too_large",
             AuthError::InvalidBody(_) => "invalid_body",
+            AuthError::RecordsUnavailable(_) => "records_unavailable",
+            AuthError::TeamModelDenied { .. } => "forbidden_model",
+            AuthError::BudgetExceeded(_) => "budget",
+            AuthError::EnvoyMisconfigured(_) => "envoy_misconfigured",
+        }
+    }
+
+    /// LiteLLM's `error.param`.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            AuthError::TeamModelDenied { .. } => Some("model"),
+            _ => None,
         }
     }
 
@@ -140,7 +178,7 @@ impl AuthError {
             "error": {
                 "message": message,
                 "type": self.error_type(),
-                "param": null,
+                "param": self.param(),
                 "code": status.to_string(),
             }
         });

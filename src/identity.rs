@@ -14,6 +14,10 @@ pub struct Identity {
     pub user_role: &'static str,
     pub user_email: Option<String>,
     pub team_id: Option<String>,
+    pub team_alias: Option<String>,
+    /// The selected team's limits, for a rate-limit filter downstream.
+    pub team_tpm_limit: Option<u64>,
+    pub team_rpm_limit: Option<u64>,
     pub org_id: Option<String>,
     pub end_user_id: Option<String>,
 }
@@ -30,6 +34,9 @@ impl Identity {
         };
         add("x-litellm-user-id", &self.user_id);
         add("x-litellm-team-id", &self.team_id);
+        add("x-litellm-team-alias", &self.team_alias);
+        add("x-litellm-team-tpm-limit", &self.team_tpm_limit.map(|v| v.to_string()));
+        add("x-litellm-team-rpm-limit", &self.team_rpm_limit.map(|v| v.to_string()));
         add("x-litellm-org-id", &self.org_id);
         add("x-litellm-end-user-id", &self.end_user_id);
         add("x-litellm-user-email", &self.user_email);

@@ -32,6 +32,8 @@ pub mod jwks_cache;
 pub mod jws;
 pub mod keys;
 pub mod model;
+pub mod record_store;
+pub mod records;
 pub mod route_groups;
 pub mod routes;
 pub mod shared_data;

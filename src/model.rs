@@ -31,8 +31,11 @@ enum ModelValue<'a> {
 
 /// `model` from a JSON request body; `Ok(None)` when absent, null, or the body is empty.
 pub fn from_json(body: &[u8]) -> Result<Option<String>, BodyError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(None),
+        // serde would read `["x"]` as a struct by position: only objects name a model.
+        Some(b'{') => {}
+        Some(_) => return Err(BodyError::Invalid("request body is not a JSON object".into())),
     }
     let parsed: ModelOnly = serde_json::from_slice(body)
         .map_err(|e| BodyError::Invalid(format!("request body is not a valid JSON object: {e}")))?;
@@ -155,6 +158,7 @@ mod tests {
     fn invalid_json_duplicates_and_wrong_types_are_errors() {
         assert!(from_json(b"{not json").is_err());
         assert!(from_json(b"[1,2]").is_err());
+        assert!(from_json(br#"["o1"]"#).is_err(), "an array is not a positional struct");
         assert!(from_json(br#"{"model":"a"} trailing"#).is_err());
         assert!(from_json(br#"{"model":5}"#).is_err());
         assert!(from_json(br#"{"model":"a","model":"b"}"#).is_err(), "duplicate model must not pick one");

@@ -4,7 +4,9 @@
 //! JWKS response handled by any context of the worker can move a waiting request on.
 
 use super::log;
-use crate::authz::Request as AuthzRequest;
+use super::worker::WorkerRecords;
+use crate::authz::{Outcome, Request as AuthzRequest};
+use crate::records::RecordKey;
 use crate::config::FilterConfig;
 use crate::error::AuthError;
 use crate::identity::Identity;
@@ -30,8 +32,10 @@ pub enum Body {
 pub enum Step {
     Continue,
     Deny(AuthError),
-    /// Waiting for the rest of the body.
+    /// Waiting for the rest of the body (or for records: the worker parked the request).
     Wait,
+    /// Decide again once these records are known.
+    NeedRecords(Vec<RecordKey>),
 }
 
 pub struct Flow {
@@ -40,7 +44,11 @@ pub struct Flow {
     path_model: Option<String>,
     content_type: Option<String>,
     pub verified: bool,
+    /// Parked by the worker until team/user records arrive.
+    pub waiting_for_records: bool,
     pub body: Body,
+    /// A body callback has arrived (so Envoy delivers the body to the filter).
+    pub body_seen: bool,
     /// Decided and applied: later callbacks let the request through untouched.
     pub done: bool,
     config: Rc<FilterConfig>,
@@ -54,7 +62,9 @@ impl Flow {
             route: route.to_string(),
             content_type,
             verified: false,
+            waiting_for_records: false,
             body,
+            body_seen: false,
             done: false,
             config,
         }
@@ -78,9 +88,9 @@ impl Flow {
     }
 
     /// Authorize a verified token; reads the body when a rule needs the model.
-    pub fn authorize(&mut self) -> Step {
+    pub fn authorize(&mut self, records: &mut WorkerRecords, records_enabled: bool) -> Step {
         let policy = &self.config.policy;
-        let model = if policy.needs_model(&self.jws.claims) {
+        let model = if policy.needs_model(&self.jws.claims, records_enabled) {
             match self.body {
                 Body::Receiving(size) if size > self.config.max_body_bytes => {
                     return Step::Deny(AuthError::BodyTooLarge(self.config.max_body_bytes));
@@ -99,12 +109,14 @@ impl Flow {
             self.path_model.clone()
         };
         let request = AuthzRequest { route: &self.route, model: model.as_deref() };
-        match policy.authorize(&self.jws.claims, request) {
-            Ok(identity) => {
+        match policy.authorize(&self.jws.claims, request, records) {
+            Outcome::Allow { identity, upserts } => {
+                records.upsert(upserts);
                 forward_identity(&identity);
                 Step::Continue
             }
-            Err(e) => Step::Deny(e),
+            Outcome::Deny(e) => Step::Deny(e),
+            Outcome::Need(keys) => Step::NeedRecords(keys),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::flow::{send_denial, Body, Flow, Step};
 use super::host::now_ms;
-use super::worker::{on_fetch_response, pump, SharedFlow, SharedWorker, Verification};
+use super::worker::{authorize, on_fetch_response, pump, SharedFlow, SharedWorker, Verification};
 use crate::error::AuthError;
 use crate::extract::bearer_token;
 use crate::identity::IDENTITY_HEADER_PREFIX;
@@ -29,18 +29,19 @@ impl Request {
         Action::Pause
     }
 
-    /// Apply a step from within this request's own callback.
-    fn apply(&self, flow: &mut Flow, step: Step) -> Action {
+    /// Authorize and apply the step from within this request's own callback.
+    fn authorize_and_apply(&self, worker: &SharedWorker, flow: &SharedFlow) -> Action {
+        let step = authorize(worker, self.context_id, flow);
+        let done = !matches!(step, Step::Wait | Step::NeedRecords(_));
+        if done {
+            if let Ok(mut f) = flow.try_borrow_mut() {
+                f.done = true;
+            }
+        }
         match step {
-            Step::Continue => {
-                flow.done = true;
-                Action::Continue
-            }
-            Step::Deny(error) => {
-                flow.done = true;
-                self.deny(&error)
-            }
-            Step::Wait => Action::Pause,
+            Step::Continue => Action::Continue,
+            Step::Deny(error) => self.deny(&error),
+            Step::Wait | Step::NeedRecords(_) => Action::Pause,
         }
     }
 }
@@ -94,31 +95,40 @@ impl HttpContext for Request {
         self.flow = Some(Rc::clone(&flow));
         if waiting {
             if let Ok(mut w) = worker.try_borrow_mut() {
-                w.wait(self.context_id, token, flow, now);
+                w.wait_for_keys(self.context_id, token, flow, now);
             }
             // Start the fetch now rather than at the next tick.
             pump(&worker);
             return Action::Pause;
         }
-        let Ok(mut f) = flow.try_borrow_mut() else { return Action::Pause };
-        f.verified = true;
-        let step = f.authorize();
-        self.apply(&mut f, step)
+        self.authorize_and_apply(&worker, &flow)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(flow) = self.flow.clone() else { return Action::Continue };
-        let Ok(mut f) = flow.try_borrow_mut() else { return Action::Pause };
-        if f.done {
+        let (Some(flow), Some(worker)) = (self.flow.clone(), self.worker.clone()) else {
             return Action::Continue;
+        };
+        {
+            let Ok(mut f) = flow.try_borrow_mut() else { return Action::Pause };
+            if f.done {
+                return Action::Continue;
+            }
+            f.body = if end_of_stream { Body::Complete(body_size) } else { Body::Receiving(body_size) };
+            if !f.body_seen {
+                f.body_seen = true;
+                if let Ok(mut w) = worker.try_borrow_mut() {
+                    // Only if it was the body watch: a wait for keys or records stays.
+                    if !f.waiting_for_records && f.verified {
+                        w.forget(self.context_id);
+                    }
+                }
+            }
+            if !f.verified || f.waiting_for_records {
+                // Waiting for keys or records: hold the body; the worker moves the request on.
+                return Action::Pause;
+            }
         }
-        f.body = if end_of_stream { Body::Complete(body_size) } else { Body::Receiving(body_size) };
-        if !f.verified {
-            // Still waiting for keys: hold the body; the worker moves the request on.
-            return Action::Pause;
-        }
-        let step = f.authorize();
-        self.apply(&mut f, step)
+        self.authorize_and_apply(&worker, &flow)
     }
 }
 

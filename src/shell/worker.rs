@@ -1,37 +1,55 @@
 //! Per-worker state shared by the root context and the request contexts of one worker thread:
-//! the JWKS cache view, requests paused until keys arrive, and fetches in flight.
+//! the JWKS cache view, the record store view, the verified-token cache, requests paused until
+//! keys or records arrive, and fetches in flight.
 //!
 //! Borrow discipline: the `RefCell` is never held across a host call that can re-enter the VM
 //! (`resume_http_request`, `send_http_response`). Decisions are computed under the borrow and
 //! applied after it is released.
 
-use super::flow::{send_denial, Flow, Step};
+use super::flow::{send_denial, Body, Flow, Step};
 use super::host::{now_ms, HostShared, HostVerifier};
 use super::log;
 use crate::authn::{authenticate, Decision, KeyLookup};
-use crate::config::{FilterConfig, JwksSource};
+use crate::authz::Records;
+use crate::config::{FilterConfig, JwksSource, RecordSource, SourceKind};
 use crate::error::AuthError;
 use crate::jwks_cache::{JwksCache, Need};
 use crate::jws::{self, Jws};
+use crate::record_store::{RecordLookup, RecordStore};
+use crate::records::{Kind, Record, RecordKey};
 use crate::token_cache::TokenCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
-use std::cell::RefCell as FlowCell;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// JWKS responses larger than this are refused (a JWKS is a few KiB).
-const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// JWKS and record responses larger than this are refused.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Extra time a paused request waits beyond the fetch timeout before it gets a 503.
 const WAIT_MARGIN_MS: u64 = 1000;
 
-pub type SharedFlow = Rc<FlowCell<Flow>>;
+pub type SharedFlow = Rc<RefCell<Flow>>;
+pub type SharedWorker = Rc<RefCell<Worker>>;
+
+/// How long a request held for its body may go without any body callback. Envoy only
+/// delivers the body after a headers pause with `allow_on_headers_stop_iteration: true`;
+/// without it the request would hang, so it is answered with an explanation instead.
+const FIRST_BODY_CALLBACK_MS: u64 = 10_000;
+
+/// What a paused request waits for.
+enum Awaiting {
+    Keys,
+    Records(Vec<RecordKey>),
+    /// The first body callback (see [`FIRST_BODY_CALLBACK_MS`]).
+    Body,
+}
 
 struct Waiter {
     token: Box<str>,
     flow: SharedFlow,
+    awaiting: Awaiting,
     deadline_ms: u64,
 }
 
@@ -43,21 +61,106 @@ pub enum Verification {
     NeedKeys(Rc<Jws>),
 }
 
+/// A waiting request that can move on now.
+enum Ready {
+    Verified,
+    Deny(AuthError),
+    /// Its records are known now: authorize again.
+    Records,
+}
+
+enum Target {
+    Jwks(String),
+    Record(RecordKey),
+    WriteThrough(RecordKey),
+}
+
 struct Fetch {
-    url: String,
+    target: Target,
     started_ms: u64,
 }
 
 pub struct Worker {
     pub config: Rc<FilterConfig>,
     cache: JwksCache,
+    records: RecordStore,
     tokens: TokenCache,
     waiters: BTreeMap<u32, Waiter>,
     in_flight: HashMap<u32, Fetch>,
     crypto: HostVerifier,
 }
 
-pub type SharedWorker = Rc<RefCell<Worker>>;
+/// The record store as the decision sees it: lookups at one instant, upserts applied.
+pub struct WorkerRecords<'a> {
+    store: &'a mut RecordStore,
+    source: Option<&'a RecordSource>,
+    in_flight: &'a mut HashMap<u32, Fetch>,
+    now_ms: u64,
+}
+
+impl Records for WorkerRecords<'_> {
+    fn enabled(&self) -> bool {
+        self.store.enabled()
+    }
+    fn lookup(&mut self, key: &RecordKey) -> RecordLookup {
+        self.store.lookup(&HostShared, key, self.now_ms)
+    }
+}
+
+impl WorkerRecords<'_> {
+    /// Store LiteLLM's upserted default records, and create them at LiteLLM when configured.
+    pub fn upsert(&mut self, records: Vec<Record>) {
+        for record in records {
+            let kind = match record {
+                Record::Team(_) => Kind::Team,
+                Record::User(_) => Kind::User,
+                Record::Org(_) => Kind::Org,
+                Record::EndUser(_) => Kind::EndUser,
+            };
+            let key = RecordKey { kind, id: record.id().to_string() };
+            if let Some(source) = self.source.filter(|s| s.write_through && s.kind == SourceKind::Litellm) {
+                write_through(source, &record, &key, self.in_flight, self.now_ms);
+            }
+            self.store.upsert(&HostShared, &key, record, self.now_ms);
+        }
+    }
+}
+
+fn url_encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn dispatch(source_cluster: &str, method: &str, authority: &str, path: &str, extra: &[(String, String)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String> {
+    let mut headers: Vec<(&str, &str)> =
+        vec![(":method", method), (":path", path), (":authority", authority), ("accept", "application/json")];
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    hostcalls::dispatch_http_call(source_cluster, headers, body, vec![], Duration::from_millis(timeout_ms))
+        .map_err(|status| format!("cannot call cluster \"{source_cluster}\" ({status:?}); is the cluster defined?"))
+}
+
+fn write_through(source: &RecordSource, record: &Record, key: &RecordKey, in_flight: &mut HashMap<u32, Fetch>, now_ms: u64) {
+    let (path, body) = match record {
+        Record::Team(t) => ("/team/new", serde_json::json!({"team_id": t.team_id})),
+        Record::User(u) => ("/user/new", serde_json::json!({"user_id": u.user_id, "user_email": u.user_email})),
+        _ => return,
+    };
+    let path = format!("{}{path}", source.base_path);
+    let body = body.to_string();
+    match dispatch(&source.cluster, "POST", &source.authority, &path, &source.headers, Some(body.as_bytes()), source.timeout_ms) {
+        Ok(token) => {
+            in_flight.insert(token, Fetch { target: Target::WriteThrough(key.clone()), started_ms: now_ms });
+        }
+        Err(why) => log(LogLevel::Warn, &format!("write-through of {} {} failed: {why}", key.kind.as_str(), key.id)),
+    }
+}
 
 impl Worker {
     pub fn new(config: FilterConfig) -> Self {
@@ -66,11 +169,26 @@ impl Worker {
         }
         Worker {
             tokens: TokenCache::new(config.token_cache_size),
+            records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes),
             config: Rc::new(config),
             cache: JwksCache::default(),
             waiters: BTreeMap::new(),
             in_flight: HashMap::new(),
             crypto: HostVerifier::default(),
+        }
+    }
+
+    pub fn records_enabled(&self) -> bool {
+        self.records.enabled()
+    }
+
+    /// The record store for one decision at `now_ms`.
+    pub fn records(&mut self, now_ms: u64) -> WorkerRecords<'_> {
+        WorkerRecords {
+            store: &mut self.records,
+            source: self.config.record_source.as_ref(),
+            in_flight: &mut self.in_flight,
+            now_ms,
         }
     }
 
@@ -107,131 +225,213 @@ impl Worker {
     }
 
     /// Park a request until its keys arrive (or the wait times out).
-    pub fn wait(&mut self, context_id: u32, token: &str, flow: SharedFlow, now_ms: u64) {
+    pub fn wait_for_keys(&mut self, context_id: u32, token: &str, flow: SharedFlow, now_ms: u64) {
         let deadline_ms = now_ms + self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
-        self.waiters.insert(context_id, Waiter { token: token.into(), flow, deadline_ms });
+        self.waiters.insert(context_id, Waiter { token: token.into(), flow, awaiting: Awaiting::Keys, deadline_ms });
+    }
+
+    /// Park a request until these records are known (or the wait times out).
+    pub fn wait_for_records(&mut self, context_id: u32, keys: Vec<RecordKey>, flow: SharedFlow, now_ms: u64) {
+        let timeout = self.config.record_source.as_ref().map_or(0, |s| s.timeout_ms);
+        let deadline_ms = now_ms + timeout + WAIT_MARGIN_MS;
+        self.waiters.insert(context_id, Waiter { token: "".into(), flow, awaiting: Awaiting::Records(keys), deadline_ms });
+    }
+
+    /// Watch a request held for its body until the first body callback arrives.
+    pub fn wait_for_body(&mut self, context_id: u32, flow: SharedFlow, now_ms: u64) {
+        let deadline_ms = now_ms + FIRST_BODY_CALLBACK_MS;
+        self.waiters.insert(context_id, Waiter { token: "".into(), flow, awaiting: Awaiting::Body, deadline_ms });
     }
 
     pub fn forget(&mut self, context_id: u32) {
         self.waiters.remove(&context_id);
     }
 
-    /// Start the JWKS fetches nobody else has started (this worker wins the CAS lease).
+    /// Start the fetches nobody else has started (this worker wins the CAS lease).
     fn start_fetches(&mut self, now_ms: u64) {
-        let lease_ms = self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
-        self.in_flight.retain(|_, f| now_ms < f.started_ms + lease_ms);
         let config = Rc::clone(&self.config);
+        let jwks_lease_ms = config.fetch_timeout_ms + WAIT_MARGIN_MS;
+        let record_timeout = config.record_source.as_ref().map_or(0, |s| s.timeout_ms);
+        let longest = jwks_lease_ms.max(record_timeout + WAIT_MARGIN_MS);
+        self.in_flight.retain(|_, f| now_ms < f.started_ms + longest);
         for source in &config.jwks {
             if self.cache.need(&HostShared, &source.url, now_ms) != Need::Fetch
-                || !JwksCache::try_begin_fetch(&HostShared, &source.url, now_ms, lease_ms)
+                || !JwksCache::try_begin_fetch(&HostShared, &source.url, now_ms, jwks_lease_ms)
             {
                 continue;
             }
-            let headers = vec![
-                (":method", "GET"),
-                (":path", source.path.as_str()),
-                (":authority", source.authority.as_str()),
-                ("accept", "application/json"),
-            ];
-            let timeout = Duration::from_millis(config.fetch_timeout_ms);
-            match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
+            match dispatch(&source.cluster, "GET", &source.authority, &source.path, &[], None, config.fetch_timeout_ms) {
                 Ok(token) => {
                     log(LogLevel::Debug, &format!("fetching JWKS {}", source.url));
-                    self.in_flight.insert(token, Fetch { url: source.url.clone(), started_ms: now_ms });
+                    self.in_flight.insert(token, Fetch { target: Target::Jwks(source.url.clone()), started_ms: now_ms });
                 }
-                Err(status) => {
-                    let why = format!(
-                        "cannot call cluster \"{}\" for {} ({status:?}); is the cluster defined?",
-                        source.cluster, source.url
-                    );
+                Err(why) => {
+                    let why = format!("{why} for {}", source.url);
                     log(LogLevel::Error, &why);
                     let ttl = config.public_key_ttl_ms;
                     let _ = self.cache.complete_fetch(&HostShared, &source.url, now_ms, ttl, Err(why));
                 }
             }
         }
+        let Some(source) = config.record_source.as_ref() else { return };
+        for key in self.records.take_fetches(&HostShared, now_ms, record_timeout + WAIT_MARGIN_MS) {
+            let Some(template) = source.paths.get(&key.kind) else {
+                // This source serves no records of that kind: they do not exist.
+                self.records.complete(&HostShared, &key, now_ms, Ok(None));
+                continue;
+            };
+            let path = format!("{}{}", source.base_path, template.replace("{id}", &url_encode(&key.id)));
+            match dispatch(&source.cluster, "GET", &source.authority, &path, &source.headers, None, source.timeout_ms) {
+                Ok(token) => {
+                    log(LogLevel::Debug, &format!("fetching {} {}", key.kind.as_str(), key.id));
+                    self.in_flight.insert(token, Fetch { target: Target::Record(key), started_ms: now_ms });
+                }
+                Err(why) => {
+                    log(LogLevel::Error, &why);
+                    self.records.complete(&HostShared, &key, now_ms, Err(why));
+                }
+            }
+        }
     }
 
-    /// Verification outcomes for every waiting request whose keys are now here.
-    fn resolve_waiters(&mut self, now_ms: u64) -> Vec<(u32, SharedFlow, Decision)> {
+    /// Waiting requests that can move on now (removed from the wait list).
+    fn ready_waiters(&mut self, now_ms: u64) -> Vec<(u32, SharedFlow, Ready)> {
         if self.waiters.is_empty() {
             return Vec::new();
         }
         let ids: Vec<u32> = self.waiters.keys().copied().collect();
-        let mut decided = Vec::new();
+        let mut ready = Vec::new();
         for id in ids {
             let Some(waiter) = self.waiters.get(&id) else { continue };
             let deadline = waiter.deadline_ms;
             let flow = Rc::clone(&waiter.flow);
-            let token = waiter.token.clone();
-            let Ok(jws) = flow.try_borrow().map(|f| Rc::clone(&f.jws)) else { continue };
-            let decision = match self.decide(&jws, now_ms) {
-                Decision::Verified => {
-                    self.tokens.insert(&token, jws, self.cache.generation());
-                    Decision::Verified
+            let outcome = match &waiter.awaiting {
+                Awaiting::Keys => {
+                    let token = waiter.token.clone();
+                    let Ok(jws) = flow.try_borrow().map(|f| Rc::clone(&f.jws)) else { continue };
+                    match self.decide(&jws, now_ms) {
+                        Decision::Verified => {
+                            self.tokens.insert(&token, jws, self.cache.generation());
+                            Ready::Verified
+                        }
+                        Decision::Deny(e) => Ready::Deny(e),
+                        Decision::NeedKeys if now_ms < deadline => continue,
+                        Decision::NeedKeys => Ready::Deny(AuthError::KeysUnavailable("timed out waiting for the JWKS".into())),
+                    }
                 }
-                Decision::NeedKeys if now_ms < deadline => continue,
-                Decision::NeedKeys => Decision::Deny(AuthError::KeysUnavailable(
-                    "timed out waiting for the JWKS".into(),
+                Awaiting::Body if now_ms < deadline => continue,
+                Awaiting::Body => Ready::Deny(AuthError::EnvoyMisconfigured(
+                    "the request body never reached the filter; set allow_on_headers_stop_iteration: true \
+                     in the Wasm filter's config"
+                        .into(),
                 )),
-                other => other,
+                Awaiting::Records(keys) => {
+                    let keys = keys.clone();
+                    let known = keys.iter().all(|k| self.records.lookup(&HostShared, k, now_ms) != RecordLookup::Pending);
+                    match (known, now_ms < deadline) {
+                        (true, _) => Ready::Records,
+                        (false, true) => continue,
+                        (false, false) => Ready::Deny(AuthError::RecordsUnavailable("timed out waiting for the team/user source".into())),
+                    }
+                }
             };
             self.waiters.remove(&id);
-            decided.push((id, flow, decision));
+            ready.push((id, flow, outcome));
         }
-        decided
+        ready
     }
 
-    /// Handle a JWKS response for `token`; `false` if the token was not a JWKS fetch.
+    /// Handle a fetch response for `token`; `false` if the token was not ours.
     fn complete(&mut self, token: u32, num_headers: usize, body_size: usize, now_ms: u64) -> bool {
         let Some(fetch) = self.in_flight.remove(&token) else { return false };
-        let outcome = if num_headers == 0 {
-            Err(format!("no response from {} (timeout or connection failure)", fetch.url))
+        let status = if num_headers == 0 {
+            None
         } else {
-            let status = hostcalls::get_map(MapType::HttpCallResponseHeaders)
+            hostcalls::get_map(MapType::HttpCallResponseHeaders)
                 .ok()
                 .and_then(|h| h.into_iter().find(|(k, _)| k == ":status").map(|(_, v)| v))
-                .unwrap_or_default();
-            if status != "200" {
-                Err(format!("JWKS endpoint {} returned status {status}", fetch.url))
-            } else if body_size > MAX_JWKS_BYTES {
-                Err(format!("JWKS from {} is larger than {MAX_JWKS_BYTES} bytes", fetch.url))
-            } else {
-                Ok(hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default())
-            }
         };
-        let ttl = self.config.public_key_ttl_ms;
-        match self.cache.complete_fetch(&HostShared, &fetch.url, now_ms, ttl, outcome) {
-            Ok(()) => log(LogLevel::Info, &format!("JWKS {} loaded", fetch.url)),
-            Err(why) => log(LogLevel::Warn, &format!("JWKS fetch failed: {why}")),
+        let body = || -> Result<Vec<u8>, String> {
+            if body_size > MAX_RESPONSE_BYTES {
+                return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+            }
+            Ok(hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default())
+        };
+        match fetch.target {
+            Target::Jwks(url) => {
+                let outcome = match status.as_deref() {
+                    None => Err(format!("no response from {url} (timeout or connection failure)")),
+                    Some("200") => body().map_err(|e| format!("JWKS from {url}: {e}")),
+                    Some(other) => Err(format!("JWKS endpoint {url} returned status {other}")),
+                };
+                let ttl = self.config.public_key_ttl_ms;
+                match self.cache.complete_fetch(&HostShared, &url, now_ms, ttl, outcome) {
+                    Ok(()) => log(LogLevel::Info, &format!("JWKS {url} loaded")),
+                    Err(why) => log(LogLevel::Warn, &format!("JWKS fetch failed: {why}")),
+                }
+            }
+            Target::Record(key) => {
+                let kind = self.config.record_source.as_ref().map(|s| s.kind);
+                let what = format!("{} {}", key.kind.as_str(), key.id);
+                let outcome = match status.as_deref() {
+                    None => Err(format!("no response for {what} (timeout or connection failure)")),
+                    Some("404") => Ok(None),
+                    Some("200") => body().and_then(|b| parse_record(kind, key.kind, &b)),
+                    Some(other) => Err(format!("source returned status {other} for {what}")),
+                };
+                if let Err(why) = &outcome {
+                    log(LogLevel::Warn, &format!("record fetch failed: {why}"));
+                }
+                self.records.complete(&HostShared, &key, now_ms, outcome);
+            }
+            Target::WriteThrough(key) => {
+                let ok = matches!(status.as_deref(), Some("200") | Some("201"));
+                let level = if ok { LogLevel::Info } else { LogLevel::Warn };
+                log(level, &format!("created {} {} at LiteLLM: status {}", key.kind.as_str(), key.id, status.as_deref().unwrap_or("none")));
+            }
         }
         true
     }
 }
 
+/// A source's 200 answer → a record, or "not found" when the answer holds none.
+fn parse_record(kind: Option<SourceKind>, record_kind: Kind, body: &[u8]) -> Result<Option<Record>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("source answer is not JSON: {e}"))?;
+    let inner_null = match record_kind {
+        Kind::Team => value.get("team_info").is_some_and(serde_json::Value::is_null),
+        Kind::User => value.get("user_info").is_some_and(serde_json::Value::is_null),
+        _ => value.is_null(),
+    };
+    if inner_null {
+        return Ok(None);
+    }
+    match kind {
+        Some(SourceKind::Litellm) => Record::from_litellm(record_kind, &value).map(Some),
+        _ => Record::from_plain(record_kind, &value).map(Some),
+    }
+}
+
 /// Start what needs starting and settle what can be settled. Called on every tick, after a
-/// JWKS response, and when a request starts waiting.
+/// fetch response, and when a request starts waiting.
 pub fn pump(worker: &SharedWorker) {
     let now = now_ms();
-    let decided = match worker.try_borrow_mut() {
+    let ready = match worker.try_borrow_mut() {
         Ok(mut w) => {
             w.start_fetches(now);
-            w.resolve_waiters(now)
+            w.ready_waiters(now)
         }
         Err(_) => return,
     };
-    for (context_id, flow, decision) in decided {
+    for (context_id, flow, outcome) in ready {
         // The request may be gone (client hung up); then there is nothing to answer.
         if hostcalls::set_effective_context(context_id).is_ok() {
-            resume(&flow, decision);
+            resume(worker, context_id, &flow, outcome);
         }
     }
 }
 
-/// Route a dispatch response to the worker; `true` if it was a JWKS fetch.
+/// Route a dispatch response to the worker; `true` if it was one of its fetches.
 pub fn on_fetch_response(worker: &SharedWorker, token: u32, num_headers: usize, body_size: usize) -> bool {
     let handled = match worker.try_borrow_mut() {
         Ok(mut w) => w.complete(token, num_headers, body_size, now_ms()),
@@ -243,29 +443,53 @@ pub fn on_fetch_response(worker: &SharedWorker, token: u32, num_headers: usize, 
     handled
 }
 
-/// Move a request on after its keys arrived: authorize (unless the body is still coming, in
-/// which case the body callback will) and resume or answer it.
-fn resume(flow: &SharedFlow, decision: Decision) {
-    let Ok(mut flow) = flow.try_borrow_mut() else { return };
-    let step = match decision {
-        Decision::Verified => {
-            flow.verified = true;
-            flow.authorize()
+/// Authorize a verified flow with the worker's records. Waiting for records registers the
+/// flow. The caller applies the returned step (outside any borrow).
+pub fn authorize(worker: &SharedWorker, context_id: u32, flow: &SharedFlow) -> Step {
+    let now = now_ms();
+    let (Ok(mut w), Ok(mut f)) = (worker.try_borrow_mut(), flow.try_borrow_mut()) else {
+        return Step::Deny(AuthError::KeysUnavailable("worker busy".into()));
+    };
+    f.verified = true;
+    f.waiting_for_records = false;
+    let records_enabled = w.records_enabled();
+    let step = f.authorize(&mut w.records(now), records_enabled);
+    match step {
+        Step::Wait if f.body == Body::Receiving(0) && !f.body_seen => {
+            w.wait_for_body(context_id, Rc::clone(flow), now);
+            Step::Wait
         }
-        Decision::Deny(error) => Step::Deny(error),
-        Decision::NeedKeys => Step::Deny(AuthError::KeysUnavailable("keys not available".into())),
+        Step::NeedRecords(keys) => {
+            f.waiting_for_records = true;
+            w.wait_for_records(context_id, keys, Rc::clone(flow), now);
+            drop(w);
+            drop(f);
+            pump(worker); // start the fetches now rather than at the next tick
+            Step::Wait
+        }
+        other => other,
+    }
+}
+
+/// Move a waiting request on, then resume or answer it.
+fn resume(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, ready: Ready) {
+    let step = match ready {
+        Ready::Verified | Ready::Records => authorize(worker, context_id, flow),
+        Ready::Deny(error) => Step::Deny(error),
     };
     match step {
         Step::Continue => {
-            flow.done = true;
-            drop(flow);
+            if let Ok(mut f) = flow.try_borrow_mut() {
+                f.done = true;
+            }
             let _ = hostcalls::resume_http_request();
         }
         Step::Deny(error) => {
-            flow.done = true;
-            drop(flow);
+            if let Ok(mut f) = flow.try_borrow_mut() {
+                f.done = true;
+            }
             send_denial(&error);
         }
-        Step::Wait => {}
+        Step::Wait | Step::NeedRecords(_) => {}
     }
 }

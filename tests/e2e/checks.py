@@ -133,3 +133,23 @@ def assert_forwarded(reply: Reply, *, sub: str | None = "alice", role: str = "in
         assert headers.get("x-litellm-user-id") == sub, headers
     assert headers.get("x-litellm-user-role") == role, headers
     return echo
+
+
+def assert_forbidden(reply: Reply, message: str | None = None, **kwargs: Any) -> dict:
+    """403 `auth_error` (a LiteLLM authorization rule refused the request), with the RFC 6750
+    `insufficient_scope` challenge; the request must not have reached the upstream."""
+    error = assert_error(reply, 403, "auth_error", message=message, **kwargs)
+    challenge = reply.headers.get("www-authenticate")
+    assert challenge is not None, f"403 without www-authenticate: {reply!r}"
+    assert challenge.startswith('Bearer error="insufficient_scope"'), challenge
+    return error
+
+
+def assert_invalid_request(reply: Reply, status: int, *, message: str | None = None,
+                           prefix: str | None = None, contains: Iterable[str] = ()) -> dict:
+    """400 / 413 `invalid_request_error` (a body that had to be inspected could not be): no
+    `www-authenticate` challenge, and the request must not have reached the upstream."""
+    error = assert_error(reply, status, "invalid_request_error", message=message, prefix=prefix,
+                         contains=contains)
+    assert "www-authenticate" not in reply.headers, f"{status} with a challenge: {reply!r}"
+    return error

@@ -112,6 +112,7 @@ def wasm_filter(
     *,
     env: Mapping[str, str] | None = None,
     vm_id: str = PLUGIN_NAME,
+    allow_on_headers_stop_iteration: bool = True,
 ) -> dict:
     """The `envoy.filters.http.wasm` filter entry; a dict plugin config is serialised as JSON."""
     value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
@@ -129,6 +130,8 @@ def wasm_filter(
             "config": {
                 "name": PLUGIN_NAME,
                 "root_id": PLUGIN_NAME,
+                # Needed to read a body after pausing in the headers callback (see README).
+                "allow_on_headers_stop_iteration": allow_on_headers_stop_iteration,
                 "vm_config": vm_config,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",

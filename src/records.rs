@@ -1,0 +1,307 @@
+//! Team, user, organization and end-user records (LiteLLM's `LiteLLM_TeamTable`, `…UserTable`,
+//! `…OrganizationTable`, `…EndUserTable`, reduced to what authorization reads), how they are read
+//! from LiteLLM's management API or a plain JSON service, and LiteLLM's team model matching
+//! (`_can_object_call_model`, spec §4.2).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The kinds of record, with their shared-data key segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Team,
+    User,
+    Org,
+    EndUser,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Team => "team",
+            Kind::User => "user",
+            Kind::Org => "org",
+            Kind::EndUser => "end_user",
+        }
+    }
+}
+
+/// Which record a decision needs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordKey {
+    pub kind: Kind,
+    pub id: String,
+}
+
+fn budget_of(v: &Value) -> Option<f64> {
+    // LiteLLM keeps budgets on the row or in the joined `litellm_budget_table`.
+    v.get("max_budget")
+        .and_then(Value::as_f64)
+        .or_else(|| v.get("litellm_budget_table").and_then(|b| b.get("max_budget")).and_then(Value::as_f64))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Team {
+    pub team_id: String,
+    pub team_alias: Option<String>,
+    pub models: Vec<String>,
+    pub blocked: bool,
+    pub max_budget: Option<f64>,
+    pub spend: f64,
+    pub organization_id: Option<String>,
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
+    pub metadata: Value,
+    /// Team model aliases: requested name → deployment name.
+    pub model_aliases: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct User {
+    pub user_id: String,
+    pub user_email: Option<String>,
+    pub models: Vec<String>,
+    pub max_budget: Option<f64>,
+    pub spend: f64,
+    pub user_role: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Org {
+    pub organization_id: String,
+    pub organization_alias: Option<String>,
+    pub models: Vec<String>,
+    pub max_budget: Option<f64>,
+    pub spend: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EndUser {
+    pub user_id: String,
+    pub blocked: bool,
+    pub max_budget: Option<f64>,
+    pub spend: f64,
+}
+
+/// One record of any kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Team(Team),
+    User(User),
+    Org(Org),
+    EndUser(EndUser),
+}
+
+fn parse_as<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, String> {
+    serde_json::from_value(v.clone()).map_err(|e| format!("record has an unexpected shape: {e}"))
+}
+
+impl Record {
+    /// Parse a record as configured statically or served by a plain JSON source: the object
+    /// itself, with LiteLLM's field names.
+    pub fn from_plain(kind: Kind, v: &Value) -> Result<Record, String> {
+        let budget = budget_of(v);
+        Ok(match kind {
+            Kind::Team => {
+                let mut t: Team = parse_as(v)?;
+                t.max_budget = t.max_budget.or(budget);
+                if t.model_aliases.is_empty() {
+                    // LiteLLM nests team aliases under `litellm_model_table.model_aliases`.
+                    if let Some(a) = v.get("litellm_model_table").and_then(|m| m.get("model_aliases")) {
+                        t.model_aliases = parse_as(a).unwrap_or_default();
+                    }
+                }
+                Record::Team(t)
+            }
+            Kind::User => {
+                let mut u: User = parse_as(v)?;
+                u.max_budget = u.max_budget.or(budget);
+                Record::User(u)
+            }
+            Kind::Org => {
+                let mut o: Org = parse_as(v)?;
+                o.max_budget = o.max_budget.or(budget);
+                Record::Org(o)
+            }
+            Kind::EndUser => {
+                let mut e: EndUser = parse_as(v)?;
+                e.max_budget = e.max_budget.or(budget);
+                Record::EndUser(e)
+            }
+        })
+    }
+
+    /// Parse a LiteLLM management API answer (`/team/info` → `team_info`, `/user/info` →
+    /// `user_info`, `/organization/info` and `/customer/info` → the row itself).
+    pub fn from_litellm(kind: Kind, body: &Value) -> Result<Record, String> {
+        let inner = match kind {
+            Kind::Team => body.get("team_info").unwrap_or(body),
+            Kind::User => body.get("user_info").unwrap_or(body),
+            Kind::Org | Kind::EndUser => body,
+        };
+        if !inner.is_object() {
+            return Err("record is not a JSON object".into());
+        }
+        Record::from_plain(kind, inner)
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Record::Team(t) => &t.team_id,
+            Record::User(u) => &u.user_id,
+            Record::Org(o) => &o.organization_id,
+            Record::EndUser(e) => &e.user_id,
+        }
+    }
+}
+
+/// Model access groups declared in the configuration: group name → models in it (what
+/// LiteLLM's router knows from `model_info.access_groups`).
+pub type AccessGroups = BTreeMap<String, Vec<String>>;
+
+/// Provider of a bare model name, as LiteLLM's provider resolver would say for the common
+/// families (used for `openai/*`-style team entries).
+fn provider_of(model: &str) -> Option<&'static str> {
+    let m = model.to_ascii_lowercase();
+    let starts = |p: &[&str]| p.iter().any(|x| m.starts_with(x));
+    if starts(&["gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "dall-e", "whisper", "tts-", "davinci", "babbage", "omni-moderation", "text-moderation"]) {
+        Some("openai")
+    } else if starts(&["claude"]) {
+        Some("anthropic")
+    } else if starts(&["gemini"]) {
+        Some("gemini")
+    } else if starts(&["command"]) {
+        Some("cohere")
+    } else if starts(&["mistral", "mixtral", "codestral", "pixtral"]) {
+        Some("mistral")
+    } else {
+        None
+    }
+}
+
+/// LiteLLM's wildcard: `*` → `.*`, everything else literal except `.`, which LiteLLM leaves
+/// as a regex wildcard (spec §10.12) — reproduced here: `.` matches any one character.
+fn wildcard_matches(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| t.get(i..).is_some_and(|tail| go(rest, tail))),
+            Some(('.', rest)) => t.split_first().is_some_and(|(_, tail)| go(rest, tail)),
+            Some((c, rest)) => t.split_first().is_some_and(|(tc, tail)| tc == c && go(rest, tail)),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+/// `_can_object_call_model`: may an object with `allowed` models call `model`?
+pub fn can_call_model(
+    model: &str,
+    allowed: &[String],
+    aliases: &BTreeMap<String, String>,
+    groups: &AccessGroups,
+) -> bool {
+    if allowed.is_empty() || allowed.iter().any(|m| m == "*" || m == "all-proxy-models") {
+        return true;
+    }
+    // Access groups: an allowed entry naming a group that contains the model.
+    if allowed.iter().any(|entry| groups.get(entry).is_some_and(|members| members.iter().any(|m| m == model))) {
+        return true;
+    }
+    if aliases.contains_key(model) {
+        return true;
+    }
+    let wildcards: Vec<&String> = allowed.iter().filter(|m| m.contains('*')).collect();
+    if wildcards.iter().any(|p| wildcard_matches(p, model)) {
+        return true;
+    }
+    if !model.contains('/') {
+        if let Some(provider) = provider_of(model) {
+            let qualified = format!("{provider}/{model}");
+            if wildcards.iter().any(|p| wildcard_matches(p, &qualified)) {
+                return true;
+            }
+        }
+    }
+    allowed.iter().any(|m| m == model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn can(model: &str, allowed: &[&str]) -> bool {
+        can_call_model(model, &s(allowed), &BTreeMap::new(), &AccessGroups::new())
+    }
+
+    #[test]
+    fn empty_list_star_and_all_proxy_models_allow_everything() {
+        assert!(can("anything", &[]));
+        assert!(can("anything", &["gpt-4o", "*"]));
+        assert!(can("anything", &["all-proxy-models"]));
+    }
+
+    #[test]
+    fn exact_and_wildcards_including_provider_prefixes() {
+        assert!(can("gpt-4o", &["gpt-4o"]));
+        assert!(!can("gpt-4o-mini", &["gpt-4o"]));
+        assert!(can("gpt-4o-mini", &["gpt-4o*"]));
+        assert!(can("bedrock/claude-3", &["bedrock/*"]));
+        assert!(!can("bedrockz/claude-3", &["bedrock/*"]));
+        assert!(can("gpt-4", &["openai/*"]), "bare model resolved to its provider");
+        assert!(can("claude-3-5-sonnet", &["anthropic/*"]));
+        assert!(!can("claude-3-5-sonnet", &["openai/*"]));
+        assert!(can("gpt-4xo-mini", &["gpt-4.o*"]), "`.` is a regex wildcard in LiteLLM patterns");
+        assert!(!can("gpt-4xo", &["gpt-4.o"]), "entries without `*` are exact");
+    }
+
+    #[test]
+    fn aliases_and_access_groups() {
+        let mut aliases = BTreeMap::new();
+        aliases.insert("fast".to_string(), "gpt-4o-mini".to_string());
+        assert!(can_call_model("fast", &s(&["gpt-4o"]), &aliases, &AccessGroups::new()));
+        let mut groups = AccessGroups::new();
+        groups.insert("beta-models".into(), s(&["o3", "gemini-2.5-pro"]));
+        assert!(can_call_model("o3", &s(&["beta-models"]), &BTreeMap::new(), &groups));
+        assert!(!can_call_model("gpt-4o", &s(&["beta-models"]), &BTreeMap::new(), &groups));
+    }
+
+    #[test]
+    fn litellm_api_answers_are_unwrapped() {
+        let body = json!({"team_id": "t1", "team_info": {"team_id": "t1", "team_alias": "Team One",
+            "models": ["gpt-4o"], "blocked": true, "spend": 3.5, "max_budget": null,
+            "litellm_budget_table": {"max_budget": 10.0}, "tpm_limit": 1000, "rpm_limit": 10,
+            "litellm_model_table": {"model_aliases": {"fast": "gpt-4o-mini"}}, "members_with_roles": []},
+            "keys": []});
+        let Record::Team(t) = Record::from_litellm(Kind::Team, &body).unwrap() else { panic!() };
+        assert_eq!(t.team_alias.as_deref(), Some("Team One"));
+        assert!(t.blocked);
+        assert_eq!(t.max_budget, Some(10.0));
+        assert_eq!((t.tpm_limit, t.rpm_limit), (Some(1000), Some(10)));
+        assert_eq!(t.model_aliases.get("fast").map(String::as_str), Some("gpt-4o-mini"));
+        let user = json!({"user_id": "u1", "user_info": {"user_id": "u1", "user_email": "a@b", "spend": 1, "max_budget": 2, "user_role": "internal_user"}});
+        let Record::User(u) = Record::from_litellm(Kind::User, &user).unwrap() else { panic!() };
+        assert_eq!((u.spend, u.max_budget), (1.0, Some(2.0)));
+        assert!(Record::from_litellm(Kind::Team, &json!({"team_info": "nope"})).is_err());
+        assert!(Record::from_plain(Kind::Team, &json!({"team_id": "t", "models": "gpt-4o"})).is_err());
+    }
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let r = Record::Team(Team { team_id: "t".into(), models: s(&["a"]), ..Team::default() });
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), r);
+    }
+}
