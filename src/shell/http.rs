@@ -60,9 +60,12 @@ impl HttpContext for Request {
         let Some(worker) = self.worker.clone() else {
             return self.deny(&AuthError::KeysUnavailable("filter is not configured".into()));
         };
-        for (name, _) in self.get_http_request_headers() {
+        let mut authorization = Vec::new();
+        for (name, value) in self.get_http_request_headers() {
             if name.starts_with(IDENTITY_HEADER_PREFIX) {
                 self.set_http_request_header(&name, None);
+            } else if name == "authorization" {
+                authorization.push(value);
             }
         }
         let path = self.get_http_request_header(":path").unwrap_or_default();
@@ -74,8 +77,11 @@ impl HttpContext for Request {
             return Action::Continue;
         }
 
-        let header = self.get_http_request_header("authorization");
-        let token = match bearer_token(header.as_deref()) {
+        // Two credentials are a smuggling attempt (proxies may pick different ones): refuse.
+        if authorization.len() > 1 {
+            return self.deny(&AuthError::Malformed("more than one Authorization header".into()));
+        }
+        let token = match bearer_token(authorization.first().map(String::as_str)) {
             Ok(token) => token,
             Err(e) => return self.deny(&e),
         };
