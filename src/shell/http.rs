@@ -60,15 +60,21 @@ impl HttpContext for Request {
         let Some(worker) = self.worker.clone() else {
             return self.deny(&AuthError::KeysUnavailable("filter is not configured".into()));
         };
+        // One host call for every header this filter reads.
         let mut authorization = Vec::new();
+        let (mut path, mut content_type) = (String::new(), None);
         for (name, value) in self.get_http_request_headers() {
             if name.starts_with(IDENTITY_HEADER_PREFIX) {
                 self.set_http_request_header(&name, None);
-            } else if name == "authorization" {
-                authorization.push(value);
+            } else {
+                match name.as_str() {
+                    "authorization" => authorization.push(value),
+                    ":path" => path = value,
+                    "content-type" => content_type = Some(value),
+                    _ => {}
+                }
             }
         }
-        let path = self.get_http_request_header(":path").unwrap_or_default();
         let route = path.split(['?', '#']).next().unwrap_or_default();
         let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else {
             return self.deny(&AuthError::KeysUnavailable("worker busy".into()));
@@ -96,7 +102,6 @@ impl HttpContext for Request {
             Verification::NeedKeys(jws) => (jws, true),
         };
         let body = if end_of_stream { Body::None } else { Body::Receiving(0) };
-        let content_type = self.get_http_request_header("content-type");
         let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, config)));
         self.flow = Some(Rc::clone(&flow));
         if waiting {
