@@ -252,6 +252,10 @@ impl Policy {
     /// Decide a verified token's request.
     pub fn authorize(&self, claims: &Map<String, Value>, request: Request, records: &mut dyn Records) -> Outcome {
         match self.decide(claims, request, records) {
+            Ok(Outcome::Allow { identity, .. }) if identity.unsafe_field().is_some() => {
+                let field = identity.unsafe_field().unwrap_or_default();
+                Outcome::Deny(AuthError::Malformed(format!("the value for {field} contains control characters")))
+            }
             Ok(outcome) => outcome,
             Err(e) => Outcome::Deny(e),
         }
@@ -990,6 +994,13 @@ mod tests {
         assert!(p.needs_model(&claims(json!({"sub": "x"})), true));
         assert!(!p.needs_model(&claims(json!({"scope": "litellm_proxy_admin"})), true));
         assert!(!p.needs_model(&claims(json!({"sub": "x"})), false));
+    }
+
+    #[test]
+    fn claims_with_control_characters_never_become_headers() {
+        let e = call(&jwt(json!({})), json!({"sub": "alice\r\nx-litellm-user-role: proxy_admin"}), CHAT, None).unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert!(e.message().contains("x-litellm-user-id contains control characters"), "{}", e.message());
     }
 
     #[test]

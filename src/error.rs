@@ -106,11 +106,15 @@ impl AuthError {
             AuthError::AudienceMismatch => format!("{FAILS}Audience doesn't match"),
             AuthError::AudienceMissing => format!("{FAILS}Token is missing the \"aud\" claim"),
             AuthError::IssuerMismatch => format!("{FAILS}Invalid issuer"),
-            AuthError::NoMatchingKey { kid, known } => format!(
-                "{AUTH}No matching public key found. keys=[{}], kid={}",
-                known.join(", "),
-                kid.as_deref().unwrap_or("None")
-            ),
+            AuthError::NoMatchingKey { kid, known } => {
+                // Bounded: the kid is attacker-chosen and must not make the answer large.
+                let mut kids: Vec<&str> = known.iter().take(20).map(String::as_str).collect();
+                if known.len() > 20 {
+                    kids.push("…");
+                }
+                let kid: String = kid.as_deref().unwrap_or("None").chars().take(128).collect();
+                format!("{AUTH}No matching public key found. keys=[{}], kid={kid}", kids.join(", "))
+            }
             AuthError::UnusableKey(detail) => format!("{AUTH}{detail}"),
             AuthError::KeysUnavailable(detail) => format!(
                 "Service Unavailable, the identity provider's JWKS endpoint is temporarily \
@@ -282,6 +286,12 @@ mod tests {
         assert!(big.headers.iter().all(|(k, _)| *k != "www-authenticate"));
         assert_eq!(AuthError::InvalidBody("x".into()).to_response().status, 400);
         assert_eq!(AuthError::Denied("Admin not allowed".into()).message(), "Authentication Error, Admin not allowed");
+    }
+
+    #[test]
+    fn no_matching_key_message_is_bounded() {
+        let e = AuthError::NoMatchingKey { kid: Some("k".repeat(10_000)), known: vec!["a".into(); 50] };
+        assert!(e.message().len() < 400, "{}", e.message().len());
     }
 
     #[test]

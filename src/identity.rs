@@ -23,6 +23,15 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Identity values become request headers: a claim carrying control characters (CR, LF,
+    /// NUL, …) would be an injection attempt or an invalid header; name the first such field.
+    pub fn unsafe_field(&self) -> Option<&'static str> {
+        self.headers()
+            .into_iter()
+            .find(|(_, v)| v.chars().any(char::is_control))
+            .map(|(name, _)| name)
+    }
+
     /// `(header name, value)` for every known attribute, in a stable order. The same names
     /// (without `x-`) are published as Envoy filter state for other filters and access logs.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
@@ -50,6 +59,16 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_make_a_field_unsafe() {
+        let ok = Identity { user_id: Some("alice é".into()), user_role: ROLE_INTERNAL_USER, ..Identity::default() };
+        assert_eq!(ok.unsafe_field(), None);
+        for bad in ["a\r\nx-litellm-user-role: proxy_admin", "a\nb", "a\u{0}b", "a\u{7f}"] {
+            let id = Identity { team_id: Some(bad.into()), ..ok.clone() };
+            assert_eq!(id.unsafe_field(), Some("x-litellm-team-id"), "{bad:?}");
+        }
+    }
 
     #[test]
     fn headers_carry_only_known_attributes_in_order() {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import uuid
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
 import harness
 from echo_upstream import EchoServer
@@ -22,6 +24,7 @@ AUDIENCE_MISSING = 'Authentication Error, Validation fails: Token is missing the
 INVALID_ISSUER = "Authentication Error, Validation fails: Invalid issuer"
 NO_MATCHING_KEY = "Authentication Error, No matching public key found."
 JWKS_UNAVAILABLE = "Service Unavailable, the identity provider's JWKS endpoint is temporarily unreachable"
+RECORDS_UNAVAILABLE = "Service Unavailable, the team/user source is temporarily unreachable"
 
 
 class Reply:
@@ -73,10 +76,46 @@ def send(envoy: harness.Envoy, token: str | None = None, *, upstream: EchoServer
     return Reply(response, test_id, upstream)
 
 
+def send_raw(envoy: harness.Envoy, headers: Sequence[tuple[str, str]], *, upstream: EchoServer | None = None,
+             method: str = "GET", path: str = "/v1/chat/completions", timeout: float = 15) -> Reply:
+    """One request whose header lines go out exactly as given, repeats included (`requests`
+    folds a dict, so two `Authorization` headers need `http.client`); tagged with `x-test-id`.
+
+    The Reply's `sent_authorization` is the first `Authorization` value sent.
+    """
+    test_id = uuid.uuid4().hex
+    conn = http.client.HTTPConnection("127.0.0.1", envoy.listener_port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        conn.putheader("x-test-id", test_id)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        raw = conn.getresponse()
+        body = raw.read()
+    finally:
+        conn.close()
+    response = requests.Response()
+    response.status_code = raw.status
+    response.headers = CaseInsensitiveDict(raw.getheaders())
+    response._content = body
+    response.encoding = "utf-8"
+    response.url = envoy.url + path
+    sent = requests.PreparedRequest()
+    sent.method, sent.url = method, response.url
+    sent.headers = CaseInsensitiveDict({"x-test-id": test_id})
+    authorization = [value for name, value in headers if name.lower() == "authorization"]
+    if authorization:
+        sent.headers["authorization"] = authorization[0]
+    response.request = sent
+    return Reply(response, test_id, upstream)
+
+
 def assert_error(reply: Reply, status: int, err_type: str, *, message: str | None = None,
-                 prefix: str | None = None, contains: Iterable[str] = ()) -> dict:
-    """LiteLLM's error envelope with exactly this status, type and message (or message prefix);
-    on 401 the RFC 6750 challenge; and the request must not have reached the upstream."""
+                 prefix: str | None = None, contains: Iterable[str] = (), param: str | None = None) -> dict:
+    """LiteLLM's error envelope with exactly this status, type, param (None unless given) and
+    message (or message prefix); on 401 the RFC 6750 challenge; and the request must not have
+    reached the upstream."""
     assert reply.status == status, f"expected {status}, got {reply!r}"
     assert reply.headers.get("content-type", "").startswith("application/json"), reply
     body = reply.json()
@@ -84,7 +123,7 @@ def assert_error(reply: Reply, status: int, err_type: str, *, message: str | Non
     error = body["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
     assert error["type"] == err_type, error
-    assert error["param"] is None, error
+    assert error["param"] == param, error
     assert error["code"] == str(status), error
     assert isinstance(error["message"], str), error
     if message is not None:
@@ -115,6 +154,11 @@ def assert_auth_error(reply: Reply, message: str | None = None, **kwargs: Any) -
 def assert_unavailable(reply: Reply) -> dict:
     """503 `auth_provider_unavailable` (no keys could be had)."""
     return assert_error(reply, 503, "auth_provider_unavailable", prefix=JWKS_UNAVAILABLE)
+
+
+def assert_records_unavailable(reply: Reply) -> dict:
+    """503 `no_db_connection` (the team/user source failed and no servable copy exists)."""
+    return assert_error(reply, 503, "no_db_connection", prefix=RECORDS_UNAVAILABLE)
 
 
 def assert_forwarded(reply: Reply, *, sub: str | None = "alice", role: str = "internal_user") -> dict:

@@ -23,10 +23,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "tools"))
 
 import harness  # noqa: E402
-from checks import Reply, send  # noqa: E402
+from checks import Reply, send, send_raw  # noqa: E402
 import jwt_fixtures as jf  # noqa: E402
 from demo_idp import IdPServer  # noqa: E402
 from echo_upstream import EchoServer  # noqa: E402
+from record_source import RecordSource  # noqa: E402
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -96,6 +97,36 @@ def idps() -> Iterable[IdPs]:
     idps.close()
 
 
+class RecordSources:
+    """Starts RecordSources (team/user record servers) and stops them all at teardown."""
+
+    def __init__(self) -> None:
+        self._servers: list[RecordSource] = []
+
+    def new(self, *, start: bool = True, **kwargs: Any) -> RecordSource:
+        server = RecordSource(**kwargs)
+        self._servers.append(server)
+        return server.start() if start else server.bind()
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_sources() -> Iterable[RecordSources]:
+    sources = RecordSources()
+    yield sources
+    sources.close()
+
+
+@pytest.fixture()
+def sources() -> Iterable[RecordSources]:
+    sources = RecordSources()
+    yield sources
+    sources.close()
+
+
 # -- Envoy --------------------------------------------------------------------------------
 
 
@@ -104,7 +135,8 @@ class Scenario:
 
     def __init__(self, factory: "Envoys", name: str, *, plugin_config: Mapping[str, Any] | str | None,
                  jwks: Iterable[Any] = (), clusters: Mapping[str, tuple[str, int]] | None = None,
-                 env: Mapping[str, str] | None = None, concurrency: int = 1, with_wasm: bool = True) -> None:
+                 env: Mapping[str, str] | None = None, concurrency: int = 1, with_wasm: bool = True,
+                 allow_on_headers_stop_iteration: bool = True) -> None:
         self.factory = factory
         self.name = name
         self.plugin_config = plugin_config
@@ -113,6 +145,7 @@ class Scenario:
         self.env = env
         self.concurrency = concurrency
         self.with_wasm = with_wasm
+        self.allow_on_headers_stop_iteration = allow_on_headers_stop_iteration
         self._envoy: harness.Envoy | None = None
         self._failure: str | None = None
 
@@ -126,6 +159,7 @@ class Scenario:
                 upstream_port=self.factory.upstream.port, plugin_config=self.plugin_config, wasm=wasm,
                 jwks=self.jwks, clusters=self.clusters, env=self.env, concurrency=self.concurrency,
                 name=self.name, workdir=self.factory.workdir(self.name),
+                allow_on_headers_stop_iteration=self.allow_on_headers_stop_iteration,
             )
         except harness.HarnessError as exc:
             self._failure = str(exc)
@@ -161,6 +195,10 @@ class Scenario:
     def request(self, token: str | None = None, **kwargs: Any) -> Reply:
         """`checks.send()` through this scenario's Envoy (started on first use)."""
         return send(self.envoy, token, upstream=self.factory.upstream, **kwargs)
+
+    def request_raw(self, headers: Any, **kwargs: Any) -> Reply:
+        """`checks.send_raw()` (header lines verbatim, repeats kept) through this scenario's Envoy."""
+        return send_raw(self.envoy, headers, upstream=self.factory.upstream, **kwargs)
 
     def stop(self) -> None:
         if self._envoy is not None:

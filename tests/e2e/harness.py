@@ -153,17 +153,20 @@ def render_bootstrap(
     listener_port: int = 0,
     admin_port: int = 0,
     route_timeout: str = "20s",
+    allow_on_headers_stop_iteration: bool = True,
 ) -> dict:
     """Envoy bootstrap with one listener → [wasm filter] → router → `upstream` cluster.
 
     `jwks_clusters` maps cluster name → (host, port); with `wasm=None` the filter is left out
-    (for checking the harness itself without a built filter).
+    (for checking the harness itself without a built filter). `allow_on_headers_stop_iteration`
+    is passed to the wasm filter's config (False only to test the filter's fail-safe).
     """
     http_filters = []
     if wasm is not None:
         if plugin_config is None:
             raise ValueError("plugin_config is required when the wasm filter is rendered")
-        http_filters.append(wasm_filter(wasm, plugin_config, env=env))
+        http_filters.append(wasm_filter(wasm, plugin_config, env=env,
+                                        allow_on_headers_stop_iteration=allow_on_headers_stop_iteration))
     http_filters.append({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -415,6 +418,7 @@ def build_envoy(
     concurrency: int = 1,
     name: str = "envoy",
     workdir: Path | None = None,
+    allow_on_headers_stop_iteration: bool = True,
 ) -> Envoy:
     """An (unstarted) Envoy whose config has a default-named cluster for every server in `jwks`
     (objects with `.host` and `.port`) plus the explicit `clusters`."""
@@ -426,5 +430,6 @@ def build_envoy(
     config = render_bootstrap(
         upstream_port=upstream_port, plugin_config=plugin_config, wasm=wasm,
         jwks_clusters=jwks_clusters, env=env, access_log_path=str(workdir / "access.log"),
+        allow_on_headers_stop_iteration=allow_on_headers_stop_iteration,
     )
     return Envoy(config, name=name, concurrency=concurrency, workdir=workdir)
