@@ -4,6 +4,7 @@
 //! "starts with". Lists are compiled once, at configure time.
 
 use crate::route_groups;
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
@@ -52,13 +53,6 @@ impl Pattern {
         }
     }
 
-    fn matches(&self, route: &str) -> bool {
-        match self {
-            Pattern::Exact(p) => p == route,
-            Pattern::Prefix(p) => route.starts_with(p.as_str()),
-            Pattern::Template(tokens) => match_tokens(tokens, route),
-        }
-    }
 }
 
 fn match_tokens(tokens: &[Token], route: &str) -> bool {
@@ -78,51 +72,60 @@ fn match_tokens(tokens: &[Token], route: &str) -> bool {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    text: String,
-    patterns: Vec<Pattern>,
-}
-
-/// A compiled `*_allowed_routes` / `routes` list.
+/// A compiled `*_allowed_routes` / `routes` list. Matching is per request, so the patterns
+/// are split once: exact paths in a hash set (most group members), then prefixes, then the
+/// few templates.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteList {
-    entries: Vec<Entry>,
+    /// The entries as configured, for messages.
+    texts: Vec<String>,
+    exact: HashSet<String>,
+    prefixes: Vec<String>,
+    templates: Vec<Vec<Token>>,
 }
 
 impl RouteList {
     pub fn compile<S: AsRef<str>>(entries: &[S]) -> Self {
-        let entries = entries
-            .iter()
-            .map(|e| {
-                let text = e.as_ref();
-                let patterns = match route_groups::members(text) {
-                    Some(members) => members.iter().map(|m| Pattern::template(m)).collect(),
-                    None => vec![Pattern::literal(text)],
-                };
-                Entry { text: text.to_string(), patterns }
-            })
-            .collect();
-        RouteList { entries }
+        let mut list = RouteList::default();
+        for entry in entries {
+            let text = entry.as_ref();
+            list.texts.push(text.to_string());
+            let patterns = match route_groups::members(text) {
+                Some(members) => members.iter().map(|m| Pattern::template(m)).collect(),
+                None => vec![Pattern::literal(text)],
+            };
+            for pattern in patterns {
+                match pattern {
+                    Pattern::Exact(p) => {
+                        list.exact.insert(p);
+                    }
+                    Pattern::Prefix(p) => list.prefixes.push(p),
+                    Pattern::Template(t) => list.templates.push(t),
+                }
+            }
+        }
+        list
     }
 
     /// LiteLLM's `_allowed_routes_check`: does any entry match the route?
     pub fn matches(&self, route: &str) -> bool {
-        self.entries.iter().any(|e| e.patterns.iter().any(|p| p.matches(route)))
+        self.exact.contains(route)
+            || self.prefixes.iter().any(|p| route.starts_with(p.as_str()))
+            || self.templates.iter().any(|t| match_tokens(t, route))
     }
 
     /// The entries as configured (for LiteLLM's `Allowed routes=[…]` texts).
     pub fn entries(&self) -> Vec<&str> {
-        self.entries.iter().map(|e| e.text.as_str()).collect()
+        self.texts.iter().map(String::as_str).collect()
     }
 
     /// LiteLLM's `get_actual_routes`: group names replaced by their members.
     pub fn expanded(&self) -> Vec<&str> {
-        self.entries
+        self.texts
             .iter()
-            .flat_map(|e| match route_groups::members(&e.text) {
+            .flat_map(|t| match route_groups::members(t) {
                 Some(members) => members.to_vec(),
-                None => vec![e.text.as_str()],
+                None => vec![t.as_str()],
             })
             .collect()
     }
