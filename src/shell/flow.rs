@@ -133,6 +133,7 @@ pub fn forward_identity(identity: &Identity) {
 
 /// Send LiteLLM's JSON error as a local reply.
 pub fn send_denial(error: &AuthError) {
+    super::metrics::count(super::metrics::Metric::Denied(error.reason()));
     let response = error.to_response();
     log(LogLevel::Debug, &format!("denied ({}), status {}", error.reason(), response.status));
     let _ = hostcalls::set_property(vec!["llm_jwt_auth.denial_reason"], Some(error.reason().as_bytes()));

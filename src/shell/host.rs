@@ -70,6 +70,15 @@ impl HostCrypto for HostVerifier {
     }
 }
 
+/// Microseconds since the epoch, from the host's clock (for latency figures).
+pub fn now_micros() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as u64
+}
+
 /// Milliseconds since the epoch, from the host's clock.
 pub fn now_ms() -> u64 {
     hostcalls::get_current_time()

@@ -4,6 +4,7 @@
 
 use super::flow::{send_denial, Body, Flow, Step};
 use super::host::now_ms;
+use super::metrics::{count, Metric};
 use super::worker::{authorize, on_fetch_response, pump, SharedFlow, SharedWorker, Verification};
 use crate::error::AuthError;
 use crate::extract::bearer_token;
@@ -39,7 +40,10 @@ impl Request {
             }
         }
         match step {
-            Step::Continue => Action::Continue,
+            Step::Continue => {
+                count(Metric::Allowed);
+                Action::Continue
+            }
             Step::Deny(error) => self.deny(&error),
             Step::Wait | Step::NeedRecords(_) => Action::Pause,
         }
@@ -80,6 +84,7 @@ impl HttpContext for Request {
             return self.deny(&AuthError::KeysUnavailable("worker busy".into()));
         };
         if config.public_routes.matches(route) {
+            count(Metric::Public);
             return Action::Continue;
         }
 

@@ -10,6 +10,7 @@
 pub mod flow;
 pub mod host;
 pub mod http;
+pub mod metrics;
 pub mod root;
 pub mod worker;
 

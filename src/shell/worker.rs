@@ -9,6 +9,7 @@
 use super::flow::{send_denial, Body, Flow, Step};
 use super::host::{now_ms, HostShared, HostVerifier};
 use super::log;
+use super::metrics::{count, record, Metric};
 use crate::authn::{authenticate, Decision, KeyLookup};
 use crate::authz::Records;
 use crate::config::{FilterConfig, JwksSource, RecordSource, SourceKind};
@@ -197,16 +198,23 @@ impl Worker {
     pub fn verify(&mut self, token: &str, now_ms: u64) -> Verification {
         let now = now_ms / 1000;
         if let Some(jws) = self.tokens.get(token, now, self.cache.generation()) {
+            count(Metric::TokenCacheHit);
             return match crate::claims::validate(&jws.claims, &self.config.claim_rules, now) {
                 Ok(()) => Verification::Verified(jws),
                 Err(e) => Verification::Deny(e),
             };
         }
+        count(Metric::TokenCacheMiss);
+        let started = super::host::now_micros();
         let jws = match jws::parse(token) {
             Ok(parsed) => Rc::new(parsed),
             Err(e) => return Verification::Deny(e),
         };
-        match self.decide(&jws, now_ms) {
+        let decision = self.decide(&jws, now_ms);
+        if decision != Decision::NeedKeys {
+            record(Metric::VerifyMicros, super::host::now_micros().saturating_sub(started));
+        }
+        match decision {
             Decision::Verified => {
                 self.tokens.insert(token, Rc::clone(&jws), self.cache.generation());
                 Verification::Verified(jws)
@@ -366,8 +374,14 @@ impl Worker {
                 };
                 let ttl = self.config.public_key_ttl_ms;
                 match self.cache.complete_fetch(&HostShared, &url, now_ms, ttl, outcome) {
-                    Ok(()) => log(LogLevel::Info, &format!("JWKS {url} loaded")),
-                    Err(why) => log(LogLevel::Warn, &format!("JWKS fetch failed: {why}")),
+                    Ok(()) => {
+                        count(Metric::JwksFetchSuccess);
+                        log(LogLevel::Info, &format!("JWKS {url} loaded"));
+                    }
+                    Err(why) => {
+                        count(Metric::JwksFetchFailure);
+                        log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
+                    }
                 }
             }
             Target::Record(key) => {
@@ -379,8 +393,13 @@ impl Worker {
                     Some("200") => body().and_then(|b| parse_record(kind, key.kind, &b)),
                     Some(other) => Err(format!("source returned status {other} for {what}")),
                 };
-                if let Err(why) = &outcome {
-                    log(LogLevel::Warn, &format!("record fetch failed: {why}"));
+                match &outcome {
+                    Ok(Some(_)) => count(Metric::RecordFetchSuccess),
+                    Ok(None) => count(Metric::RecordFetchNotFound),
+                    Err(why) => {
+                        count(Metric::RecordFetchFailure);
+                        log(LogLevel::Warn, &format!("record fetch failed: {why}"));
+                    }
                 }
                 self.records.complete(&HostShared, &key, now_ms, outcome);
             }
@@ -482,6 +501,7 @@ fn resume(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, ready: Read
             if let Ok(mut f) = flow.try_borrow_mut() {
                 f.done = true;
             }
+            count(Metric::Allowed);
             let _ = hostcalls::resume_http_request();
         }
         Step::Deny(error) => {

@@ -1,0 +1,79 @@
+//! Every metric the filter publishes, in one place. They are Envoy stats named
+//! `wasmcustom.llm_jwt_auth.<name>` (in `/stats` and `/stats/prometheus`), shared by all
+//! workers. Defined lazily, once per VM; a host that refuses a metric only loses that metric.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// The metrics, by name (without the `llm_jwt_auth.` prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Requests let through after authentication and authorization.
+    Allowed,
+    /// Requests on public routes (no token needed).
+    Public,
+    /// Requests refused, by stable reason (`denied.<reason>`; see `AuthError::reason`).
+    Denied(&'static str),
+    JwksFetchSuccess,
+    JwksFetchFailure,
+    TokenCacheHit,
+    TokenCacheMiss,
+    RecordFetchSuccess,
+    RecordFetchNotFound,
+    RecordFetchFailure,
+    /// Time to verify a token that was not in the cache, in microseconds (histogram).
+    VerifyMicros,
+}
+
+impl Metric {
+    fn name(self) -> String {
+        let name = match self {
+            Metric::Allowed => "requests_allowed",
+            Metric::Public => "requests_public",
+            Metric::Denied(reason) => return format!("llm_jwt_auth.requests_denied.{reason}"),
+            Metric::JwksFetchSuccess => "jwks_fetch_success",
+            Metric::JwksFetchFailure => "jwks_fetch_failure",
+            Metric::TokenCacheHit => "token_cache_hit",
+            Metric::TokenCacheMiss => "token_cache_miss",
+            Metric::RecordFetchSuccess => "record_fetch_success",
+            Metric::RecordFetchNotFound => "record_fetch_not_found",
+            Metric::RecordFetchFailure => "record_fetch_failure",
+            Metric::VerifyMicros => "verify_us",
+        };
+        format!("llm_jwt_auth.{name}")
+    }
+
+    fn kind(self) -> MetricType {
+        match self {
+            Metric::VerifyMicros => MetricType::Histogram,
+            _ => MetricType::Counter,
+        }
+    }
+}
+
+thread_local! {
+    static IDS: RefCell<HashMap<Metric, Option<u32>>> = RefCell::new(HashMap::new());
+}
+
+fn id(metric: Metric) -> Option<u32> {
+    IDS.with(|ids| {
+        let mut ids = ids.try_borrow_mut().ok()?;
+        *ids.entry(metric).or_insert_with(|| hostcalls::define_metric(metric.kind(), &metric.name()).ok())
+    })
+}
+
+/// Count one event.
+pub fn count(metric: Metric) {
+    if let Some(id) = id(metric) {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// Record a value in a histogram.
+pub fn record(metric: Metric, value: u64) {
+    if let Some(id) = id(metric) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}

@@ -1,0 +1,78 @@
+"""Metrics in Envoy's admin `/stats` and `/stats/prometheus` after known traffic: allowed,
+denied by reason, public routes, JWKS fetches, verified-token cache hits and misses."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+import jwt_fixtures as jf
+from checks import assert_forwarded
+
+
+@pytest.fixture(scope="module")
+def key(keyring):
+    return keyring.get("metrics-rs256", "RS256")
+
+
+@pytest.fixture(scope="module")
+def proxy(module_envoys, module_idps, key):
+    idp = module_idps.new([key])
+    # One worker, so cache hits and misses are exact.
+    return module_envoys.scenario("metrics", jwks=[idp], concurrency=1,
+                                  plugin_config={"public_key_url": idp.jwks_url})
+
+
+def stats(proxy) -> dict[str, str]:
+    status, body = proxy.envoy.admin_get("/stats")
+    assert status == 200
+    text = body.decode() if isinstance(body, bytes) else body
+    return dict(line.split(": ", 1) for line in text.splitlines() if line.startswith("wasmcustom.llm_jwt_auth."))
+
+
+def counter(values: dict[str, str], name: str) -> int:
+    return int(values.get(f"wasmcustom.llm_jwt_auth.{name}", "0"))
+
+
+def test_counters_follow_known_traffic(proxy, key):
+    before = stats(proxy)
+    token = key.sign(jf.claims("m-1"))
+    for _ in range(3):
+        assert_forwarded(proxy.request(token), sub="m-1")
+    assert proxy.request(None).status == 401                       # missing token
+    assert proxy.request("sk-not-a-jwt").status == 401             # malformed
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert proxy.request(forged).status == 401                     # bad signature (or malformed)
+    assert proxy.request(None, path="/health/liveliness").status == 200  # public route
+
+    deadline = time.monotonic() + 5
+    while True:  # Envoy's admin view of counters is immediate, but be tolerant of flushing
+        after = stats(proxy)
+        delta = {name: counter(after, name) - counter(before, name) for name in (
+            "requests_allowed", "requests_public", "requests_denied.missing_token",
+            "requests_denied.malformed_token", "token_cache_hit", "token_cache_miss")}
+        denied_forged = sum(counter(after, n) - counter(before, n) for n in (
+            "requests_denied.bad_signature", "requests_denied.malformed_token"))
+        if delta["requests_allowed"] == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert delta["requests_allowed"] == 3, delta
+    assert delta["requests_public"] == 1, delta
+    assert delta["requests_denied.missing_token"] == 1, delta
+    assert denied_forged == 2, (delta, after)
+    assert delta["token_cache_miss"] >= 1 and delta["token_cache_hit"] >= 2, delta
+    assert counter(after, "jwks_fetch_success") >= 1
+    assert counter(after, "jwks_fetch_failure") == 0
+
+
+def test_metrics_are_in_prometheus_format(proxy, key):
+    assert_forwarded(proxy.request(key.sign(jf.claims("m-2"))), sub="m-2")
+    status, body = proxy.envoy.admin_get("/stats/prometheus")
+    assert status == 200
+    text = body.decode() if isinstance(body, bytes) else body
+    # Envoy drops the `wasmcustom.` prefix in the Prometheus view: llm_jwt_auth_<name>.
+    assert re.search(r"^llm_jwt_auth_requests_allowed\{\} [1-9]", text, re.M), \
+        [line for line in text.splitlines() if "llm_jwt_auth" in line][:20]
+    assert re.search(r"^# TYPE llm_jwt_auth_verify_us histogram", text, re.M)
