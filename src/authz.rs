@@ -492,8 +492,10 @@ impl Policy {
                     found.insert(id.clone(), r);
                 }
                 RecordLookup::Pending => need.push(key),
-                // Unknown or unreachable teams are skipped, as LiteLLM skips lookup errors.
-                RecordLookup::NotFound | RecordLookup::Unavailable(_) => {}
+                // Unknown teams are skipped, as in LiteLLM. A team the source cannot answer for
+                // is not: skipping it could select another team or none (fail open).
+                RecordLookup::NotFound => {}
+                RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
             }
         }
         if !need.is_empty() {
@@ -943,6 +945,17 @@ mod tests {
         let Outcome::Deny(e) = with(&p, &mut narrow, json!({"groups": ["a", "z"]}), CHAT, Some("o1")) else { panic!() };
         assert_eq!(e.message(), "No team has access to the requested model: o1. Checked teams={'a', 'z'}. Check `/models` to see all available models.");
         assert_eq!(e.status(), 403);
+    }
+
+    #[test]
+    fn groups_path_fails_closed_when_a_team_cannot_be_looked_up() {
+        let p = jwt(json!({"team_ids_jwt_field": "groups"}));
+        let mut table = Table::new(vec![Record::Team(team("a", &[]))]);
+        table.down = true;
+        for model in [Some("gpt-4o"), None] {
+            let Outcome::Deny(e) = with(&p, &mut table, json!({"groups": ["a"]}), CHAT, model) else { panic!() };
+            assert_eq!(e.status(), 503, "{model:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,499 @@
+#!/usr/bin/env python3
+"""Team/user record source for the llm-jwt-auth filter: LiteLLM's management API, or a plain
+JSON service, backed by in-memory tables.
+
+    python tools/record_source.py --host 127.0.0.1 --port 4000 --master-key sk-master
+
+LiteLLM management API (every request needs `authorization: Bearer <master key>`, else 401):
+  GET  /team/info?team_id=<id>                 200 {"team_id", "team_info": <team row>, "keys": [], ...}
+  GET  /user/info?user_id=<id>                 200 {"user_id", "user_info": <user row>, "keys": [], "teams": []}
+  GET  /organization/info?organization_id=<id> 200 <organization row>
+  GET  /customer/info?end_user_id=<id>         200 <end-user row>
+                                               404 {"detail": ...} when the record does not exist
+                                               (or, with `null_not_found`, team/user: 200 with
+                                               `team_info` / `user_info` null)
+  POST /team/new {"team_id", ...}              creates the team; 200 with its row
+  POST /user/new {"user_id", "user_email", ...} creates the user; 200 with its row
+
+Plain JSON service (under `plain_prefix`, default `/api`; `plain_headers` must be present):
+  GET  /api/teams/<id>  /api/users/<id>  /api/orgs/<id>  /api/customers/<id>   the row itself, or 404
+
+Rows are LiteLLM's table rows (`LiteLLM_TeamTable`, `…UserTable`, `…OrganizationTable`,
+`…EndUserTable`) with their default columns filled in by `team_row()`, `user_row()`, `org_row()`
+and `customer_row()`.
+
+`RecordSource` is importable: the e2e tests put rows in, change them while Envoy runs, count
+the requests per path, read what was received (headers, bodies), make answers slow or fail
+with a status (all of them, or per record id), or stop listening (connections refused, open
+connections dropped) and start again on the same port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Mapping
+from urllib.parse import parse_qs, unquote, urlsplit
+
+KINDS = ("team", "user", "org", "customer")
+
+_LITELLM_INFO = {  # path → (kind, query parameter)
+    "/team/info": ("team", "team_id"),
+    "/user/info": ("user", "user_id"),
+    "/organization/info": ("org", "organization_id"),
+    "/customer/info": ("customer", "end_user_id"),
+}
+_PLAIN = {"teams": "team", "users": "user", "orgs": "org", "customers": "customer"}
+_STAMP = "2025-01-01T00:00:00Z"
+
+
+# -- LiteLLM rows ---------------------------------------------------------------------------
+
+
+def team_row(team_id: str, **fields: Any) -> dict:
+    """A `LiteLLM_TeamTable` row as `/team/info` returns it (defaults + `fields`)."""
+    row: dict[str, Any] = {
+        "team_id": team_id, "team_alias": None, "organization_id": None, "admins": [], "members": [],
+        "members_with_roles": [], "metadata": {}, "tpm_limit": None, "rpm_limit": None,
+        "max_budget": None, "budget_duration": None, "models": [], "blocked": False, "spend": 0.0,
+        "max_parallel_requests": None, "budget_reset_at": None, "model_id": None,
+        "litellm_model_table": None, "litellm_budget_table": None, "object_permission_id": None,
+        "created_at": _STAMP, "updated_at": _STAMP,
+    }
+    row.update(fields)
+    return row
+
+
+def user_row(user_id: str, **fields: Any) -> dict:
+    """A `LiteLLM_UserTable` row as `/user/info` returns it."""
+    row: dict[str, Any] = {
+        "user_id": user_id, "user_alias": None, "team_id": None, "sso_user_id": None,
+        "organization_id": None, "teams": [], "user_role": "internal_user", "max_budget": None,
+        "spend": 0.0, "user_email": None, "models": [], "metadata": {}, "max_parallel_requests": None,
+        "tpm_limit": None, "rpm_limit": None, "budget_duration": None, "budget_reset_at": None,
+        "allowed_cache_controls": [], "model_spend": {}, "model_max_budget": {},
+        "created_at": _STAMP, "updated_at": _STAMP,
+    }
+    row.update(fields)
+    return row
+
+
+def org_row(organization_id: str, **fields: Any) -> dict:
+    """A `LiteLLM_OrganizationTable` row as `/organization/info` returns it."""
+    row: dict[str, Any] = {
+        "organization_id": organization_id, "organization_alias": None, "budget_id": "budget-x",
+        "metadata": {}, "models": [], "spend": 0.0, "model_spend": {}, "created_at": _STAMP,
+        "created_by": "admin", "updated_at": _STAMP, "updated_by": "admin",
+        "litellm_budget_table": None, "teams": [], "users": [], "members": [],
+    }
+    row.update(fields)
+    return row
+
+
+def customer_row(user_id: str, **fields: Any) -> dict:
+    """A `LiteLLM_EndUserTable` row as `/customer/info` returns it."""
+    row: dict[str, Any] = {
+        "user_id": user_id, "alias": None, "spend": 0.0, "allowed_model_region": None,
+        "default_model": None, "budget_id": None, "litellm_budget_table": None, "blocked": False,
+    }
+    row.update(fields)
+    return row
+
+
+_ROW_MAKERS = {"team": team_row, "user": user_row, "org": org_row, "customer": customer_row}
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of concurrent connections from
+    # Envoy would overflow it and show up as connect timeouts.
+    request_queue_size = 256
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    # Connections are tracked so that `RecordSource.stop()` is a real outage: Envoy keeps its
+    # HTTP/1.1 connections to the source alive, and closing only the listening socket would
+    # leave them served by their handler threads.
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (Envoy's fetch timeout during an injected delay) is expected.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class RecordSource:
+    """In-memory LiteLLM management API + plain JSON record service, with knobs.
+
+    Tables hold rows by id per kind (`team`, `user`, `org`, `customer`); every knob may be
+    changed while the server runs.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, master_key: str | None = "sk-master",
+                 plain_prefix: str = "/api", plain_headers: Mapping[str, str] | None = None) -> None:
+        self.host = host
+        self._port = port
+        self.master_key = master_key
+        self.plain_prefix = plain_prefix.rstrip("/")
+        self.plain_headers = {k.lower(): v for k, v in (plain_headers or {}).items()}
+        self._lock = threading.Lock()
+        self._tables: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
+        self._requests: list[dict] = []
+        self._failure: tuple[int, bytes] | None = None
+        self.delay = 0.0
+        # Answer a missing team/user with 200 and `team_info`/`user_info` null instead of 404:
+        # True for every id, or a collection of ids.
+        self.null_not_found: bool | set[str] = False
+        # Per-record knobs, by record id (any kind): answer with (status, body), or this late.
+        self.fail_ids: dict[str, tuple[int, bytes]] = {}
+        self.slow_ids: dict[str, float] = {}
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._listening = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def bind(self) -> "RecordSource":
+        """Bind the port without listening: connections are refused until `start()`."""
+        if self._httpd is None:
+            self._httpd = _Server((self.host, self._port), _Handler, bind_and_activate=False)
+            self._httpd.source = self  # type: ignore[attr-defined]
+            try:
+                self._httpd.server_bind()
+            except OSError:
+                self._httpd.server_close()
+                self._httpd = None
+                raise
+            self._port = self._httpd.server_address[1]
+        return self
+
+    def start(self) -> "RecordSource":
+        self.bind()
+        assert self._httpd is not None
+        if not self._listening:
+            self._httpd.server_activate()
+            self._listening = True
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                name=f"record-source-{self._port}",
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and release the port (it can be started again
+        on the same port)."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        if self._listening:
+            httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        self._listening = False
+        if self._thread:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "RecordSource":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._listening
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            raise RuntimeError("RecordSource has no port yet: call bind() or start() first")
+        return self._port
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.authority}"
+
+    @property
+    def plain_url(self) -> str:
+        return self.url + self.plain_prefix
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def put(self, kind: str, record_id: str, **fields: Any) -> dict:
+        """Store (replace) the row `kind`/`record_id`: LiteLLM's defaults plus `fields`."""
+        row = _ROW_MAKERS[kind](record_id, **fields)
+        with self._lock:
+            self._tables[kind][record_id] = row
+        return row
+
+    def put_team(self, team_id: str, **fields: Any) -> dict:
+        return self.put("team", team_id, **fields)
+
+    def put_user(self, user_id: str, **fields: Any) -> dict:
+        return self.put("user", user_id, **fields)
+
+    def put_org(self, organization_id: str, **fields: Any) -> dict:
+        return self.put("org", organization_id, **fields)
+
+    def put_customer(self, user_id: str, **fields: Any) -> dict:
+        return self.put("customer", user_id, **fields)
+
+    def update(self, kind: str, record_id: str, **fields: Any) -> dict:
+        """Change some fields of an existing row."""
+        with self._lock:
+            row = self._tables[kind][record_id]
+            row.update(fields)
+            return dict(row)
+
+    def delete(self, kind: str, record_id: str) -> None:
+        with self._lock:
+            self._tables[kind].pop(record_id, None)
+
+    def get(self, kind: str, record_id: str) -> dict | None:
+        with self._lock:
+            row = self._tables[kind].get(record_id)
+            return dict(row) if row is not None else None
+
+    # -- knobs ----------------------------------------------------------------------------
+
+    def fail_with(self, status: int = 500, body: bytes = b'{"detail": "database connection lost"}') -> None:
+        """Answer every record request with this status/body until `heal()`."""
+        with self._lock:
+            self._failure = (status, body)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._failure = None
+            self.delay = 0.0
+
+    def failure(self) -> tuple[int, bytes] | None:
+        with self._lock:
+            return self._failure
+
+    # -- observation ----------------------------------------------------------------------
+
+    def _record(self, entry: dict) -> None:
+        with self._lock:
+            self._requests.append(entry)
+
+    @property
+    def requests(self) -> list[dict]:
+        """Everything received, in order: method, path (with query), headers (lowercased),
+        body (bytes), json (parsed body or None), at (time.monotonic() on arrival)."""
+        with self._lock:
+            return list(self._requests)
+
+    def counts(self) -> Counter:
+        """Requests per `METHOD path` (path with its query string)."""
+        return Counter(f"{r['method']} {r['path']}" for r in self.requests)
+
+    def count(self, path: str, method: str = "GET") -> int:
+        """Requests received for this exact path (with its query string)."""
+        return sum(1 for r in self.requests if r["method"] == method and r["path"] == path)
+
+    def requests_for(self, path: str, method: str = "GET") -> list[dict]:
+        return [r for r in self.requests if r["method"] == method and r["path"] == path]
+
+    def wait_for(self, path: str, n: int = 1, method: str = "GET", timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.count(path, method) >= n:
+                return True
+            time.sleep(0.02)
+        return self.count(path, method) >= n
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    # -- answers --------------------------------------------------------------------------
+
+    def record_id_of(self, path: str) -> str | None:
+        """The record id a GET path asks for (LiteLLM or plain API), else None."""
+        url = urlsplit(path)
+        if url.path in _LITELLM_INFO:
+            _, param = _LITELLM_INFO[url.path]
+            return parse_qs(url.query).get(param, [None])[-1]
+        if self.plain_prefix and url.path.startswith(self.plain_prefix + "/"):
+            _, _, record_id = url.path[len(self.plain_prefix) + 1:].partition("/")
+            return unquote(record_id) or None
+        return None
+
+    def answer(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> tuple[int, Any]:
+        """(status, JSON document) for one request."""
+        url = urlsplit(path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if self.plain_prefix and url.path.startswith(self.plain_prefix + "/"):
+            return self._answer_plain(method, url.path[len(self.plain_prefix) + 1:], headers)
+        if self.master_key is not None and headers.get("authorization") != f"Bearer {self.master_key}":
+            return 401, {"error": {"message": "Authentication Error, Invalid proxy server token passed. "
+                                              "Received API Key = ****, Key Hash (Token) =...",
+                                   "type": "auth_error", "param": "None", "code": "401"}}
+        if method == "GET" and url.path in _LITELLM_INFO:
+            kind, param = _LITELLM_INFO[url.path]
+            record_id = query.get(param)
+            if not record_id:
+                return 422, {"detail": f"missing {param}"}
+            return self._answer_litellm(kind, record_id)
+        if method == "POST" and url.path in ("/team/new", "/user/new"):
+            return self._create("team" if url.path == "/team/new" else "user", body)
+        return 404, {"detail": "Not Found"}
+
+    def _null_for(self, record_id: str) -> bool:
+        nf = self.null_not_found
+        return nf is True or (not isinstance(nf, bool) and record_id in nf)
+
+    def _answer_litellm(self, kind: str, record_id: str) -> tuple[int, Any]:
+        row = self.get(kind, record_id)
+        if kind == "team":
+            if row is None and not self._null_for(record_id):
+                return 404, {"detail": {"error": f"Team not found, passed team_id={record_id}"}}
+            return 200, {"team_id": record_id, "team_info": row, "keys": [], "team_memberships": []}
+        if kind == "user":
+            if row is None and not self._null_for(record_id):
+                return 404, {"detail": {"error": f"User={record_id} not found"}}
+            return 200, {"user_id": record_id, "user_info": row, "keys": [], "teams": []}
+        if row is None:
+            what = "Organization" if kind == "org" else "End User"
+            return 404, {"detail": {"error": f"{what} not found, passed id={record_id}"}}
+        return 200, row
+
+    def _answer_plain(self, method: str, rest: str, headers: Mapping[str, str]) -> tuple[int, Any]:
+        for name, value in self.plain_headers.items():
+            if headers.get(name) != value:
+                return 401, {"error": f"missing or wrong {name} header"}
+        collection, _, record_id = rest.partition("/")
+        kind = _PLAIN.get(collection)
+        if method != "GET" or kind is None or not record_id or "/" in record_id:
+            return 404, {"error": "no such endpoint"}
+        row = self.get(kind, unquote(record_id))
+        return (200, row) if row is not None else (404, {"error": "not found"})
+
+    def _create(self, kind: str, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            return 422, {"detail": "body must be a JSON object"}
+        record_id = body.get("team_id" if kind == "team" else "user_id")
+        if not isinstance(record_id, str) or not record_id:
+            return 422, {"detail": "id missing"}
+        if self.get(kind, record_id) is not None:
+            return 400, {"detail": {"error": f"{kind} id = {record_id} already exists. Please use a different id."}}
+        fields = {k: v for k, v in body.items() if k not in ("team_id", "user_id")}
+        return 200, self.put(kind, record_id, **fields)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Headers and body are separate writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+    disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+    server_version = "record-source/1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        if getattr(self.server, "verbose", False):
+            sys.stderr.write("record-source: " + (fmt % args) + "\n")
+
+    @property
+    def source(self) -> RecordSource:
+        return self.server.source  # type: ignore[attr-defined]
+
+    def _handle(self) -> None:
+        arrived = time.monotonic()
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        source = self.source
+        source._record({"method": self.command, "path": self.path, "headers": headers, "body": raw,
+                        "json": parsed, "at": arrived})
+        record_id = source.record_id_of(self.path) if self.command == "GET" else None
+        delay = max(source.delay, source.slow_ids.get(record_id, 0.0) if record_id else 0.0)
+        if delay:
+            time.sleep(delay)
+        failure = source.failure() or (source.fail_ids.get(record_id) if record_id else None)
+        if failure:
+            status, out = failure
+        else:
+            status, doc = source.answer(self.command, self.path, headers, parsed)
+            out = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = _handle
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4000)
+    parser.add_argument("--master-key", default="sk-master")
+    parser.add_argument("--records", help="JSON file {\"team\": {id: {fields}}, \"user\": ..., \"org\": ..., "
+                                          "\"customer\": ...} to preload")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    source = RecordSource(host=args.host, port=args.port, master_key=args.master_key)
+    if args.records:
+        with open(args.records) as fh:
+            for kind, rows in json.load(fh).items():
+                for record_id, fields in rows.items():
+                    source.put(kind, record_id, **fields)
+    source.start()
+    assert source._httpd is not None
+    source._httpd.verbose = args.verbose  # type: ignore[attr-defined]
+    print(f"record-source: LiteLLM API at {source.url}, plain JSON at {source.plain_url}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    source.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
