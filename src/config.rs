@@ -94,6 +94,9 @@ struct RawConfig {
     max_body_bytes: Option<usize>,
     /// Verified tokens remembered per worker (0 disables).
     token_cache_size: Option<usize>,
+    /// `enforce` (default) or `report` (shadow mode: decide and record, let everything through).
+    #[serde(default)]
+    mode: Mode,
     /// Static records (LiteLLM field names).
     #[serde(default)]
     teams: Vec<Value>,
@@ -110,6 +113,18 @@ struct RawConfig {
     record_source: Option<RawSource>,
     #[serde(default)]
     general_settings: Map<String, Value>,
+}
+
+/// What a denial does.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Refuse with LiteLLM's error response.
+    #[default]
+    Enforce,
+    /// Shadow mode: count, log and record the denial (filter state, `x-llm-jwt-auth-reason`
+    /// request header) but let the request through — for rolling out against live traffic.
+    Report,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +183,7 @@ pub struct FilterConfig {
     pub statics: Vec<Record>,
     pub record_source: Option<RecordSource>,
     pub record_lifetimes: Lifetimes,
+    pub mode: Mode,
 }
 
 /// The compiled record source.
@@ -304,6 +320,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         statics,
         record_source,
         record_lifetimes,
+        mode: raw.mode,
     })
 }
 
@@ -844,6 +861,13 @@ mod tests {
         let s = ok.record_source.unwrap();
         assert_eq!(s.base_path, "/api");
         assert!(!s.paths.contains_key(&Kind::User));
+    }
+
+    #[test]
+    fn mode_defaults_to_enforce_and_takes_report() {
+        assert_eq!(compile_json(json!({"public_key_url": "http://a/j"})).unwrap().mode, Mode::Enforce);
+        assert_eq!(compile_json(json!({"public_key_url": "http://a/j", "mode": "report"})).unwrap().mode, Mode::Report);
+        assert!(compile_json(json!({"public_key_url": "http://a/j", "mode": "off"})).unwrap_err().contains("mode"));
     }
 
     #[test]

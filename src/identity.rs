@@ -8,6 +8,10 @@ pub const ROLE_INTERNAL_USER: &str = "internal_user";
 /// removed before forwarding so they cannot be spoofed.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-litellm-";
 
+/// The denial reason: on local replies, and upstream in report (shadow) mode. Stripped from
+/// client requests like the identity headers.
+pub const REASON_HEADER: &str = "x-llm-jwt-auth-reason";
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     pub user_id: Option<String>,

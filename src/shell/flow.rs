@@ -7,7 +7,7 @@ use super::log;
 use super::worker::WorkerRecords;
 use crate::authz::{Outcome, Request as AuthzRequest};
 use crate::records::RecordKey;
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, Mode};
 use crate::error::AuthError;
 use crate::identity::Identity;
 use crate::jws::Jws;
@@ -131,12 +131,22 @@ pub fn forward_identity(identity: &Identity) {
     }
 }
 
-/// Send LiteLLM's JSON error as a local reply.
-pub fn send_denial(error: &AuthError) {
+/// Refuse a request: LiteLLM's JSON error as a local reply — or, in report mode, only record
+/// the denial. Returns `true` when a reply was sent (the request must stay paused), `false`
+/// when the request may go on.
+pub fn send_denial(error: &AuthError, mode: Mode) -> bool {
     super::metrics::count(super::metrics::Metric::Denied(error.reason()));
+    let _ = hostcalls::set_property(vec!["llm_jwt_auth.denial_reason"], Some(error.reason().as_bytes()));
+    if mode == Mode::Report {
+        super::metrics::count(super::metrics::Metric::ReportedNotEnforced);
+        log(LogLevel::Info, &format!("report mode: would deny ({}), status {}", error.reason(), error.status()));
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, crate::identity::REASON_HEADER, Some(error.reason()));
+        return false;
+    }
     let response = error.to_response();
     log(LogLevel::Debug, &format!("denied ({}), status {}", error.reason(), response.status));
-    let _ = hostcalls::set_property(vec!["llm_jwt_auth.denial_reason"], Some(error.reason().as_bytes()));
-    let headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    headers.push((crate::identity::REASON_HEADER, error.reason()));
     let _ = hostcalls::send_http_response(response.status, headers, Some(&response.body));
+    true
 }

@@ -6,9 +6,10 @@ use super::flow::{send_denial, Body, Flow, Step};
 use super::host::now_ms;
 use super::metrics::{count, Metric};
 use super::worker::{authorize, on_fetch_response, pump, SharedFlow, SharedWorker, Verification};
+use crate::config::Mode;
 use crate::error::AuthError;
 use crate::extract::bearer_token;
-use crate::identity::IDENTITY_HEADER_PREFIX;
+use crate::identity::{IDENTITY_HEADER_PREFIX, REASON_HEADER};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -26,8 +27,12 @@ impl Request {
     }
 
     fn deny(&self, error: &AuthError) -> Action {
-        send_denial(error);
-        Action::Pause
+        let mode = self.worker.as_ref().and_then(|w| w.try_borrow().ok().map(|w| w.config.mode));
+        if send_denial(error, mode.unwrap_or(Mode::Enforce)) {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     /// Authorize and apply the step from within this request's own callback.
@@ -68,7 +73,7 @@ impl HttpContext for Request {
         let mut authorization = Vec::new();
         let (mut path, mut content_type) = (String::new(), None);
         for (name, value) in self.get_http_request_headers() {
-            if name.starts_with(IDENTITY_HEADER_PREFIX) {
+            if name.starts_with(IDENTITY_HEADER_PREFIX) || name == REASON_HEADER {
                 self.set_http_request_header(&name, None);
             } else {
                 match name.as_str() {

@@ -16,6 +16,8 @@ pub enum Metric {
     Public,
     /// Requests refused, by stable reason (`denied.<reason>`; see `AuthError::reason`).
     Denied(&'static str),
+    /// Denials let through because the filter runs in report (shadow) mode.
+    ReportedNotEnforced,
     JwksFetchSuccess,
     JwksFetchFailure,
     TokenCacheHit,
@@ -33,6 +35,7 @@ impl Metric {
             Metric::Allowed => "requests_allowed",
             Metric::Public => "requests_public",
             Metric::Denied(reason) => return format!("llm_jwt_auth.requests_denied.{reason}"),
+            Metric::ReportedNotEnforced => "requests_reported_not_enforced",
             Metric::JwksFetchSuccess => "jwks_fetch_success",
             Metric::JwksFetchFailure => "jwks_fetch_failure",
             Metric::TokenCacheHit => "token_cache_hit",

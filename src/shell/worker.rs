@@ -505,10 +505,13 @@ fn resume(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, ready: Read
             let _ = hostcalls::resume_http_request();
         }
         Step::Deny(error) => {
+            let mode = worker.try_borrow().map_or(crate::config::Mode::Enforce, |w| w.config.mode);
             if let Ok(mut f) = flow.try_borrow_mut() {
                 f.done = true;
             }
-            send_denial(&error);
+            if !send_denial(&error, mode) {
+                let _ = hostcalls::resume_http_request();
+            }
         }
         Step::Wait | Step::NeedRecords(_) => {}
     }

@@ -76,3 +76,33 @@ def test_metrics_are_in_prometheus_format(proxy, key):
     assert re.search(r"^llm_jwt_auth_requests_allowed\{\} [1-9]", text, re.M), \
         [line for line in text.splitlines() if "llm_jwt_auth" in line][:20]
     assert re.search(r"^# TYPE llm_jwt_auth_verify_us histogram", text, re.M)
+
+
+@pytest.fixture(scope="module")
+def shadow(module_envoys, module_idps, key):
+    idp = module_idps.new([key])
+    return module_envoys.scenario("shadow", jwks=[idp], concurrency=1,
+                                  plugin_config={"public_key_url": idp.jwks_url, "mode": "report"})
+
+
+def test_report_mode_lets_a_forged_token_through_but_counts_it(shadow, key):
+    token = key.sign(jf.claims("shadow-1"))
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-6]}{'A' * 6 if not signature.endswith('A' * 6) else 'B' * 6}"
+    before = stats(shadow)
+    reply = shadow.request(forged, headers={"x-llm-jwt-auth-reason": "spoofed"})
+    assert reply.status == 200, reply
+    echo = reply.json()["echo"]
+    assert echo["headers"].get("x-llm-jwt-auth-reason") == "bad_signature", echo["headers"]
+    assert "x-litellm-user-id" not in echo["headers"], "a refused token carries no identity"
+    assert_forwarded(shadow.request(token), sub="shadow-1")
+    after = stats(shadow)
+    assert counter(after, "requests_denied.bad_signature") - counter(before, "requests_denied.bad_signature") == 1
+    assert counter(after, "requests_reported_not_enforced") - counter(before, "requests_reported_not_enforced") == 1
+    assert counter(after, "requests_allowed") - counter(before, "requests_allowed") == 1
+
+
+def test_enforce_mode_reply_carries_the_reason_code(proxy):
+    reply = proxy.request(None)
+    assert reply.status == 401
+    assert reply.headers.get("x-llm-jwt-auth-reason") == "missing_token"
