@@ -31,7 +31,7 @@ WASM_BUILD := $(WASM_ENV) /usr/bin/cargo build --release --target wasm32-wasip1 
 WASM_CLIPPY := $(WASM_ENV) /usr/bin/cargo clippy --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort -- -D warnings
 endif
 
-.PHONY: build toolchain venv run test lint unit e2e clean
+.PHONY: build toolchain venv run test lint unit e2e bench clean
 
 toolchain:
 ifneq ($(HAVE_RUSTUP_WASM),yes)
@@ -68,6 +68,13 @@ test: lint unit e2e
 
 run: build venv
 	PYTHON=$(PYTHON) scripts/run-demo.sh
+
+# Side-by-side throughput/latency vs no auth, a do-nothing wasm filter and native jwt_authn;
+# writes bench/RESULTS.md (see bench/README.md). BENCH_ARGS=--quick for a short smoke run.
+bench: build venv
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq wrk; }
+	$(WASM_BUILD) --manifest-path bench/noop-filter/Cargo.toml --target-dir target
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	cargo clean
