@@ -97,6 +97,10 @@ struct RawConfig {
     /// `enforce` (default) or `report` (shadow mode: decide and record, let everything through).
     #[serde(default)]
     mode: Mode,
+    /// Also publish the identity and denial reason as Envoy filter state (costs two or more
+    /// host calls per request; the same values are in the forwarded headers anyway).
+    #[serde(default)]
+    filter_state: bool,
     /// Static records (LiteLLM field names).
     #[serde(default)]
     teams: Vec<Value>,
@@ -184,6 +188,7 @@ pub struct FilterConfig {
     pub record_source: Option<RecordSource>,
     pub record_lifetimes: Lifetimes,
     pub mode: Mode,
+    pub filter_state: bool,
 }
 
 /// The compiled record source.
@@ -321,6 +326,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         record_source,
         record_lifetimes,
         mode: raw.mode,
+        filter_state: raw.filter_state,
     })
 }
 

@@ -5,7 +5,7 @@
 use super::flow::{send_denial, Body, Flow, Step};
 use super::host::now_ms;
 use super::metrics::{count, Metric};
-use super::worker::{authorize, on_fetch_response, pump, SharedFlow, SharedWorker, Verification};
+use super::worker::{authorize, pump, Caller, SharedFlow, SharedWorker, Verification};
 use crate::config::Mode;
 use crate::error::AuthError;
 use crate::extract::bearer_token;
@@ -27,8 +27,12 @@ impl Request {
     }
 
     fn deny(&self, error: &AuthError) -> Action {
-        let mode = self.worker.as_ref().and_then(|w| w.try_borrow().ok().map(|w| w.config.mode));
-        if send_denial(error, mode.unwrap_or(Mode::Enforce)) {
+        let (mode, filter_state) = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.try_borrow().ok().map(|w| (w.config.mode, w.config.filter_state)))
+            .unwrap_or((Mode::Enforce, false));
+        if send_denial(error, mode, filter_state) {
             Action::Pause
         } else {
             Action::Continue
@@ -55,14 +59,8 @@ impl Request {
     }
 }
 
-impl Context for Request {
-    // A JWKS fetch this request started (it was the first to need the keys) answers here.
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
-        if let Some(worker) = &self.worker {
-            on_fetch_response(worker, token, num_headers, body_size);
-        }
-    }
-}
+// Requests dispatch nothing (fetches are the root context's), so no call responses arrive here.
+impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
@@ -118,8 +116,8 @@ impl HttpContext for Request {
             if let Ok(mut w) = worker.try_borrow_mut() {
                 w.wait_for_keys(self.context_id, token, flow, now);
             }
-            // Start the fetch now rather than at the next tick.
-            pump(&worker);
+            // The root context's next tick (≤ 100 ms; usually the keys were prefetched) fetches.
+            pump(&worker, Caller::Request);
             return Action::Pause;
         }
         self.authorize_and_apply(&worker, &flow)

@@ -4,7 +4,7 @@
 
 use super::http::Request;
 use super::log;
-use super::worker::{on_fetch_response, pump, SharedWorker, Worker};
+use super::worker::{on_fetch_response, pump, Caller, SharedWorker, Worker};
 use crate::config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -56,8 +56,9 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(worker) = &self.worker {
-            pump(worker);
+            pump(worker, Caller::Root);
         }
+        super::metrics::flush();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -431,13 +431,24 @@ fn parse_record(kind: Option<SourceKind>, record_kind: Kind, body: &[u8]) -> Res
     }
 }
 
-/// Start what needs starting and settle what can be settled. Called on every tick, after a
-/// fetch response, and when a request starts waiting.
-pub fn pump(worker: &SharedWorker) {
+/// Who is running [`pump`]: only the root context starts fetches. The proxy-wasm SDK routes a
+/// fetch's response to the context that dispatched it; a request context can finish (and be
+/// deleted) before a fetch it started returns, and the response would be lost with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Root,
+    Request,
+}
+
+/// Start what needs starting (root only) and settle what can be settled. Called on every tick,
+/// after a fetch response, and when a request starts waiting.
+pub fn pump(worker: &SharedWorker, caller: Caller) {
     let now = now_ms();
     let ready = match worker.try_borrow_mut() {
         Ok(mut w) => {
-            w.start_fetches(now);
+            if caller == Caller::Root {
+                w.start_fetches(now);
+            }
             w.ready_waiters(now)
         }
         Err(_) => return,
@@ -450,14 +461,15 @@ pub fn pump(worker: &SharedWorker) {
     }
 }
 
-/// Route a dispatch response to the worker; `true` if it was one of its fetches.
+/// Route a dispatch response (always to the root context) to the worker; `true` if it was
+/// one of its fetches.
 pub fn on_fetch_response(worker: &SharedWorker, token: u32, num_headers: usize, body_size: usize) -> bool {
     let handled = match worker.try_borrow_mut() {
         Ok(mut w) => w.complete(token, num_headers, body_size, now_ms()),
         Err(_) => false,
     };
     if handled {
-        pump(worker);
+        pump(worker, Caller::Root);
     }
     handled
 }
@@ -483,7 +495,7 @@ pub fn authorize(worker: &SharedWorker, context_id: u32, flow: &SharedFlow) -> S
             w.wait_for_records(context_id, keys, Rc::clone(flow), now);
             drop(w);
             drop(f);
-            pump(worker); // start the fetches now rather than at the next tick
+            pump(worker, Caller::Request); // the root's next tick starts the fetches
             Step::Wait
         }
         other => other,
@@ -505,11 +517,13 @@ fn resume(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, ready: Read
             let _ = hostcalls::resume_http_request();
         }
         Step::Deny(error) => {
-            let mode = worker.try_borrow().map_or(crate::config::Mode::Enforce, |w| w.config.mode);
+            let (mode, filter_state) = worker
+                .try_borrow()
+                .map_or((crate::config::Mode::Enforce, false), |w| (w.config.mode, w.config.filter_state));
             if let Ok(mut f) = flow.try_borrow_mut() {
                 f.done = true;
             }
-            if !send_denial(&error, mode) {
+            if !send_denial(&error, mode, filter_state) {
                 let _ = hostcalls::resume_http_request();
             }
         }

@@ -728,7 +728,13 @@ def identity(make):
         "team_id_jwt_field": "groups",
         "org_id_jwt_field": "metadata.org.id",
         "end_user_id_jwt_field": "customer\\.id",
-    }})
+    }}, filter_state=True)
+    return with_access_log_format(scenario, ACCESS_LOG_FORMAT)
+
+
+@pytest.fixture(scope="module")
+def identity_without_filter_state(make):
+    scenario = make("authz-identity-plain", {"litellm_jwtauth": {"user_id_jwt_field": "user.id"}})
     return with_access_log_format(scenario, ACCESS_LOG_FORMAT)
 
 
@@ -774,6 +780,13 @@ def test_identity_is_published_as_filter_state(identity, sign):
                 "user_email": "ann@corp.example", "user_role": "internal_user"}
     for name, value in expected.items():
         assert f"{name}={value}" in line.split(), f"{name}: {line!r}"
+
+
+def test_filter_state_is_opt_in(identity_without_filter_state, sign):
+    reply = identity_without_filter_state.request(sign("s-1", **full_claims()))
+    assert reply.status == 200, reply
+    line = access_log_line(identity_without_filter_state.envoy, reply.test_id)
+    assert "user_id=-" in line.split() and "user_role=-" in line.split(), line
 
 
 @pytest.fixture(scope="module")

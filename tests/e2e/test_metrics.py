@@ -36,6 +36,18 @@ def counter(values: dict[str, str], name: str) -> int:
     return int(values.get(f"wasmcustom.llm_jwt_auth.{name}", "0"))
 
 
+def settled(proxy, before: dict[str, str], expected: dict[str, int], timeout: float = 5.0) -> dict[str, str]:
+    """Stats once every expected delta is reached (the filter publishes counters every 100 ms),
+    or the last reading after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        after = stats(proxy)
+        if all(counter(after, n) - counter(before, n) >= v for n, v in expected.items()) \
+                or time.monotonic() > deadline:
+            return after
+        time.sleep(0.1)
+
+
 def test_counters_follow_known_traffic(proxy, key):
     before = stats(proxy)
     token = key.sign(jf.claims("m-1"))
@@ -96,7 +108,8 @@ def test_report_mode_lets_a_forged_token_through_but_counts_it(shadow, key):
     assert echo["headers"].get("x-llm-jwt-auth-reason") == "bad_signature", echo["headers"]
     assert "x-litellm-user-id" not in echo["headers"], "a refused token carries no identity"
     assert_forwarded(shadow.request(token), sub="shadow-1")
-    after = stats(shadow)
+    after = settled(shadow, before, {"requests_denied.bad_signature": 1,
+                                     "requests_reported_not_enforced": 1, "requests_allowed": 1})
     assert counter(after, "requests_denied.bad_signature") - counter(before, "requests_denied.bad_signature") == 1
     assert counter(after, "requests_reported_not_enforced") - counter(before, "requests_reported_not_enforced") == 1
     assert counter(after, "requests_allowed") - counter(before, "requests_allowed") == 1
