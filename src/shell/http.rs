@@ -3,7 +3,7 @@
 //! body when a rule needs the model), continue or answer.
 
 use super::flow::{send_denial, Body, Flow, Step};
-use super::host::now_ms;
+use super::host::{now_micros, now_ms};
 use super::metrics::{count, Metric};
 use super::worker::{authorize, pump, Caller, SharedFlow, SharedWorker, Verification};
 use crate::config::Mode;
@@ -40,8 +40,8 @@ impl Request {
     }
 
     /// Authorize and apply the step from within this request's own callback.
-    fn authorize_and_apply(&self, worker: &SharedWorker, flow: &SharedFlow) -> Action {
-        let step = authorize(worker, self.context_id, flow);
+    fn authorize_and_apply(&self, worker: &SharedWorker, flow: &SharedFlow, now_ms: u64) -> Action {
+        let step = authorize(worker, self.context_id, flow, now_ms);
         let done = !matches!(step, Step::Wait | Step::NeedRecords(_));
         if done {
             if let Ok(mut f) = flow.try_borrow_mut() {
@@ -99,9 +99,10 @@ impl HttpContext for Request {
             Ok(token) => token,
             Err(e) => return self.deny(&e),
         };
-        let now = now_ms();
+        let now_us = now_micros();
+        let now = now_us / 1000;
         let verification = match worker.try_borrow_mut() {
-            Ok(mut w) => w.verify(token, now),
+            Ok(mut w) => w.verify(token, now_us),
             Err(_) => Verification::Deny(AuthError::KeysUnavailable("worker busy".into())),
         };
         let (jws, waiting) = match verification {
@@ -120,7 +121,7 @@ impl HttpContext for Request {
             pump(&worker, Caller::Request);
             return Action::Pause;
         }
-        self.authorize_and_apply(&worker, &flow)
+        self.authorize_and_apply(&worker, &flow, now)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -147,7 +148,7 @@ impl HttpContext for Request {
                 return Action::Pause;
             }
         }
-        self.authorize_and_apply(&worker, &flow)
+        self.authorize_and_apply(&worker, &flow, now_ms())
     }
 }
 

@@ -62,7 +62,12 @@ impl Metric {
 thread_local! {
     static IDS: RefCell<HashMap<Metric, Option<u32>>> = RefCell::new(HashMap::new());
     static PENDING: RefCell<HashMap<Metric, i64>> = RefCell::new(HashMap::new());
+    static SAMPLES: RefCell<Vec<(Metric, u64)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Histogram samples kept between two flushes; beyond that, samples are dropped (the
+/// histogram stays representative, memory stays bounded).
+const MAX_SAMPLES_PER_FLUSH: usize = 2048;
 
 fn id(metric: Metric) -> Option<u32> {
     IDS.with(|ids| {
@@ -91,11 +96,24 @@ pub fn flush() {
             let _ = hostcalls::increment_metric(id, n);
         }
     }
+    let samples: Vec<(Metric, u64)> = SAMPLES.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => std::mem::take(&mut *s),
+        Err(_) => Vec::new(),
+    });
+    for (metric, value) in samples {
+        if let Some(id) = id(metric) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
 }
 
-/// Record a value in a histogram.
+/// Record a value in a histogram (published at the next [`flush`]).
 pub fn record(metric: Metric, value: u64) {
-    if let Some(id) = id(metric) {
-        let _ = hostcalls::record_metric(id, value);
-    }
+    SAMPLES.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.len() < MAX_SAMPLES_PER_FLUSH {
+                s.push((metric, value));
+            }
+        }
+    });
 }

@@ -195,7 +195,9 @@ impl Worker {
 
     /// Verify a token: from the verified-token cache (time claims re-checked), or by parsing and
     /// verifying it, remembering it when it verifies.
-    pub fn verify(&mut self, token: &str, now_ms: u64) -> Verification {
+    /// `now_us` is the request's clock reading (microseconds), reused for the latency figure.
+    pub fn verify(&mut self, token: &str, now_us: u64) -> Verification {
+        let now_ms = now_us / 1000;
         let now = now_ms / 1000;
         if let Some(jws) = self.tokens.get(token, now, self.cache.generation()) {
             count(Metric::TokenCacheHit);
@@ -205,7 +207,7 @@ impl Worker {
             };
         }
         count(Metric::TokenCacheMiss);
-        let started = super::host::now_micros();
+        let started = now_us;
         let jws = match jws::parse(token) {
             Ok(parsed) => Rc::new(parsed),
             Err(e) => return Verification::Deny(e),
@@ -456,7 +458,7 @@ pub fn pump(worker: &SharedWorker, caller: Caller) {
     for (context_id, flow, outcome) in ready {
         // The request may be gone (client hung up); then there is nothing to answer.
         if hostcalls::set_effective_context(context_id).is_ok() {
-            resume(worker, context_id, &flow, outcome);
+            resume(worker, context_id, &flow, outcome, now);
         }
     }
 }
@@ -476,8 +478,7 @@ pub fn on_fetch_response(worker: &SharedWorker, token: u32, num_headers: usize, 
 
 /// Authorize a verified flow with the worker's records. Waiting for records registers the
 /// flow. The caller applies the returned step (outside any borrow).
-pub fn authorize(worker: &SharedWorker, context_id: u32, flow: &SharedFlow) -> Step {
-    let now = now_ms();
+pub fn authorize(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, now: u64) -> Step {
     let (Ok(mut w), Ok(mut f)) = (worker.try_borrow_mut(), flow.try_borrow_mut()) else {
         return Step::Deny(AuthError::KeysUnavailable("worker busy".into()));
     };
@@ -503,9 +504,9 @@ pub fn authorize(worker: &SharedWorker, context_id: u32, flow: &SharedFlow) -> S
 }
 
 /// Move a waiting request on, then resume or answer it.
-fn resume(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, ready: Ready) {
+fn resume(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, ready: Ready, now: u64) {
     let step = match ready {
-        Ready::Verified | Ready::Records => authorize(worker, context_id, flow),
+        Ready::Verified | Ready::Records => authorize(worker, context_id, flow, now),
         Ready::Deny(error) => Step::Deny(error),
     };
     match step {
