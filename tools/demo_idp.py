@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jwt_fixtures as jf  # noqa: E402
+from loopback_server import LoopbackServer  # noqa: E402
 
 JWKS_PATH = "/.well-known/jwks.json"
 
@@ -64,7 +65,7 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class IdPServer:
+class IdPServer(LoopbackServer):
     """A JWKS endpoint plus a token mint, with knobs for failure injection.
 
     `keys` are SigningKeys; the published JWKS is built from them unless `set_jwks()` put a
@@ -80,8 +81,7 @@ class IdPServer:
         issuer: str | None = None,
         jwks_path: str = JWKS_PATH,
     ) -> None:
-        self.host = host
-        self._port = port
+        super().__init__(_Server, _Handler, host, port)
         self.jwks_path = jwks_path
         self._issuer = issuer
         self._lock = threading.Lock()
@@ -91,75 +91,9 @@ class IdPServer:
         self.delay = 0.0
         self._fetch_times: list[float] = []  # time.monotonic() when each JWKS request arrived
         self._served_times: list[float] = []  # when each JWKS answer was written
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._listening = False
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def bind(self) -> "IdPServer":
-        """Bind the port without listening: connections are refused until `start()`."""
-        if self._httpd is None:
-            self._httpd = _Server((self.host, self._port), _Handler, bind_and_activate=False)
-            self._httpd.idp = self  # type: ignore[attr-defined]
-            try:
-                self._httpd.server_bind()
-            except OSError:
-                self._httpd.server_close()
-                self._httpd = None
-                raise
-            self._port = self._httpd.server_address[1]
-        return self
-
-    def start(self) -> "IdPServer":
-        self.bind()
-        assert self._httpd is not None
-        if not self._listening:
-            self._httpd.server_activate()
-            self._listening = True
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                name=f"idp-{self._port}",
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port (it can be started again on the same port)."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        if self._listening:
-            httpd.shutdown()
-        httpd.server_close()
-        self._listening = False
-        if self._thread:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "IdPServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._listening
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("IdPServer has no port yet: call bind() or start() first")
-        return self._port
-
-    @property
-    def authority(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.authority}"
+    owner_attr = "idp"
+    thread_name = "idp"
 
     @property
     def jwks_url(self) -> str:

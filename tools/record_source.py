@@ -39,8 +39,13 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loopback_server import LoopbackServer  # noqa: E402
 
 KINDS = ("team", "user", "org", "customer")
 
@@ -155,7 +160,7 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class RecordSource:
+class RecordSource(LoopbackServer):
     """In-memory LiteLLM management API + plain JSON record service, with knobs.
 
     Tables hold rows by id per kind (`team`, `user`, `org`, `customer`); every knob may be
@@ -164,8 +169,7 @@ class RecordSource:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, master_key: str | None = "sk-master",
                  plain_prefix: str = "/api", plain_headers: Mapping[str, str] | None = None) -> None:
-        self.host = host
-        self._port = port
+        super().__init__(_Server, _Handler, host, port)
         self.master_key = master_key
         self.plain_prefix = plain_prefix.rstrip("/")
         self.plain_headers = {k.lower(): v for k, v in (plain_headers or {}).items()}
@@ -180,77 +184,13 @@ class RecordSource:
         # Per-record knobs, by record id (any kind): answer with (status, body), or this late.
         self.fail_ids: dict[str, tuple[int, bytes]] = {}
         self.slow_ids: dict[str, float] = {}
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._listening = False
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def bind(self) -> "RecordSource":
-        """Bind the port without listening: connections are refused until `start()`."""
-        if self._httpd is None:
-            self._httpd = _Server((self.host, self._port), _Handler, bind_and_activate=False)
-            self._httpd.source = self  # type: ignore[attr-defined]
-            try:
-                self._httpd.server_bind()
-            except OSError:
-                self._httpd.server_close()
-                self._httpd = None
-                raise
-            self._port = self._httpd.server_address[1]
-        return self
-
-    def start(self) -> "RecordSource":
-        self.bind()
-        assert self._httpd is not None
-        if not self._listening:
-            self._httpd.server_activate()
-            self._listening = True
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                name=f"record-source-{self._port}",
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, drop open connections and release the port (it can be started again
-        on the same port)."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        if self._listening:
-            httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        self._listening = False
-        if self._thread:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "RecordSource":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._listening
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("RecordSource has no port yet: call bind() or start() first")
-        return self._port
-
-    @property
-    def authority(self) -> str:
-        return f"{self.host}:{self.port}"
+    owner_attr = "source"
+    thread_name = "record-source"
 
     @property
     def url(self) -> str:
-        return f"http://{self.authority}"
+        return self.base_url
 
     @property
     def plain_url(self) -> str:
