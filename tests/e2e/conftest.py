@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pytest
 
@@ -67,14 +67,15 @@ def upstream() -> Iterable[EchoServer]:
     server.stop()
 
 
-class IdPs:
-    """Starts IdPServers and stops them all at teardown."""
+class Servers:
+    """Starts loopback test servers of one kind and stops them all at teardown."""
 
-    def __init__(self) -> None:
-        self._servers: list[IdPServer] = []
+    def __init__(self, make: Callable[..., Any]) -> None:
+        self._make = make
+        self._servers: list[Any] = []
 
-    def new(self, keys: Iterable[jf.SigningKey] = (), *, start: bool = True, **kwargs: Any) -> IdPServer:
-        server = IdPServer(keys, **kwargs)
+    def new(self, *args: Any, start: bool = True, **kwargs: Any) -> Any:
+        server = self._make(*args, **kwargs)
         self._servers.append(server)
         return server.start() if start else server.bind()
 
@@ -83,48 +84,32 @@ class IdPs:
             server.stop()
 
 
-@pytest.fixture(scope="module")
-def module_idps() -> Iterable[IdPs]:
-    idps = IdPs()
-    yield idps
-    idps.close()
-
-
-@pytest.fixture()
-def idps() -> Iterable[IdPs]:
-    idps = IdPs()
-    yield idps
-    idps.close()
-
-
-class RecordSources:
-    """Starts RecordSources (team/user record servers) and stops them all at teardown."""
-
-    def __init__(self) -> None:
-        self._servers: list[RecordSource] = []
-
-    def new(self, *, start: bool = True, **kwargs: Any) -> RecordSource:
-        server = RecordSource(**kwargs)
-        self._servers.append(server)
-        return server.start() if start else server.bind()
-
-    def close(self) -> None:
-        for server in self._servers:
-            server.stop()
+def _servers(make: Callable[..., Any]) -> Iterable[Servers]:
+    servers = Servers(make)
+    yield servers
+    servers.close()
 
 
 @pytest.fixture(scope="module")
-def module_sources() -> Iterable[RecordSources]:
-    sources = RecordSources()
-    yield sources
-    sources.close()
+def module_idps() -> Iterable[Servers]:
+    """`module_idps.new(keys, start=True, **IdPServer kwargs)`: IdPs for the module."""
+    yield from _servers(IdPServer)
 
 
 @pytest.fixture()
-def sources() -> Iterable[RecordSources]:
-    sources = RecordSources()
-    yield sources
-    sources.close()
+def idps() -> Iterable[Servers]:
+    yield from _servers(IdPServer)
+
+
+@pytest.fixture(scope="module")
+def module_sources() -> Iterable[Servers]:
+    """`module_sources.new(start=True, **RecordSource kwargs)`: team/user record servers."""
+    yield from _servers(RecordSource)
+
+
+@pytest.fixture()
+def sources() -> Iterable[Servers]:
+    yield from _servers(RecordSource)
 
 
 # -- Envoy --------------------------------------------------------------------------------
