@@ -43,7 +43,7 @@ const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
     "user_allowed_email_domain", "user_roles_jwt_field", "user_allowed_roles",
     "end_user_id_jwt_field", "public_key_ttl", "enforce_rbac", "roles_jwt_field", "role_mappings",
     "object_id_jwt_field", "scope_mappings", "enforce_scope_based_access", "custom_validate",
-    "upsert_sso_user_to_team", "public_allowed_routes", "team_ids_jwt_field", "team_id_upsert",
+    "upsert_sso_user_to_team", "public_allowed_routes", "public_key_stale_ttl", "team_ids_jwt_field", "team_id_upsert",
     "user_id_upsert", "enforce_team_based_model_access",
 ];
 
@@ -56,6 +56,8 @@ const GENERAL_SETTINGS_FIELDS: &[&str] =
     &["litellm_jwtauth", "enable_jwt_auth", "role_permissions", "enforce_rbac", "public_routes"];
 
 pub const DEFAULT_PUBLIC_KEY_TTL_S: f64 = 600.0;
+/// Newest LiteLLM's `public_key_stale_ttl` default.
+pub const DEFAULT_PUBLIC_KEY_STALE_TTL_S: f64 = 3600.0;
 pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_ADMIN_JWT_SCOPE: &str = "litellm_proxy_admin";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -178,6 +180,8 @@ pub struct FilterConfig {
     pub inline_keys: Vec<Arc<PublicKey>>,
     pub claim_rules: ClaimRules,
     pub public_key_ttl_ms: u64,
+    /// How long past the TTL the last good JWKS is served while refreshing or during an outage.
+    pub public_key_stale_ttl_ms: u64,
     pub fetch_timeout_ms: u64,
     pub policy: Policy,
     /// LiteLLM's `public_routes` plus `general_settings.public_routes`: no token needed.
@@ -317,6 +321,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         inline_keys,
         claim_rules: ClaimRules { leeway: raw.leeway, audience, issuer },
         public_key_ttl_ms: (settings.public_key_ttl_s * 1000.0) as u64,
+        public_key_stale_ttl_ms: settings.public_key_stale_ttl_ms,
         fetch_timeout_ms,
         policy,
         public_routes: settings.public_routes,
@@ -380,6 +385,7 @@ fn parse_source(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSo
 
 struct Settings {
     public_key_ttl_s: f64,
+    public_key_stale_ttl_ms: u64,
     policy: Policy,
     public_routes: RouteList,
     /// Record-dependent `litellm_jwtauth` fields set to something that asks for a rule.
@@ -603,6 +609,10 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
             .ok_or_else(|| field_err("public_key_ttl", "must be a number of seconds, 1 to 2592000"))?,
     };
 
+    let public_key_stale_ttl_ms = match jwt.get("public_key_stale_ttl") {
+        None | Some(Value::Null) => seconds_ms(None, DEFAULT_PUBLIC_KEY_STALE_TTL_S, "")?,
+        Some(v) => seconds_ms(Some(v.as_f64().unwrap_or(-1.0)), 0.0, &format!("{JWTAUTH}.public_key_stale_ttl"))?,
+    };
     let user_roles_jwt_field = opt_path(jwt, "user_roles_jwt_field")?;
     let user_allowed_roles = string_list(jwt.get("user_allowed_roles"), &format!("{JWTAUTH}.user_allowed_roles"))?;
     if user_roles_jwt_field.is_some() != user_allowed_roles.is_some() {
@@ -690,7 +700,13 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
         team_allowed_routes: RouteList::compile(&team_allowed_routes),
         access_groups: BTreeMap::new(),
     };
-    Ok(Settings { public_key_ttl_s, policy, public_routes: RouteList::compile(&public_routes), record_fields_used })
+    Ok(Settings {
+        public_key_ttl_s,
+        public_key_stale_ttl_ms,
+        policy,
+        public_routes: RouteList::compile(&public_routes),
+        record_fields_used,
+    })
 }
 
 /// Whether a not-yet-enforced LiteLLM field holds a value that asks for no rule.
@@ -709,10 +725,7 @@ fn asks_for_nothing(name: &str, value: &Value) -> bool {
             items.is_empty() || (!defaults.is_empty() && items.iter().map(Value::as_str).eq(defaults.iter().map(|d| Some(*d))))
         }
         // TTLs of features that are off change nothing.
-        Value::Number(_) => matches!(
-            name,
-            "public_key_stale_ttl" | "oidc_userinfo_cache_ttl" | "virtual_key_mapping_cache_ttl"
-        ),
+        Value::Number(_) => matches!(name, "oidc_userinfo_cache_ttl" | "virtual_key_mapping_cache_ttl"),
         _ => false,
     }
 }
@@ -744,6 +757,7 @@ mod tests {
             }]
         );
         assert_eq!(c.public_key_ttl_ms, 600_000);
+        assert_eq!(c.public_key_stale_ttl_ms, 3_600_000);
         assert_eq!(c.fetch_timeout_ms, 5000);
         assert_eq!(c.claim_rules, ClaimRules::default());
         assert_eq!(c.policy.admin_jwt_scope, "litellm_proxy_admin");
@@ -822,6 +836,11 @@ mod tests {
             "litellm_jwtauth": {"public_key_ttl": 2, "admin_jwt_scope": "admin"}}}))
         .unwrap();
         assert_eq!(c.public_key_ttl_ms, 2000);
+        let fail_closed = compile_json(json!({"public_key_url": "http://a/j",
+            "general_settings": {"litellm_jwtauth": {"public_key_stale_ttl": 0}}})).unwrap();
+        assert_eq!(fail_closed.public_key_stale_ttl_ms, 0);
+        assert!(compile_json(json!({"public_key_url": "http://a/j",
+            "general_settings": {"litellm_jwtauth": {"public_key_stale_ttl": "1h"}}})).unwrap_err().contains("public_key_stale_ttl"));
         assert_eq!(c.policy.admin_jwt_scope, "admin");
         let e = compile_json(json!({"public_key_url": "http://a/j",
             "general_settings": {"litellm_jwtauth": {"public_key_ttl": 0}}}))

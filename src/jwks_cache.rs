@@ -5,12 +5,14 @@
 //!
 //! | key                                  | value                                            |
 //! |--------------------------------------|--------------------------------------------------|
-//! | `llm_jwt_auth/v1/jwks/<url>`         | `<fetched_ms> <expires_ms>\n<JWKS body>`         |
+//! | `llm_jwt_auth/v1/jwks/<url>`         | `<fetched_ms> <expires_ms> <stale_until_ms>\n<JWKS body>` |
 //! | `llm_jwt_auth/v1/jwks-fetch/<url>`   | empty (idle), `fetching <until_ms>`, or `failed <retry_ms> <why>` |
 //!
 //! A worker that needs keys takes the fetch lease with CAS (`fetching`); every other worker
 //! sees the lease and waits for the record. A failed fetch is remembered until `retry_ms`, so an
-//! outage costs at most one fetch per retry interval per process, not one per request. Only
+//! outage costs at most one fetch per retry interval per process, not one per request. After
+//! `expires_ms` the last good key set is still served until `stale_until_ms` (newest LiteLLM's
+//! `public_key_stale_ttl`) while one worker refreshes it — or while the IdP is down. Only
 //! bodies that parse as a key set are ever written as records. Each worker keeps the parsed key
 //! set locally and only re-reads shared data when its copy expires.
 
@@ -30,12 +32,14 @@ pub const RETRY_AFTER_FAILURE_MS: u64 = 1000;
 pub struct Record {
     pub fetched_ms: u64,
     pub expires_ms: u64,
+    /// Served until then when a refresh is under way or failing.
+    pub stale_until_ms: u64,
     pub body: Vec<u8>,
 }
 
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = format!("{} {}\n", self.fetched_ms, self.expires_ms).into_bytes();
+        let mut out = format!("{} {} {}\n", self.fetched_ms, self.expires_ms, self.stale_until_ms).into_bytes();
         out.extend_from_slice(&self.body);
         out
     }
@@ -44,12 +48,13 @@ impl Record {
         let newline = bytes.iter().position(|b| *b == b'\n')?;
         let (head, body) = bytes.split_at(newline);
         let head = std::str::from_utf8(head).ok()?;
-        let (fetched, expires) = head.split_once(' ')?;
-        Some(Record {
-            fetched_ms: fetched.parse().ok()?,
-            expires_ms: expires.parse().ok()?,
-            body: body.get(1..)?.to_vec(),
-        })
+        let mut fields = head.split(' ').map(str::parse::<u64>);
+        let (Some(Ok(fetched_ms)), Some(Ok(expires_ms)), Some(Ok(stale_until_ms)), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return None;
+        };
+        Some(Record { fetched_ms, expires_ms, stale_until_ms, body: body.get(1..)?.to_vec() })
     }
 }
 
@@ -81,7 +86,9 @@ impl JwksCache {
         self.generation
     }
 
-    /// What is known of `url`'s keys now, adopting a fresher shared copy when there is one.
+    /// What is known of `url`'s keys now, adopting a fresher shared copy when there is one. A
+    /// copy past its expiry but within its stale window is still served (a refresh is due:
+    /// see [`JwksCache::need`]).
     pub fn lookup(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> KeyLookup {
         if let Some(local) = self.local.get(url) {
             if now_ms < local.expires_ms {
@@ -90,7 +97,7 @@ impl JwksCache {
         }
         let (value, cas) = store.get(&format!("{KEY_PREFIX}{url}"));
         if let Some(record) = value.as_deref().and_then(Record::decode) {
-            if now_ms < record.expires_ms {
+            if now_ms < record.stale_until_ms.max(record.expires_ms) {
                 let same = self.local.get(url).is_some_and(|l| l.cas.is_some() && l.cas == cas);
                 let keys = match (same, self.local.get(url)) {
                     (true, Some(l)) => l.keys.clone(),
@@ -118,14 +125,25 @@ impl JwksCache {
         }
     }
 
-    /// Whether `url` needs a fetch that nobody has started.
+    /// Whether `url` needs a fetch that nobody has started: its keys are missing or past
+    /// their expiry (stale or not), and no fetch is under way or backing off.
     pub fn need(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> Need {
-        match self.lookup(store, url, now_ms) {
-            KeyLookup::Ready(_) | KeyLookup::Unavailable(_) => Need::Nothing,
-            KeyLookup::Pending => match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
-                FetchState::Fetching { until_ms } if now_ms < until_ms => Need::Nothing,
-                _ => Need::Fetch,
-            },
+        if self.local.get(url).is_some_and(|l| now_ms < l.expires_ms) {
+            return Need::Nothing;
+        }
+        let fresh = store
+            .get(&format!("{KEY_PREFIX}{url}"))
+            .0
+            .as_deref()
+            .and_then(Record::decode)
+            .is_some_and(|r| now_ms < r.expires_ms);
+        if fresh {
+            return Need::Nothing;
+        }
+        match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
+            FetchState::Fetching { until_ms } if now_ms < until_ms => Need::Nothing,
+            FetchState::Failed { retry_ms, .. } if now_ms < retry_ms => Need::Nothing,
+            _ => Need::Fetch,
         }
     }
 
@@ -140,14 +158,15 @@ impl JwksCache {
         store: &dyn SharedData,
         url: &str,
         now_ms: u64,
-        ttl_ms: u64,
+        (ttl_ms, stale_ms): (u64, u64),
         outcome: Result<Vec<u8>, String>,
     ) -> Result<(), String> {
         let fetch_key = format!("{FETCH_PREFIX}{url}");
         let parsed = outcome.and_then(|body| KeySet::parse(&body).map(|set| (body, set)));
         match parsed {
             Ok((body, set)) => {
-                let record = Record { fetched_ms: now_ms, expires_ms: now_ms + ttl_ms, body };
+                let expires_ms = now_ms + ttl_ms;
+                let record = Record { fetched_ms: now_ms, expires_ms, stale_until_ms: expires_ms + stale_ms, body };
                 let _ = store.set(&format!("{KEY_PREFIX}{url}"), &record.encode(), None);
                 let cas = store.get(&format!("{KEY_PREFIX}{url}")).1;
                 self.generation += 1;
@@ -189,7 +208,7 @@ mod tests {
 
     #[test]
     fn record_and_state_round_trip() {
-        let r = Record { fetched_ms: 5, expires_ms: 10, body: b"{\n}".to_vec() };
+        let r = Record { fetched_ms: 5, expires_ms: 10, stale_until_ms: 20, body: b"{\n}".to_vec() };
         assert_eq!(Record::decode(&r.encode()), Some(r));
         for s in [
             FetchState::Idle,
@@ -232,7 +251,7 @@ mod tests {
         let mut a = JwksCache::default();
         let mut b = JwksCache::default();
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
-        a.complete_fetch(&store, URL, 100, 1000, Ok(body())).unwrap();
+        a.complete_fetch(&store, URL, 100, (1000, 0), Ok(body())).unwrap();
         assert!(matches!(b.lookup(&store, URL, 200), KeyLookup::Ready(_)));
         assert_eq!(b.need(&store, URL, 200), Need::Nothing);
         assert!(matches!(b.lookup(&store, URL, 1099), KeyLookup::Ready(_)));
@@ -241,16 +260,34 @@ mod tests {
     }
 
     #[test]
+    fn stale_keys_are_served_while_refreshing_and_through_an_outage_then_not() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        let mut b = JwksCache::default();
+        a.complete_fetch(&store, URL, 0, (1000, 5000), Ok(body())).unwrap();
+        assert_eq!(b.need(&store, URL, 500), Need::Nothing, "fresh");
+        assert!(matches!(b.lookup(&store, URL, 1500), KeyLookup::Ready(_)), "stale copy served");
+        assert_eq!(b.need(&store, URL, 1500), Need::Fetch, "but a refresh is due");
+        assert!(JwksCache::try_begin_fetch(&store, URL, 1500, 6000));
+        assert_eq!(a.need(&store, URL, 1600), Need::Nothing, "one refresh at a time");
+        b.complete_fetch(&store, URL, 1700, (1000, 5000), Err("IdP down".into())).unwrap_err();
+        assert!(matches!(a.lookup(&store, URL, 5999), KeyLookup::Ready(_)), "outage: still the stale copy");
+        assert!(matches!(a.lookup(&store, URL, 6000), KeyLookup::Unavailable(_) | KeyLookup::Pending), "window over");
+        let mut c = JwksCache::default();
+        assert!(matches!(c.lookup(&store, URL, 6000), KeyLookup::Pending), "retry allowed: wait for it");
+    }
+
+    #[test]
     fn generation_changes_only_when_a_new_key_set_is_adopted() {
         let store = MockShared::default();
         let mut a = JwksCache::default();
         let mut b = JwksCache::default();
-        a.complete_fetch(&store, URL, 0, 1000, Ok(body())).unwrap();
+        a.complete_fetch(&store, URL, 0, (1000, 0), Ok(body())).unwrap();
         assert_eq!(a.generation(), 1);
         assert!(matches!(b.lookup(&store, URL, 10), KeyLookup::Ready(_)));
         assert!(matches!(b.lookup(&store, URL, 20), KeyLookup::Ready(_)));
         assert_eq!(b.generation(), 1, "adopted once, then served locally");
-        a.complete_fetch(&store, URL, 2000, 1000, Ok(body())).unwrap();
+        a.complete_fetch(&store, URL, 2000, (1000, 0), Ok(body())).unwrap();
         assert!(matches!(b.lookup(&store, URL, 2001), KeyLookup::Ready(_)));
         assert_eq!(b.generation(), 2, "refreshed record adopted after local expiry");
     }
@@ -260,7 +297,7 @@ mod tests {
         let store = MockShared::default();
         let mut a = JwksCache::default();
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
-        let e = a.complete_fetch(&store, URL, 10, 1000, Ok(b"<html>502</html>".to_vec())).unwrap_err();
+        let e = a.complete_fetch(&store, URL, 10, (1000, 0), Ok(b"<html>502</html>".to_vec())).unwrap_err();
         assert!(e.contains("not valid JSON"));
         assert!(store.get(&format!("{KEY_PREFIX}{URL}")).0.is_none());
         assert!(matches!(a.lookup(&store, URL, 20), KeyLookup::Unavailable(_)));
@@ -274,7 +311,7 @@ mod tests {
     fn transport_errors_are_sanitised_for_the_client_message() {
         let store = MockShared::default();
         let mut a = JwksCache::default();
-        let e = a.complete_fetch(&store, URL, 0, 1000, Err("line1\nline2".into())).unwrap_err();
+        let e = a.complete_fetch(&store, URL, 0, (1000, 0), Err("line1\nline2".into())).unwrap_err();
         assert_eq!(e, "line1line2");
     }
 

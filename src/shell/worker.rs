@@ -278,8 +278,8 @@ impl Worker {
                 Err(why) => {
                     let why = format!("{why} for {}", source.url);
                     log(LogLevel::Error, &why);
-                    let ttl = config.public_key_ttl_ms;
-                    let _ = self.cache.complete_fetch(&HostShared, &source.url, now_ms, ttl, Err(why));
+                    let ttls = (config.public_key_ttl_ms, config.public_key_stale_ttl_ms);
+                    let _ = self.cache.complete_fetch(&HostShared, &source.url, now_ms, ttls, Err(why));
                 }
             }
         }
@@ -374,8 +374,8 @@ impl Worker {
                     Some("200") => body().map_err(|e| format!("JWKS from {url}: {e}")),
                     Some(other) => Err(format!("JWKS endpoint {url} returned status {other}")),
                 };
-                let ttl = self.config.public_key_ttl_ms;
-                match self.cache.complete_fetch(&HostShared, &url, now_ms, ttl, outcome) {
+                let ttls = (self.config.public_key_ttl_ms, self.config.public_key_stale_ttl_ms);
+                match self.cache.complete_fetch(&HostShared, &url, now_ms, ttls, outcome) {
                     Ok(()) => {
                         count(Metric::JwksFetchSuccess);
                         log(LogLevel::Info, &format!("JWKS {url} loaded"));

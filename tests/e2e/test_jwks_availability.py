@@ -127,3 +127,30 @@ def test_jwks_outage_answers_503_even_for_an_invalid_token(envoys, idps, key):
     proxy = envoys.scenario("jwks-502", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
     assert_unavailable(proxy.request(jf.forged_token(key, jf.claims())))
     assert_unavailable(proxy.request(_token(key)))
+
+
+def test_cached_keys_keep_serving_through_an_outage_within_the_stale_window(envoys, idps, key):
+    idp = idps.new([key])
+    proxy = envoys.scenario("jwks-stale", jwks=[idp], plugin_config={
+        "public_key_url": idp.jwks_url,
+        "general_settings": {"litellm_jwtauth": {"public_key_ttl": 1, "public_key_stale_ttl": 30}}})
+    assert_forwarded(proxy.request(key.sign(jf.claims("before-outage"))), sub="before-outage")
+    idp.fail_with(500)         # the IdP fails...
+    time.sleep(1.5)            # ...and the key set's TTL passes
+    for i in range(5):         # new tokens (not in the verified-token cache) still verify
+        sub = f"during-outage-{i}"
+        assert_forwarded(proxy.request(key.sign(jf.claims(sub))), sub=sub)
+        time.sleep(0.2)
+    assert idp.fetch_count >= 2, "the filter must have tried to refresh (and failed)"
+
+
+def test_without_a_stale_window_an_outage_after_the_ttl_fails_closed(envoys, idps, key):
+    idp = idps.new([key])
+    proxy = envoys.scenario("jwks-no-stale", jwks=[idp], plugin_config={
+        "public_key_url": idp.jwks_url,
+        "general_settings": {"litellm_jwtauth": {"public_key_ttl": 1, "public_key_stale_ttl": 0}}})
+    assert_forwarded(proxy.request(key.sign(jf.claims("before-outage"))), sub="before-outage")
+    idp.fail_with(500)
+    time.sleep(1.5)
+    reply = proxy.request(key.sign(jf.claims("after-ttl")))
+    assert_unavailable(reply)
