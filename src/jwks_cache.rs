@@ -38,6 +38,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// When a background refresh is due: at nine tenths of the TTL.
+    pub fn refresh_at_ms(&self) -> u64 {
+        self.expires_ms.saturating_sub(self.expires_ms.saturating_sub(self.fetched_ms) / 10)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = format!("{} {} {}\n", self.fetched_ms, self.expires_ms, self.stale_until_ms).into_bytes();
         out.extend_from_slice(&self.body);
@@ -61,6 +66,7 @@ impl Record {
 struct Local {
     cas: Option<u32>,
     expires_ms: u64,
+    refresh_at_ms: u64,
     keys: Arc<KeySet>,
 }
 
@@ -111,7 +117,8 @@ impl JwksCache {
                         Err(_) => return self.fetch_state_lookup(store, url, now_ms),
                     },
                 };
-                self.local.insert(url.to_string(), Local { cas, expires_ms: record.expires_ms, keys: keys.clone() });
+                let (expires_ms, refresh_at_ms) = (record.expires_ms, record.refresh_at_ms());
+                self.local.insert(url.to_string(), Local { cas, expires_ms, refresh_at_ms, keys: keys.clone() });
                 return KeyLookup::Ready(keys);
             }
         }
@@ -125,10 +132,12 @@ impl JwksCache {
         }
     }
 
-    /// Whether `url` needs a fetch that nobody has started: its keys are missing or past
-    /// their expiry (stale or not), and no fetch is under way or backing off.
+    /// Whether `url` needs a fetch that nobody has started: its keys are missing or in the
+    /// last tenth of their TTL (refreshed in the background before they expire, so requests
+    /// neither wait nor see stale keys in normal operation), and no fetch is under way or
+    /// backing off.
     pub fn need(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> Need {
-        if self.local.get(url).is_some_and(|l| now_ms < l.expires_ms) {
+        if self.local.get(url).is_some_and(|l| now_ms < l.refresh_at_ms) {
             return Need::Nothing;
         }
         let fresh = store
@@ -136,7 +145,7 @@ impl JwksCache {
             .0
             .as_deref()
             .and_then(Record::decode)
-            .is_some_and(|r| now_ms < r.expires_ms);
+            .is_some_and(|r| now_ms < r.refresh_at_ms());
         if fresh {
             return Need::Nothing;
         }
@@ -170,10 +179,8 @@ impl JwksCache {
                 let _ = store.set(&format!("{KEY_PREFIX}{url}"), &record.encode(), None);
                 let cas = store.get(&format!("{KEY_PREFIX}{url}")).1;
                 self.generation += 1;
-                self.local.insert(
-                    url.to_string(),
-                    Local { cas, expires_ms: record.expires_ms, keys: Arc::new(set) },
-                );
+                let (expires_ms, refresh_at_ms) = (record.expires_ms, record.refresh_at_ms());
+                self.local.insert(url.to_string(), Local { cas, expires_ms, refresh_at_ms, keys: Arc::new(set) });
                 let _ = store.set(&fetch_key, &FetchState::Idle.encode(), None);
                 Ok(())
             }
@@ -257,6 +264,18 @@ mod tests {
         assert!(matches!(b.lookup(&store, URL, 1099), KeyLookup::Ready(_)));
         assert!(matches!(b.lookup(&store, URL, 1100), KeyLookup::Pending), "expired at fetched + ttl");
         assert_eq!(b.need(&store, URL, 1100), Need::Fetch);
+    }
+
+    #[test]
+    fn refresh_is_due_in_the_last_tenth_of_the_ttl_while_keys_stay_ready() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        a.complete_fetch(&store, URL, 0, (1000, 0), Ok(body())).unwrap();
+        assert_eq!(a.need(&store, URL, 899), Need::Nothing);
+        assert_eq!(a.need(&store, URL, 900), Need::Fetch, "background refresh before expiry");
+        assert!(matches!(a.lookup(&store, URL, 950), KeyLookup::Ready(_)), "and requests are not held");
+        let mut b = JwksCache::default();
+        assert_eq!(b.need(&store, URL, 950), Need::Fetch, "other workers agree from the shared record");
     }
 
     #[test]
