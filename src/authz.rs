@@ -252,10 +252,12 @@ impl Policy {
     /// Decide a verified token's request.
     pub fn authorize(&self, claims: &Map<String, Value>, request: Request, records: &mut dyn Records) -> Outcome {
         match self.decide(claims, request, records) {
-            Ok(Outcome::Allow { identity, .. }) if identity.unsafe_field().is_some() => {
-                let field = identity.unsafe_field().unwrap_or_default();
-                Outcome::Deny(AuthError::Malformed(format!("the value for {field} contains control characters")))
-            }
+            Ok(Outcome::Allow { identity, upserts }) => match identity.unsafe_field() {
+                Some(field) => Outcome::Deny(AuthError::Malformed(format!(
+                    "the value for {field} contains control characters"
+                ))),
+                None => Outcome::Allow { identity, upserts },
+            },
             Ok(outcome) => outcome,
             Err(e) => Outcome::Deny(e),
         }

@@ -41,14 +41,14 @@ const FIRST_BODY_CALLBACK_MS: u64 = 10_000;
 
 /// What a paused request waits for.
 enum Awaiting {
-    Keys,
+    /// Keys for this token (kept to remember it in the verified-token cache once it verifies).
+    Keys(Box<str>),
     Records(Vec<RecordKey>),
     /// The first body callback (see [`FIRST_BODY_CALLBACK_MS`]).
     Body,
 }
 
 struct Waiter {
-    token: Box<str>,
     flow: SharedFlow,
     awaiting: Awaiting,
     deadline_ms: u64,
@@ -237,20 +237,20 @@ impl Worker {
     /// Park a request until its keys arrive (or the wait times out).
     pub fn wait_for_keys(&mut self, context_id: u32, token: &str, flow: SharedFlow, now_ms: u64) {
         let deadline_ms = now_ms + self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
-        self.waiters.insert(context_id, Waiter { token: token.into(), flow, awaiting: Awaiting::Keys, deadline_ms });
+        self.waiters.insert(context_id, Waiter { flow, awaiting: Awaiting::Keys(token.into()), deadline_ms });
     }
 
     /// Park a request until these records are known (or the wait times out).
     pub fn wait_for_records(&mut self, context_id: u32, keys: Vec<RecordKey>, flow: SharedFlow, now_ms: u64) {
         let timeout = self.config.record_source.as_ref().map_or(0, |s| s.timeout_ms);
         let deadline_ms = now_ms + timeout + WAIT_MARGIN_MS;
-        self.waiters.insert(context_id, Waiter { token: "".into(), flow, awaiting: Awaiting::Records(keys), deadline_ms });
+        self.waiters.insert(context_id, Waiter { flow, awaiting: Awaiting::Records(keys), deadline_ms });
     }
 
     /// Watch a request held for its body until the first body callback arrives.
     pub fn wait_for_body(&mut self, context_id: u32, flow: SharedFlow, now_ms: u64) {
         let deadline_ms = now_ms + FIRST_BODY_CALLBACK_MS;
-        self.waiters.insert(context_id, Waiter { token: "".into(), flow, awaiting: Awaiting::Body, deadline_ms });
+        self.waiters.insert(context_id, Waiter { flow, awaiting: Awaiting::Body, deadline_ms });
     }
 
     pub fn forget(&mut self, context_id: u32) {
@@ -316,8 +316,8 @@ impl Worker {
             let deadline = waiter.deadline_ms;
             let flow = Rc::clone(&waiter.flow);
             let outcome = match &waiter.awaiting {
-                Awaiting::Keys => {
-                    let token = waiter.token.clone();
+                Awaiting::Keys(token) => {
+                    let token = token.clone();
                     let Ok(jws) = flow.try_borrow().map(|f| Rc::clone(&f.jws)) else { continue };
                     match self.decide(&jws, now_ms) {
                         Decision::Verified => {
