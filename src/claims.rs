@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 pub struct ClaimRules {
     /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: u64,
-    /// When set, `aud` is required and must equal it (or contain it, when `aud` is a list).
-    pub audience: Option<String>,
+    /// When non-empty, `aud` is required and must equal one of these (or, when `aud` is a
+    /// list, contain one). LiteLLM's global `JWT_AUDIENCE` is one value; an issuer may list several.
+    pub audience: Vec<String>,
     /// When set, `iss` must equal it.
     pub issuer: Option<String>,
 }
@@ -54,11 +55,12 @@ pub fn validate(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -> Re
             return Err(AuthError::IssuerMismatch);
         }
     }
-    if let Some(audience) = &rules.audience {
+    if !rules.audience.is_empty() {
+        let wanted = |aud: &str| rules.audience.iter().any(|a| a == aud);
         let matches = match claims.get("aud") {
             None => return Err(AuthError::AudienceMissing),
-            Some(Value::String(aud)) => aud == audience,
-            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience.as_str())),
+            Some(Value::String(aud)) => wanted(aud),
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str().is_some_and(wanted)),
             Some(_) => return Err(AuthError::InvalidClaim("Invalid claim format in token".into())),
         };
         if !matches {
@@ -128,7 +130,7 @@ mod tests {
 
     #[test]
     fn audience_string_or_list_must_contain_the_configured_one_exactly() {
-        let rules = ClaimRules { audience: Some("api://llm".into()), ..none() };
+        let rules = ClaimRules { audience: vec!["api://llm".into()], ..none() };
         assert_eq!(check(json!({"aud": "api://llm"}), &rules), Ok(()));
         assert_eq!(check(json!({"aud": ["x", "api://llm"]}), &rules), Ok(()));
         for near in [json!("API://LLM"), json!("api://llm2"), json!("api://ll"), json!(["x"]), json!([])] {
@@ -136,6 +138,14 @@ mod tests {
         }
         assert_eq!(check(json!({}), &rules), Err(AuthError::AudienceMissing));
         assert!(matches!(check(json!({"aud": 5}), &rules), Err(AuthError::InvalidClaim(_))));
+    }
+
+    #[test]
+    fn any_of_several_audiences_is_enough() {
+        let rules = ClaimRules { audience: vec!["a".into(), "b".into()], ..none() };
+        assert_eq!(check(json!({"aud": "b"}), &rules), Ok(()));
+        assert_eq!(check(json!({"aud": ["x", "a"]}), &rules), Ok(()));
+        assert_eq!(check(json!({"aud": ["x", "ab"]}), &rules), Err(AuthError::AudienceMismatch));
     }
 
     #[test]

@@ -319,7 +319,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     Ok(FilterConfig {
         jwks,
         inline_keys,
-        claim_rules: ClaimRules { leeway: raw.leeway, audience, issuer },
+        claim_rules: ClaimRules { leeway: raw.leeway, audience: audience.into_iter().collect(), issuer },
         public_key_ttl_ms: (settings.public_key_ttl_s * 1000.0) as u64,
         public_key_stale_ttl_ms: settings.public_key_stale_ttl_ms,
         fetch_timeout_ms,
@@ -793,9 +793,9 @@ mod tests {
         };
         let c = compile(b"{}", &env).unwrap();
         assert_eq!(c.jwks.len(), 2);
-        assert_eq!(c.claim_rules.audience.as_deref(), Some("api"));
+        assert_eq!(c.claim_rules.audience, ["api"]);
         let c = compile(br#"{"audience": "mine"}"#, &env).unwrap();
-        assert_eq!(c.claim_rules.audience.as_deref(), Some("mine"));
+        assert_eq!(c.claim_rules.audience, ["mine"]);
     }
 
     #[test]
