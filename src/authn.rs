@@ -4,6 +4,7 @@
 use crate::claims;
 use crate::config::{FilterConfig, JwksSource};
 use crate::error::AuthError;
+use crate::issuers::{self, Trust};
 use crate::jws::Jws;
 use crate::keys::jwks::KeySet;
 use crate::keys::PublicKey;
@@ -43,20 +44,20 @@ fn try_inline(jws: &Jws, keys: &[Arc<PublicKey>], host: &dyn HostCrypto) -> Opti
 /// Find the key (LiteLLM's URL order and `parse_keys` rules) and verify the signature.
 fn verify_with_configured_keys(
     jws: &Jws,
-    config: &FilterConfig,
+    config: &Trust,
     keys: &mut dyn FnMut(&JwksSource) -> KeyLookup,
     host: &dyn HostCrypto,
 ) -> Result<(), Decision> {
     let deny = |e| Decision::Deny(e);
     // Inline PEM keys have no kid: they serve tokens without one.
     if jws.kid.is_none() {
-        if let Some(result) = try_inline(jws, &config.inline_keys, host) {
+        if let Some(result) = try_inline(jws, config.inline_keys, host) {
             return result.map_err(deny);
         }
     }
     let mut unavailable = None;
     let mut known: Vec<String> = Vec::new();
-    for source in &config.jwks {
+    for source in config.jwks {
         match keys(source) {
             KeyLookup::Ready(set) => match set.select(jws.kid.as_deref()) {
                 Some(entry) => {
@@ -74,7 +75,7 @@ fn verify_with_configured_keys(
     }
     // A token with a kid no JWKS knows may still be signed by an inline key.
     if jws.kid.is_some() {
-        if let Some(result) = try_inline(jws, &config.inline_keys, host) {
+        if let Some(result) = try_inline(jws, config.inline_keys, host) {
             return result.map_err(deny);
         }
     }
@@ -93,10 +94,16 @@ pub fn authenticate(
     host: &dyn HostCrypto,
     now: u64,
 ) -> Decision {
-    if let Err(decision) = verify_with_configured_keys(jws, config, keys, host) {
+    // The unverified `iss` only chooses whose keys to try: a token verifies with that
+    // issuer's keys or not at all.
+    let trust = match issuers::select(config, &jws.claims) {
+        Ok(trust) => trust,
+        Err(e) => return Decision::Deny(e),
+    };
+    if let Err(decision) = verify_with_configured_keys(jws, &trust, keys, host) {
         return decision;
     }
-    if let Err(e) = claims::validate(&jws.claims, &config.claim_rules, now) {
+    if let Err(e) = claims::validate(&jws.claims, trust.claim_rules, now) {
         return Decision::Deny(e);
     }
     Decision::Verified

@@ -10,6 +10,7 @@ use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
 use crate::record_store::Lifetimes;
 use crate::records::{Kind, Record};
 use crate::claim_path::ClaimPath;
+use crate::issuers::Issuer;
 use crate::keys::{pem, PublicKey};
 use crate::routes::RouteList;
 use serde::Deserialize;
@@ -44,7 +45,7 @@ const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
     "end_user_id_jwt_field", "public_key_ttl", "enforce_rbac", "roles_jwt_field", "role_mappings",
     "object_id_jwt_field", "scope_mappings", "enforce_scope_based_access", "custom_validate",
     "upsert_sso_user_to_team", "public_allowed_routes", "public_key_stale_ttl", "team_ids_jwt_field", "team_id_upsert",
-    "user_id_upsert", "enforce_team_based_model_access",
+    "user_id_upsert", "enforce_team_based_model_access", "issuers",
 ];
 
 /// `litellm_jwtauth` fields that only mean something with team/user records.
@@ -117,6 +118,8 @@ struct RawConfig {
     model_access_groups: BTreeMap<String, Vec<String>>,
     /// Where records not in the configuration come from.
     record_source: Option<RawSource>,
+    /// Several identity providers (LiteLLM's `litellm_jwtauth.issuers`; either place, not both).
+    issuers: Option<Value>,
     #[serde(default)]
     general_settings: Map<String, Value>,
 }
@@ -171,11 +174,15 @@ pub struct JwksSource {
     pub authority: String,
     /// `:path` for the fetch, with the query string.
     pub path: String,
+    /// An OIDC discovery document (`…/.well-known/openid-configuration`): its `jwks_uri`
+    /// is fetched for the keys.
+    pub discovery: bool,
 }
 
 /// The compiled configuration every request of a worker shares.
 #[derive(Debug, Clone)]
 pub struct FilterConfig {
+    /// The global key sources (tokens of no configured issuer).
     pub jwks: Vec<JwksSource>,
     pub inline_keys: Vec<Arc<PublicKey>>,
     pub claim_rules: ClaimRules,
@@ -193,6 +200,17 @@ pub struct FilterConfig {
     pub record_lifetimes: Lifetimes,
     pub mode: Mode,
     pub filter_state: bool,
+    /// Configured issuers, chosen by the token's `iss` (see [`crate::issuers`]).
+    pub issuers: Vec<Issuer>,
+    /// `clusters` as configured: also routes `jwks_uri`s found by OIDC discovery.
+    pub clusters: BTreeMap<String, String>,
+}
+
+impl FilterConfig {
+    /// Every key source: the global ones, then each issuer's.
+    pub fn key_sources(&self) -> impl Iterator<Item = &JwksSource> {
+        self.jwks.iter().chain(self.issuers.iter().flat_map(|i| i.jwks.iter()))
+    }
 }
 
 /// The compiled record source.
@@ -267,6 +285,18 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         .iter()
         .map(|c| ClaimPath::parse(c).ok_or_else(|| err("scope_claims", "entries must be non-empty")))
         .collect::<Result<_, _>>()?;
+    let issuers_value = match (raw.issuers, settings.issuers) {
+        (Some(_), Some(_)) => {
+            return Err(err("issuers", format!("set either issuers or {JWTAUTH}.issuers, not both")))
+        }
+        (Some(v), None) => Some(("issuers".to_string(), v)),
+        (None, Some(v)) => Some((format!("{JWTAUTH}.issuers"), v)),
+        (None, None) => None,
+    };
+    let issuers = match issuers_value {
+        Some((field, value)) => compile_issuers(&field, &value, &policy, &raw.clusters, raw.leeway, records_enabled)?,
+        None => Vec::new(),
+    };
     let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if !(1..=64 * 1024 * 1024).contains(&max_body_bytes) {
         return Err(err("max_body_bytes", "must be between 1 and 67108864"));
@@ -285,11 +315,14 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     for url in &urls {
         jwks.push(parse_source(url, &raw.clusters)?);
     }
+    let all_sources: Vec<&JwksSource> = jwks.iter().chain(issuers.iter().flat_map(|i| i.jwks.iter())).collect();
+    // A discovered `jwks_uri` may name any host, so with discovery every entry may be needed.
+    let discovery = all_sources.iter().any(|s| s.discovery);
     for authority in raw.clusters.keys() {
-        let used = jwks.iter().any(|s| {
+        let used = all_sources.iter().any(|s| {
             &s.authority == authority || cluster_default(&s.url).as_deref() == Some(authority.as_str())
         });
-        if !used {
+        if !used && !discovery {
             return Err(err(&format!("clusters.{authority}"), "names no host:port of public_key_url"));
         }
     }
@@ -298,10 +331,10 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     for (i, text) in raw.public_keys.iter().enumerate() {
         inline_keys.push(Arc::new(pem::parse(text).map_err(|e| err(&format!("public_keys[{i}]"), e))?));
     }
-    if jwks.is_empty() && inline_keys.is_empty() {
+    if jwks.is_empty() && inline_keys.is_empty() && issuers.is_empty() {
         return Err(err(
             "public_key_url",
-            "no keys configured: set public_key_url (or JWT_PUBLIC_KEY_URL in the VM environment) or public_keys",
+            "no keys configured: set public_key_url (or JWT_PUBLIC_KEY_URL in the VM environment), public_keys or issuers",
         ));
     }
 
@@ -332,6 +365,8 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         record_lifetimes,
         mode: raw.mode,
         filter_state: raw.filter_state,
+        issuers,
+        clusters: raw.clusters,
     })
 }
 
@@ -364,6 +399,15 @@ fn cluster_default(url: &str) -> Option<String> {
     Some(if has_port { authority.to_string() } else { format!("{authority}:{default_port}") })
 }
 
+/// Newest LiteLLM treats a key URL with this path as an OIDC discovery document.
+const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// Where a key URL is fetched from: the Envoy cluster (`clusters` by authority, else the
+/// URL's `host:port`), `:authority` and `:path`.
+pub fn locate(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
+    parse_source(url, clusters)
+}
+
 fn parse_source(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
     let bad = |what: &str| err("public_key_url", format!("{url:?}: {what}"));
     let (authority, path, _) = split_url(url).ok_or_else(|| bad("must start with http:// or https://"))?;
@@ -380,7 +424,8 @@ fn parse_source(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSo
         .cloned()
         .unwrap_or(default_cluster);
     let path = if path.is_empty() { "/".to_string() } else { path.to_string() };
-    Ok(JwksSource { url: url.to_string(), cluster, authority: authority.to_string(), path })
+    let discovery = path.split('?').next().is_some_and(|p| p.ends_with(DISCOVERY_PATH));
+    Ok(JwksSource { url: url.to_string(), cluster, authority: authority.to_string(), path, discovery })
 }
 
 struct Settings {
@@ -390,6 +435,8 @@ struct Settings {
     public_routes: RouteList,
     /// Record-dependent `litellm_jwtauth` fields set to something that asks for a rule.
     record_fields_used: Vec<&'static str>,
+    /// `litellm_jwtauth.issuers`, compiled later (it needs the finished global policy).
+    issuers: Option<Value>,
 }
 
 fn seconds_ms(v: Option<f64>, default_s: f64, field: &str) -> Result<u64, String> {
@@ -459,6 +506,91 @@ fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result
 }
 
 const JWTAUTH: &str = "general_settings.litellm_jwtauth";
+
+/// Members of LiteLLM's `JWTIssuerConfig`.
+const ISSUER_FIELDS: &[&str] = &[
+    "issuer", "jwks_url", "audience", "disable_audience_validation", "user_id_jwt_field",
+    "user_email_jwt_field", "team_id_jwt_field", "team_ids_jwt_field", "org_id_jwt_field",
+    "end_user_id_jwt_field", "virtual_key_claim_field", "unregistered_jwt_client_behavior",
+];
+
+/// LiteLLM's `JWTIssuerConfig` list → issuers, each with the global policy and its own claim
+/// fields, audience and key source (`jwks_url`, else the issuer's OIDC discovery document).
+fn compile_issuers(
+    field: &str,
+    value: &Value,
+    base: &Policy,
+    clusters: &BTreeMap<String, String>,
+    leeway: u64,
+    records_enabled: bool,
+) -> Result<Vec<Issuer>, String> {
+    let mut issuers: Vec<Issuer> = Vec::new();
+    for (i, entry) in objects(Some(value), field)?.into_iter().enumerate() {
+        let here = format!("{field}[{i}]");
+        only_keys(entry, ISSUER_FIELDS, &here)?;
+        let iss = match entry.get("issuer") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(err(&here, "needs \"issuer\": the exact iss of its tokens")),
+        };
+        if issuers.iter().any(|other| other.iss == iss) {
+            return Err(err(&here, format!("issuer {iss:?} is configured twice")));
+        }
+        for unsupported in ["virtual_key_claim_field", "unregistered_jwt_client_behavior"] {
+            if entry.get(unsupported).is_some_and(|v| !v.is_null()) {
+                return Err(err(&format!("{here}.{unsupported}"), "JWT → virtual key mapping is not supported"));
+            }
+        }
+        let jwks_url = match entry.get("jwks_url") {
+            None | Some(Value::Null) => {
+                if !(iss.starts_with("https://") || iss.starts_with("http://")) {
+                    return Err(err(&here, "needs jwks_url (the issuer is not an http(s) URL to discover keys from)"));
+                }
+                format!("{}{DISCOVERY_PATH}", iss.trim_end_matches('/'))
+            }
+            Some(Value::String(u)) if !u.is_empty() => u.clone(),
+            Some(_) => return Err(err(&format!("{here}.jwks_url"), "must be a URL")),
+        };
+        let source = parse_source(&jwks_url, clusters).map_err(|e| e.replace("public_key_url", &format!("{here}.jwks_url")))?;
+        let audience = match entry.get("audience") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(a)) if !a.is_empty() => vec![a.clone()],
+            Some(list @ Value::Array(_)) => string_list(Some(list), &format!("{here}.audience"))?.unwrap_or_default(),
+            Some(_) => return Err(err(&format!("{here}.audience"), "must be a string or a list of strings")),
+        };
+        let no_audience = flag(entry, "disable_audience_validation", &format!("{here}.disable_audience_validation"))?;
+        // LiteLLM's rule: choose one, so that "no audience check" is never an accident.
+        if audience.is_empty() != no_audience {
+            return Err(err(&here, "set exactly one of audience and disable_audience_validation: true"));
+        }
+        let mut policy = base.clone();
+        for (name, slot) in [
+            ("user_id_jwt_field", &mut policy.user_id_jwt_field),
+            ("user_email_jwt_field", &mut policy.user_email_jwt_field),
+            ("team_id_jwt_field", &mut policy.team_id_jwt_field),
+            ("team_ids_jwt_field", &mut policy.team_ids_jwt_field),
+            ("org_id_jwt_field", &mut policy.org_id_jwt_field),
+            ("end_user_id_jwt_field", &mut policy.end_user_id_jwt_field),
+        ] {
+            match entry.get(name) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(p)) => {
+                    *slot = Some(ClaimPath::parse(p).ok_or_else(|| err(&format!("{here}.{name}"), "must be a non-empty claim path"))?);
+                }
+                Some(_) => return Err(err(&format!("{here}.{name}"), "must be a claim path (string)")),
+            }
+        }
+        if policy.team_ids_jwt_field.is_some() && !records_enabled {
+            return Err(err(&format!("{here}.team_ids_jwt_field"), "needs team/user records: add a record_source or static teams"));
+        }
+        issuers.push(Issuer {
+            iss: iss.clone(),
+            jwks: vec![source],
+            claim_rules: ClaimRules { leeway, audience, issuer: Some(iss) },
+            policy,
+        });
+    }
+    Ok(issuers)
+}
 
 fn field_err(name: &str, what: impl std::fmt::Display) -> String {
     err(&format!("{JWTAUTH}.{name}"), what)
@@ -706,6 +838,7 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
         policy,
         public_routes: RouteList::compile(&public_routes),
         record_fields_used,
+        issuers: jwt.get("issuers").filter(|v| !v.is_null()).cloned(),
     })
 }
 
@@ -745,6 +878,52 @@ mod tests {
     }
 
     #[test]
+    fn discovery_urls_are_recognised_with_or_without_a_query() {
+        let c = compile_json(json!({"public_key_url": [
+            "https://idp/.well-known/openid-configuration",
+            "https://idp/realms/x/.well-known/openid-configuration?appid=1",
+            "https://idp/.well-known/openid-configuration/keys",
+        ]}))
+        .unwrap();
+        assert_eq!(c.jwks.iter().map(|s| s.discovery).collect::<Vec<_>>(), [true, true, false]);
+    }
+
+    #[test]
+    fn issuers_are_compiled_from_either_place_but_not_both() {
+        let list = json!([{"issuer": "https://a", "audience": ["x", "y"]}]);
+        let top = compile_json(json!({"issuers": list})).unwrap();
+        let nested = compile_json(json!({"general_settings": {"litellm_jwtauth": {"issuers": list}}})).unwrap();
+        for c in [&top, &nested] {
+            assert_eq!(c.issuers.len(), 1);
+            assert_eq!(c.issuers[0].claim_rules.audience, ["x", "y"]);
+            assert_eq!(c.issuers[0].claim_rules.issuer.as_deref(), Some("https://a"));
+            assert_eq!(c.key_sources().count(), 1);
+        }
+        let both = compile_json(json!({"issuers": list, "general_settings": {"litellm_jwtauth": {"issuers": list}}}));
+        assert!(both.unwrap_err().contains("not both"));
+    }
+
+    #[test]
+    fn bad_issuers_are_refused_with_the_field() {
+        for (issuers, says) in [
+            (json!([{"jwks_url": "https://a/k", "audience": "x"}]), "[0]: needs \"issuer\""),
+            (json!([{"issuer": "https://a"}]), "exactly one of audience and disable_audience_validation"),
+            (json!([{"issuer": "https://a", "audience": "x", "disable_audience_validation": true}]), "exactly one"),
+            (json!([{"issuer": "urn:a", "audience": "x"}]), "needs jwks_url"),
+            (json!([{"issuer": "https://a", "audience": "x"}, {"issuer": "https://a", "audience": "y"}]), "configured twice"),
+            (json!([{"issuer": "https://a", "audience": "x", "jwks_url": "ftp://a"}]), "issuers[0].jwks_url"),
+            (json!([{"issuer": "https://a", "audience": "x", "colour": 1}]), "unknown member \"colour\""),
+            (json!([{"issuer": "https://a", "audience": "x", "virtual_key_claim_field": "k"}]), "not supported"),
+            (json!([{"issuer": "https://a", "audience": "x", "team_ids_jwt_field": "groups"}]), "needs team/user records"),
+            (json!([{"issuer": "https://a", "audience": 5}]), "issuers[0].audience"),
+            (json!({"issuer": "https://a"}), "must be a list"),
+        ] {
+            let e = compile_json(json!({"issuers": issuers})).unwrap_err();
+            assert!(e.contains(says), "{issuers}: {e}");
+        }
+    }
+
+    #[test]
     fn minimal_url_config_gets_litellm_defaults() {
         let c = compile_json(json!({"public_key_url": "https://idp.example.com/keys"})).unwrap();
         assert_eq!(
@@ -754,6 +933,7 @@ mod tests {
                 cluster: "idp.example.com:443".into(),
                 authority: "idp.example.com".into(),
                 path: "/keys".into(),
+                discovery: false,
             }]
         );
         assert_eq!(c.public_key_ttl_ms, 600_000);

@@ -29,6 +29,8 @@ pub enum AuthError {
     AudienceMissing,
     /// Issuer configured, token's `iss` differs.
     IssuerMismatch,
+    /// Only configured issuers are trusted and the token's `iss` names none of them.
+    UnknownIssuer,
     /// No configured key matches the token's `kid` (LiteLLM's `parse_keys` found nothing).
     NoMatchingKey { kid: Option<String>, known: Vec<String> },
     /// The selected JWK could not be used (unsupported type, bad encoding, `use: enc`).
@@ -106,6 +108,7 @@ impl AuthError {
             AuthError::AudienceMismatch => format!("{FAILS}Audience doesn't match"),
             AuthError::AudienceMissing => format!("{FAILS}Token is missing the \"aud\" claim"),
             AuthError::IssuerMismatch => format!("{FAILS}Invalid issuer"),
+            AuthError::UnknownIssuer => format!("{FAILS}Token issuer is not a configured issuer"),
             AuthError::NoMatchingKey { kid, known } => {
                 // Bounded: the kid is attacker-chosen and must not make the answer large.
                 let mut kids: Vec<&str> = known.iter().take(20).map(String::as_str).collect();
@@ -153,6 +156,7 @@ impl AuthError {
             AuthError::InvalidClaim(_) => "invalid_claim",
             AuthError::AudienceMismatch | AuthError::AudienceMissing => "audience",
             AuthError::IssuerMismatch => "issuer",
+            AuthError::UnknownIssuer => "unknown_issuer",
             AuthError::NoMatchingKey { .. } => "unknown_kid",
             AuthError::UnusableKey(_) => "unusable_key",
             AuthError::KeysUnavailable(_) => "keys_unavailable",

@@ -89,7 +89,10 @@ impl Flow {
 
     /// Authorize a verified token; reads the body when a rule needs the model.
     pub fn authorize(&mut self, records: &mut WorkerRecords, records_enabled: bool) -> Step {
-        let policy = &self.config.policy;
+        let policy = match crate::issuers::select(&self.config, &self.jws.claims) {
+            Ok(trust) => trust.policy,
+            Err(e) => return Step::Deny(e),
+        };
         let model = if policy.needs_model(&self.jws.claims, records_enabled) {
             match self.body {
                 Body::Receiving(size) if size > self.config.max_body_bytes => {

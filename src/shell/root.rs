@@ -37,9 +37,10 @@ impl RootContext for Root {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "configured: {} JWKS URL(s), {} inline key(s)",
+                        "configured: {} JWKS URL(s), {} inline key(s), {} issuer(s)",
                         compiled.jwks.len(),
-                        compiled.inline_keys.len()
+                        compiled.inline_keys.len(),
+                        compiled.issuers.len()
                     ),
                 );
                 self.worker = Some(Rc::new(RefCell::new(Worker::new(compiled))));

@@ -13,6 +13,7 @@ use super::metrics::{count, record, Metric};
 use crate::authn::{authenticate, Decision, KeyLookup};
 use crate::authz::Records;
 use crate::config::{FilterConfig, JwksSource, RecordSource, SourceKind};
+use crate::discovery;
 use crate::error::AuthError;
 use crate::jwks_cache::{JwksCache, Need};
 use crate::jws::{self, Jws};
@@ -71,7 +72,10 @@ enum Ready {
 }
 
 enum Target {
+    /// The key set cached under this key URL.
     Jwks(String),
+    /// The OIDC discovery document at this key URL.
+    Discovery(String),
     Record(RecordKey),
     WriteThrough(RecordKey),
 }
@@ -165,7 +169,7 @@ fn write_through(source: &RecordSource, record: &Record, key: &RecordKey, in_fli
 
 impl Worker {
     pub fn new(config: FilterConfig) -> Self {
-        for source in &config.jwks {
+        for source in config.key_sources() {
             JwksCache::init_fetch_key(&HostShared, &source.url);
         }
         Worker {
@@ -201,7 +205,8 @@ impl Worker {
         let now = now_ms / 1000;
         if let Some(jws) = self.tokens.get(token, now, self.cache.generation()) {
             count(Metric::TokenCacheHit);
-            return match crate::claims::validate(&jws.claims, &self.config.claim_rules, now) {
+            let rules = crate::issuers::select(&self.config, &jws.claims).map(|t| t.claim_rules);
+            return match rules.and_then(|rules| crate::claims::validate(&jws.claims, rules, now)) {
                 Ok(()) => Verification::Verified(jws),
                 Err(e) => Verification::Deny(e),
             };
@@ -264,23 +269,22 @@ impl Worker {
         let record_timeout = config.record_source.as_ref().map_or(0, |s| s.timeout_ms);
         let longest = jwks_lease_ms.max(record_timeout + WAIT_MARGIN_MS);
         self.in_flight.retain(|_, f| now_ms < f.started_ms + longest);
-        for source in &config.jwks {
+        for source in config.key_sources() {
             if self.cache.need(&HostShared, &source.url, now_ms) != Need::Fetch
                 || !JwksCache::try_begin_fetch(&HostShared, &source.url, now_ms, jwks_lease_ms)
             {
                 continue;
             }
-            match dispatch(&source.cluster, "GET", &source.authority, &source.path, &[], None, config.fetch_timeout_ms) {
-                Ok(token) => {
-                    log(LogLevel::Debug, &format!("fetching JWKS {}", source.url));
-                    self.in_flight.insert(token, Fetch { target: Target::Jwks(source.url.clone()), started_ms: now_ms });
-                }
-                Err(why) => {
-                    let why = format!("{why} for {}", source.url);
-                    log(LogLevel::Error, &why);
-                    let ttls = (config.public_key_ttl_ms, config.public_key_stale_ttl_ms);
-                    let _ = self.cache.complete_fetch(&HostShared, &source.url, now_ms, ttls, Err(why));
-                }
+            let started = match source.discovery {
+                false => self.fetch_jwks(source, &source.url, now_ms),
+                true => match discovery::remembered(&HostShared, &source.url, now_ms) {
+                    Some(uri) => crate::config::locate(&uri, &config.clusters)
+                        .and_then(|at| self.fetch_jwks(&at, &source.url, now_ms)),
+                    None => self.fetch(source, Target::Discovery(source.url.clone()), now_ms),
+                },
+            };
+            if let Err(why) = started {
+                self.jwks_failed(&source.url, why, now_ms);
             }
         }
         let Some(source) = config.record_source.as_ref() else { return };
@@ -301,6 +305,43 @@ impl Worker {
                     self.records.complete(&HostShared, &key, now_ms, Err(why));
                 }
             }
+        }
+    }
+
+    /// GET the keys of `key_url` from `at` (the source itself, or a discovered `jwks_uri`).
+    fn fetch_jwks(&mut self, at: &JwksSource, key_url: &str, now_ms: u64) -> Result<(), String> {
+        self.fetch(at, Target::Jwks(key_url.to_string()), now_ms)
+    }
+
+    fn fetch(&mut self, at: &JwksSource, target: Target, now_ms: u64) -> Result<(), String> {
+        let token = dispatch(&at.cluster, "GET", &at.authority, &at.path, &[], None, self.config.fetch_timeout_ms)
+            .map_err(|why| format!("{why} for {}", at.url))?;
+        log(LogLevel::Debug, &format!("fetching {}", at.url));
+        self.in_flight.insert(token, Fetch { target, started_ms: now_ms });
+        Ok(())
+    }
+
+    /// A key fetch (or its discovery step) failed: remember it so requests get a 503 and the
+    /// next try waits for the back-off.
+    fn jwks_failed(&mut self, url: &str, why: String, now_ms: u64) {
+        count(Metric::JwksFetchFailure);
+        log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
+        let ttls = (self.config.public_key_ttl_ms, self.config.public_key_stale_ttl_ms);
+        let _ = self.cache.complete_fetch(&HostShared, url, now_ms, ttls, Err(why));
+    }
+
+    /// A discovery document arrived: remember its `jwks_uri` and fetch the keys from there.
+    fn discovered(&mut self, url: &str, body: Result<Vec<u8>, String>, now_ms: u64) {
+        let config = Rc::clone(&self.config);
+        let started = body
+            .and_then(|b| discovery::jwks_uri(&b))
+            .and_then(|uri| {
+                discovery::remember(&HostShared, url, &uri, now_ms + config.public_key_ttl_ms);
+                crate::config::locate(&uri, &config.clusters).map_err(|e| format!("jwks_uri {uri:?} from {url}: {e}"))
+            })
+            .and_then(|at| self.fetch_jwks(&at, url, now_ms));
+        if let Err(why) = started {
+            self.jwks_failed(url, format!("OIDC discovery {url}: {why}"), now_ms);
         }
     }
 
@@ -385,6 +426,14 @@ impl Worker {
                         log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
                     }
                 }
+            }
+            Target::Discovery(url) => {
+                let doc = match status.as_deref() {
+                    None => Err("no response (timeout or connection failure)".to_string()),
+                    Some("200") => body(),
+                    Some(other) => Err(format!("returned status {other}")),
+                };
+                self.discovered(&url, doc, now_ms);
             }
             Target::Record(key) => {
                 let kind = self.config.record_source.as_ref().map(|s| s.kind);
