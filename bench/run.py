@@ -73,8 +73,13 @@ LISTENERS = {
     "c": Listener("c", "(c) jwt_authn default", "native jwt_authn, remote_jwks, forward: true, no jwt_cache_config"),
     "d": Listener("d", "(d) jwt_authn cache 10k", "native jwt_authn + jwt_cache_config {jwt_cache_size: 10000}"),
     "e": Listener("e", "(e) llm-jwt-auth", 'llm-jwt-auth {"public_key_url": ...}'),
-    "f": Listener("f", "(f) llm-jwt-auth LiteLLM", "llm-jwt-auth + LiteLLM RBAC config (body model check)"),
+    "f": Listener("f", "(f) llm-jwt-auth LiteLLM", "llm-jwt-auth + LiteLLM RBAC config (body model check), then buffer"),
+    "a4": Listener("a4", "(a4) no auth + buffer", "buffer filter only (S4's no-auth baseline)"),
+    "b4": Listener("b4", "(b4) noop wasm + buffer", "do-nothing Wasm filter, then buffer (S4's noop baseline)"),
 }
+
+# Listeners whose router answers a POST: they read the whole body first (see render_bootstrap).
+BUFFERED = {"a4", "b4", "f"}
 
 LITELLM_SETTINGS = {
     "enforce_rbac": False,
@@ -98,11 +103,15 @@ class Scenario:
     body: bool = False
     # Where the ratio columns take their baselines from: role -> (scenario id, listener).
     refs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Listener -> status expected for the same request with a model no rule allows: proves
+    # that the filter read the body (checked once before the runs; a mismatch is INVALID).
+    forbidden_model: dict[str, int] = field(default_factory=dict)
 
 
 def scenarios() -> list[Scenario]:
-    def refs(sid: str, *, noauth_from: str | None = None, native_from: str | None = None) -> dict:
-        out = {"noauth": (noauth_from or sid, "a"), "noop": (noauth_from or sid, "b")}
+    def refs(sid: str, *, noauth_from: str | None = None, native_from: str | None = None,
+             noauth: str = "a", noop: str = "b") -> dict:
+        out = {"noauth": (noauth_from or sid, noauth), "noop": (noauth_from or sid, noop)}
         if native_from is not None:
             out["native"] = (native_from, "c")
         return out
@@ -116,16 +125,19 @@ def scenarios() -> list[Scenario]:
                  "except on (d), whose 10k-entry cache holds the whole set.",
                  "rs_cold", list("abcde"), {k: 200 for k in "abcde"}, refs=refs("S2", native_from="S2")),
         Scenario("S3", "S3 — invalid tokens (bad signature, valid kid), 10k distinct",
-                 "Tampered signatures under the published kid: full verification, then 401. A 401 never "
-                 "reaches the upstream, so these rows skip the second HTTP pass the 200 rows pay. "
-                 "No-auth/noop baselines are the S2 rows.",
+                 "Tampered signatures under the published kid: full verification, then 401 (a local "
+                 "reply, as cheap for Envoy as the 200 `direct_response`). No-auth/noop baselines are "
+                 "the S2 rows.",
                  "rs_bad", list("cde"), {k: 401 for k in "cde"},
                  refs=refs("S3", noauth_from="S2", native_from="S3")),
         Scenario("S4", "S4 — full LiteLLM path: POST 4 KiB chat completion, team token, RBAC model check",
                  "POST /v1/chat/completions with a 4 KiB JSON body (model gpt-4o); (f) authenticates, "
-                 "reads the body for the model and applies role_permissions. One team token repeated.",
-                 "team_one", list("abf"), {k: 200 for k in "abf"},
-                 method="POST", path="/v1/chat/completions", body=True, refs=refs("S4")),
+                 "reads the body for the model and applies role_permissions. One team token repeated. "
+                 "Every listener here ends with Envoy's buffer filter, so the whole body is read before "
+                 "the `direct_response` (as an upstream would); the baselines are (a4) and (b4).",
+                 "team_one", ["a4", "b4", "f"], {k: 200 for k in ("a4", "b4", "f")},
+                 method="POST", path="/v1/chat/completions", body=True,
+                 refs=refs("S4", noauth="a4", noop="b4"), forbidden_model={"a4": 200, "b4": 200, "f": 403}),
         Scenario("S5a", "S5a — ES256 cold, 10k distinct tokens",
                  "P-256 ECDSA tokens, each used once per 10k requests. No-auth/noop baselines are the S2 rows.",
                  "es_cold", list("ce"), {k: 200 for k in "ce"},
@@ -215,6 +227,10 @@ def mint_many(key: jf.SigningKey, count: int, prefix: str, extra: dict | None = 
     return out
 
 
+# Not in LITELLM_SETTINGS' role_permissions: (f) must refuse it, which it can only do from the body.
+FORBIDDEN_MODEL = "gpt-3.5-turbo"
+
+
 def chat_body(size: int = 4096, model: str = "gpt-4o") -> bytes:
     """An OpenAI chat-completion request of exactly `size` bytes, `model` after the messages."""
     filler = ("Summarise the following meeting notes in three bullet points, keeping names and "
@@ -299,14 +315,17 @@ def _jwt_authn(jwks_url: str, cluster: str, cache_size: int | None) -> dict:
                 "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
 
 
-UPSTREAM_BODY = '{"id":"bench","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}'
+RESPONSE_BODY = '{"id":"bench","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}'
 
 
 def render_bootstrap(*, ports: dict[str, int], keys: Iterable[str], jwks_url: str, jwks_port: int,
                      wasm: Path, noop_wasm: Path) -> dict:
-    """Upstream listener (direct_response 200) + the requested front listeners → cluster `upstream`."""
+    """The requested front listeners; each answers with a `direct_response` 200 after its filters.
+
+    No upstream: a proxied upstream would add a second HTTP pass in the same Envoy (the same
+    worker, the same core) to every request and hide what the filters cost."""
     jwks_cluster = f"127.0.0.1:{jwks_port}"  # llm-jwt-auth's default cluster name for the URL
-    to_upstream = {"route": {"cluster": "upstream", "timeout": "15s"}}
+    answer = {"direct_response": {"status": 200, "body": {"inline_string": RESPONSE_BODY}}}
     filters_for: dict[str, Callable[[], list[dict]]] = {
         "a": lambda: [],
         "b": lambda: [_wasm("noop", "noop", noop_wasm, None)],
@@ -315,23 +334,23 @@ def render_bootstrap(*, ports: dict[str, int], keys: Iterable[str], jwks_url: st
         "e": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth", wasm, {"public_key_url": jwks_url})],
         "f": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth_litellm", wasm,
                             {"public_key_url": jwks_url, "general_settings": LITELLM_SETTINGS})],
+        "a4": lambda: [],
+        "b4": lambda: [_wasm("noop", "noop", noop_wasm, None)],
     }
-    # The buffer filter makes the upstream read the whole request before the router answers with
-    # the direct_response: answering a POST before its body arrived would make Envoy close the
-    # connection after every request (the front listeners would reconnect each time).
+    # A router that answers before the request body has arrived makes Envoy close the HTTP/1.1
+    # connection after the response (measured: one new connection per POST). The buffer filter,
+    # last before the router, reads the whole body first, as a real upstream would; the filter
+    # under test still sees the body as it arrives.
     buffer = {"name": "envoy.filters.http.buffer",
               "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
                                "max_request_bytes": 1048576}}
-    listeners = [_listener("upstream", ports["upstream"], _hcm("l_up", [buffer], {
-        "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_BODY}}}))]
+    listeners = []
     for k in keys:
-        listeners.append(_listener(f"l_{k}", ports[k], _hcm(f"l_{k}", filters_for[k](), to_upstream)))
+        filters = filters_for[k]() + ([buffer] if k in BUFFERED else [])
+        listeners.append(_listener(f"l_{k}", ports[k], _hcm(f"l_{k}", filters, answer)))
     return {
         "admin": {"address": _addr(0)},
-        "static_resources": {
-            "listeners": listeners,
-            "clusters": [_cluster("upstream", ports["upstream"]), _cluster(jwks_cluster, jwks_port)],
-        },
+        "static_resources": {"listeners": listeners, "clusters": [_cluster(jwks_cluster, jwks_port)]},
     }
 
 
@@ -553,6 +572,7 @@ class Bench:
         self.rss_main: dict[str, tuple[int, int]] = {}
         self.current_envoy: Envoy | None = None
         self.idp_fetches: dict[str, int] = {}
+        self.body_checks: dict[tuple[str, str], int] = {}
         # Envoy loads copies, so a concurrent `make build` cannot change the filter mid-run and
         # the header describes exactly the bytes that were measured.
         self.wasm = snapshot(args.wasm, self.workdir)
@@ -602,7 +622,7 @@ class Bench:
 
     def start_envoy(self, keys: list[str], name: str) -> tuple[Envoy, dict[str, int]]:
         assert self.idp is not None
-        ports = {k: free_port() for k in ["upstream", *keys]}
+        ports = {k: free_port() for k in keys}
         config = render_bootstrap(ports=ports, keys=keys, jwks_url=self.idp.jwks_url, jwks_port=self.idp.port,
                                   wasm=self.wasm, noop_wasm=self.noop_wasm)
         envoy = Envoy(self.envoy_bin, config, self.workdir, self.envoy_cpu, name).start()
@@ -627,6 +647,18 @@ class Bench:
                 return ""
             time.sleep(0.2)
         return f"expected {want}, got {status}: {text[:300]}"
+
+    def forbidden_model_check(self, url: str, sc: Scenario, key: str, token: str) -> str:
+        """The scenario's request with a model no rule allows: '' when the status is the expected
+        one (the filter read the body and refused the model; a listener without it answers 200)."""
+        body = chat_body(4096, model=FORBIDDEN_MODEL)
+        want = sc.forbidden_model[key]
+        try:
+            status, text = http_request(url + sc.path, method=sc.method, token=token, body=body)
+        except OSError as exc:
+            status, text = 0, str(exc)
+        self.body_checks[(sc.sid, key)] = status
+        return "" if status == want else f"model {FORBIDDEN_MODEL}: expected {want}, got {status}: {text[:300]}"
 
     # measuring ---------------------------------------------------------------------------------
 
@@ -670,6 +702,8 @@ class Bench:
         for key in sc.listeners:
             row = self.rows.setdefault((sc.sid, key), Row(sc.sid, key))
             row.preflight = self.preflight(self.url(ports, key), sc, key, first_token)
+            if not row.preflight and key in sc.forbidden_model:
+                row.preflight = self.forbidden_model_check(self.url(ports, key), sc, key, first_token)
             if row.preflight:
                 self.log(f"  {LISTENERS[key].label}: PREFLIGHT FAILED: {row.preflight}")
             self.warm(self.url(ports, key), sc, key)
@@ -829,9 +863,9 @@ class Bench:
             f"Durations: {a.duration} s per measured run, {a.rounds} round(s) round-robin over the listeners "
             f"(median reported), warm-up {a.warmup} s per listener and scenario (plus one full pass over "
             f"multi-token sets); {a.cold_tokens} tokens per cold set",
-            "Upstream: an Envoy listener in the same process answering `direct_response` 200 "
-            f"({len(UPSTREAM_BODY)}-byte JSON); every front listener routes to it, so each request costs "
-            "two HTTP connection-manager passes on the one worker",
+            "Response: every listener's route answers `direct_response` 200 "
+            f"({len(RESPONSE_BODY)}-byte JSON) after its filters: one HTTP connection-manager pass per "
+            "request, no upstream; S4's listeners end with a buffer filter (the body is read in full)",
             "Keys: RSA-2048 (RS256, PS256) and P-256 (ES256), one JWKS served on loopback by "
             "`tools/demo_idp.py`; both jwt_authn (`remote_jwks`, cache_duration 600 s) and llm-jwt-auth "
             "fetch it through the same STATIC cluster",
@@ -883,6 +917,12 @@ class Bench:
                      f"{row.med('p99_ms'):.2f} ms | {f'±{row.spread * 50:.0f}%' if len(row.runs) > 1 else '—'} | {self.ratio(row, noauth)} | "
                      f"{self.ratio(row, native) if native else '—'} | {self.ratio(row, noop)} | {status} |")
         L.append("")
+        checks = [(k, self.body_checks[(sc.sid, k)]) for k in sc.listeners if (sc.sid, k) in self.body_checks]
+        if checks:
+            L.append(f"Body check before the runs, the same POST with `model: {FORBIDDEN_MODEL}` (no rule allows it): "
+                     + ", ".join(f"{LISTENERS[k].label} answered {st} (expected {sc.forbidden_model[k]})" for k, st in checks)
+                     + ". The 403 shows that llm-jwt-auth read the body and checked the model.")
+            L.append("")
         return L
 
     def memory_section(self) -> list[str]:
@@ -913,7 +953,7 @@ class Bench:
             ("S1 llm-jwt-auth ≥ 1.5 × jwt_authn default", rps("S1", "e"), rps("S1", "c"), 1.5),
             ("S2 llm-jwt-auth ≥ 1.0 × jwt_authn default", rps("S2", "e"), rps("S2", "c"), 1.0),
             ("S3 llm-jwt-auth invalid req/s ≥ its S2 valid-cold req/s", rps("S3", "e"), rps("S2", "e"), 1.0),
-            ("S4 llm-jwt-auth LiteLLM POST ≥ 0.80 × noop wasm POST", rps("S4", "f"), rps("S4", "b"), 0.80),
+            ("S4 llm-jwt-auth LiteLLM POST ≥ 0.80 × noop wasm POST", rps("S4", "f"), rps("S4", "b4"), 0.80),
         ]
         L = ["## Targets (informational)", "", "| target | measured | result |", "|---|---:|---|"]
         for name, got, base, factor in checks:
@@ -935,11 +975,11 @@ class Bench:
     def counters_section(self, chosen: list[Scenario]) -> list[str]:
         L = ["## Envoy counters per scenario (deltas, including warm-up)", "",
              "jwt_authn: allowed / denied / jwt_cache_hit / jwt_cache_miss / jwks_fetch_success. "
-             "Upstream: connections the front listeners opened to the direct_response listener "
-             "(a handful = keep-alive works). JWKS fetches: requests the JWKS server answered "
-             "(all filters together).", "",
-             "| scenario | (c) jwt_authn default | (d) jwt_authn cache 10k | upstream cx opened | upstream rq | JWKS fetches |",
-             "|---|---|---|---:|---:|---:|"]
+             "llm-jwt-auth token cache: hits / misses of (e) and (f) together. Connections: "
+             "downstream connections wrk opened to the scenario's listeners (a few dozen per run = "
+             "keep-alive works). JWKS fetches: requests the JWKS server answered (all filters together).", "",
+             "| scenario | (c) jwt_authn default | (d) jwt_authn cache 10k | llm-jwt-auth token cache | connections | requests | JWKS fetches |",
+             "|---|---|---|---|---:|---:|---:|"]
         for sc in chosen:
             c = self.counters.get(sc.sid, {})
             def jw(k: str) -> str:
@@ -948,8 +988,12 @@ class Bench:
                 p = f"http.l_{k}.jwt_authn."
                 return " / ".join(f"{c.get(p + n, 0):,}" for n in
                                   ("allowed", "denied", "jwt_cache_hit", "jwt_cache_miss", "jwks_fetch_success"))
-            L.append(f"| {sc.sid} | {jw('c')} | {jw('d')} | {c.get('cluster.upstream.upstream_cx_total', 0):,} | "
-                     f"{c.get('cluster.upstream.upstream_rq_total', 0):,} | {self.idp_fetches.get(sc.sid, 0)} |")
+            cache = "—"
+            if {"e", "f"} & set(sc.listeners):
+                cache = " / ".join(f"{c.get(f'wasmcustom.llm_jwt_auth.token_cache_{n}', 0):,}" for n in ("hit", "miss"))
+            cx = sum(c.get(f"http.l_{k}.downstream_cx_total", 0) for k in sc.listeners)
+            rq = sum(c.get(f"http.l_{k}.downstream_rq_total", 0) for k in sc.listeners)
+            L.append(f"| {sc.sid} | {jw('c')} | {jw('d')} | {cache} | {cx:,} | {rq:,} | {self.idp_fetches.get(sc.sid, 0)} |")
         L.append("")
         return L
 
