@@ -104,7 +104,7 @@ pub enum ClaimRequirement {
 }
 
 impl ClaimRequirement {
-    fn holds(&self, claims: &Map<String, Value>) -> bool {
+    pub fn holds(&self, claims: &Map<String, Value>) -> bool {
         match self {
             ClaimRequirement::Equals(path, want) => path.lookup(claims) == Some(want),
             ClaimRequirement::AnyOf(path, wanted) => {

@@ -10,7 +10,9 @@ use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
 use crate::record_store::Lifetimes;
 use crate::records::{Kind, Record};
 use crate::claim_path::ClaimPath;
+use crate::extract::{HeaderLocation, Locations};
 use crate::issuers::Issuer;
+use crate::route_rules::{PathMatch, Requirements, RouteRule, RuleAction};
 use crate::keys::{pem, PublicKey};
 use crate::routes::RouteList;
 use serde::Deserialize;
@@ -120,6 +122,21 @@ struct RawConfig {
     record_source: Option<RawSource>,
     /// Several identity providers (LiteLLM's `litellm_jwtauth.issuers`; either place, not both).
     issuers: Option<Value>,
+    /// Token locations (Envoy `jwt_authn` names). None set: `Authorization: Bearer`, as LiteLLM.
+    #[serde(default)]
+    from_headers: Vec<RawHeaderLocation>,
+    #[serde(default)]
+    from_params: Vec<String>,
+    #[serde(default)]
+    from_cookies: Vec<String>,
+    /// Keep the credential in the request sent upstream (default) or remove it.
+    forward: Option<bool>,
+    /// What to do with a credential that is not a JWT (`sk-…` virtual keys).
+    #[serde(default)]
+    api_keys: ApiKeys,
+    /// Per-route policy, first match wins.
+    #[serde(default)]
+    rules: Vec<RawRule>,
     #[serde(default)]
     general_settings: Map<String, Value>,
 }
@@ -134,6 +151,63 @@ pub enum Mode {
     /// Shadow mode: count, log and record the denial (filter state, `x-llm-jwt-auth-reason`
     /// request header) but let the request through — for rolling out against live traffic.
     Report,
+}
+
+/// What a non-JWT credential (anything that is not three dot-separated parts, e.g. LiteLLM's
+/// `sk-…` virtual keys) gets.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeys {
+    /// 401, as for any credential that is not a valid JWT.
+    #[default]
+    Refuse,
+    /// Let the request through untouched (no identity headers) for an upstream that checks
+    /// the key itself — typically a LiteLLM proxy behind Envoy.
+    PassThrough,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderLocation {
+    name: String,
+    #[serde(default)]
+    value_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    deny: bool,
+    require: Option<RawRequire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    path: Option<String>,
+    prefix: Option<String>,
+    routes: Option<Vec<String>>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequire {
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    team: bool,
+    #[serde(default)]
+    scopes: Vec<String>,
+    claims: Option<Value>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +278,11 @@ pub struct FilterConfig {
     pub issuers: Vec<Issuer>,
     /// `clusters` as configured: also routes `jwks_uri`s found by OIDC discovery.
     pub clusters: BTreeMap<String, String>,
+    pub token_locations: Locations,
+    /// Keep the credential in the forwarded request.
+    pub forward: bool,
+    pub api_keys: ApiKeys,
+    pub rules: Vec<RouteRule>,
 }
 
 impl FilterConfig {
@@ -367,6 +446,61 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         filter_state: raw.filter_state,
         issuers,
         clusters: raw.clusters,
+        token_locations: compile_locations(raw.from_headers, raw.from_params, raw.from_cookies)?,
+        forward: raw.forward.unwrap_or(true),
+        api_keys: raw.api_keys,
+        rules: raw.rules.into_iter().enumerate().map(|(i, r)| compile_rule(i, r)).collect::<Result<_, _>>()?,
+    })
+}
+
+fn compile_locations(headers: Vec<RawHeaderLocation>, params: Vec<String>, cookies: Vec<String>) -> Result<Locations, String> {
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut out = Locations::default();
+    for (i, h) in headers.into_iter().enumerate() {
+        let name = h.name.to_ascii_lowercase();
+        if name.is_empty() || !name.chars().all(token_char) {
+            return Err(err(&format!("from_headers[{i}].name"), "must be an HTTP header name"));
+        }
+        if name == "cookie" || name.starts_with(crate::identity::IDENTITY_HEADER_PREFIX) {
+            return Err(err(&format!("from_headers[{i}].name"), "use from_cookies for cookies; x-litellm-* headers are the filter's own"));
+        }
+        out.headers.push(HeaderLocation { name, value_prefix: h.value_prefix });
+    }
+    for (field, names) in [("from_params", &params), ("from_cookies", &cookies)] {
+        if let Some(i) = names.iter().position(|n| n.is_empty() || !n.chars().all(token_char)) {
+            return Err(err(&format!("{field}[{i}]"), "must be a non-empty name"));
+        }
+    }
+    out.params = params;
+    out.cookies = cookies;
+    Ok(out)
+}
+
+fn compile_rule(i: usize, raw: RawRule) -> Result<RouteRule, String> {
+    let here = format!("rules[{i}]");
+    let m = raw.matcher;
+    let path = match (m.path, m.prefix, m.routes) {
+        (Some(p), None, None) if p.starts_with('/') => PathMatch::Exact(p),
+        (None, Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p),
+        (None, None, Some(r)) if !r.is_empty() => PathMatch::Routes(RouteList::compile(&r)),
+        _ => return Err(err(&format!("{here}.match"), "needs exactly one of path, prefix (each starting with /) or routes (a non-empty list)")),
+    };
+    let action = match (raw.public, raw.deny, raw.require) {
+        (true, false, None) => RuleAction::Public,
+        (false, true, None) => RuleAction::Deny,
+        (false, false, Some(r)) => RuleAction::Require(Requirements {
+            admin: r.admin,
+            team: r.team,
+            scopes: r.scopes,
+            claims: claim_requirements(r.claims.as_ref(), &format!("{here}.require.claims"))?,
+        }),
+        _ => return Err(err(&here, "needs exactly one of \"public\": true, \"deny\": true or \"require\": {…}")),
+    };
+    Ok(RouteRule {
+        path,
+        methods: m.methods.iter().map(|x| x.to_ascii_uppercase()).collect(),
+        hosts: m.hosts.iter().map(|x| x.to_ascii_lowercase()).collect(),
+        action,
     })
 }
 
@@ -657,7 +791,12 @@ fn rbac_role(value: Option<&Value>, field: &str) -> Result<RbacRole, String> {
 /// `custom_validate`: LiteLLM takes a Python callable; here the rule is declarative:
 /// `[{"claim": "<dot.path>", "equals": <json> | "any_of": [..] | "all_of": [..]}]`, all must hold.
 fn custom_validate(value: Option<&Value>) -> Result<Vec<ClaimRequirement>, String> {
-    let field = format!("{JWTAUTH}.custom_validate");
+    claim_requirements(value, &format!("{JWTAUTH}.custom_validate"))
+}
+
+/// Declarative claim conditions (`custom_validate`, rule requirements).
+fn claim_requirements(value: Option<&Value>, field: &str) -> Result<Vec<ClaimRequirement>, String> {
+    let field = field.to_string();
     if let Some(Value::String(callable)) = value {
         return Err(err(&field, format!(
             "{callable:?} is a Python callable, which cannot run in Envoy; write the rule as a list of \
@@ -875,6 +1014,60 @@ mod tests {
 
     fn compile_json(v: Value) -> Result<FilterConfig, String> {
         compile(v.to_string().as_bytes(), &no_env)
+    }
+
+    #[test]
+    fn token_locations_forwarding_and_api_keys() {
+        let d = compile_json(json!({"public_key_url": "https://idp/k"})).unwrap();
+        assert!(d.token_locations.is_default() && d.forward && d.api_keys == ApiKeys::Refuse);
+        let c = compile_json(json!({"public_key_url": "https://idp/k",
+            "from_headers": [{"name": "X-Token", "value_prefix": "Token "}], "from_params": ["access_token"],
+            "from_cookies": ["session"], "forward": false, "api_keys": "pass_through"}))
+        .unwrap();
+        assert_eq!(c.token_locations.headers, [HeaderLocation { name: "x-token".into(), value_prefix: "Token ".into() }]);
+        assert!(!c.forward && c.api_keys == ApiKeys::PassThrough);
+        for (bad, says) in [
+            (json!({"from_headers": [{"name": "bad name"}]}), "from_headers[0].name"),
+            (json!({"from_headers": [{"name": "cookie"}]}), "from_cookies"),
+            (json!({"from_headers": [{"name": "x-litellm-user-id"}]}), "from_headers[0].name"),
+            (json!({"from_headers": [{"nam": "x"}]}), "from_headers[0]"),
+            (json!({"from_params": [""]}), "from_params[0]"),
+            (json!({"api_keys": "allow"}), "api_keys"),
+        ] {
+            let mut cfg = bad.clone();
+            cfg["public_key_url"] = json!("https://idp/k");
+            let e = compile_json(cfg).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn route_rules_compile_with_one_matcher_and_one_action() {
+        let c = compile_json(json!({"public_key_url": "https://idp/k", "rules": [
+            {"match": {"path": "/health"}, "public": true},
+            {"match": {"prefix": "/admin/", "methods": ["post"], "hosts": ["API.example.com"]},
+             "require": {"admin": true, "claims": [{"claim": "tier", "equals": "gold"}]}},
+            {"match": {"routes": ["openai_routes"]}, "require": {"team": true, "scopes": ["llm"]}},
+            {"match": {"prefix": "/internal/"}, "deny": true},
+        ]}))
+        .unwrap();
+        assert_eq!(c.rules.len(), 4);
+        assert_eq!(c.rules[1].methods, ["POST"]);
+        assert_eq!(c.rules[1].hosts, ["api.example.com"]);
+        assert!(matches!(&c.rules[1].action, RuleAction::Require(r) if r.admin && r.claims.len() == 1));
+        for (rule, says) in [
+            (json!({"match": {"path": "/a", "prefix": "/b"}, "public": true}), "rules[0].match"),
+            (json!({"match": {"path": "a"}, "public": true}), "rules[0].match"),
+            (json!({"match": {"routes": []}, "public": true}), "rules[0].match"),
+            (json!({"match": {"path": "/a"}}), "exactly one of"),
+            (json!({"match": {"path": "/a"}, "public": true, "deny": true}), "exactly one of"),
+            (json!({"match": {"path": "/a"}, "require": {"claims": [{"claim": "x"}]}}), "rules[0].require.claims[0]"),
+            (json!({"match": {"path": "/a"}, "require": {"colour": 1}}), "rules[0].require"),
+            (json!({"match": {"path": "/a", "regex": "x"}, "public": true}), "rules[0].match"),
+        ] {
+            let e = compile_json(json!({"public_key_url": "https://idp/k", "rules": [rule]})).unwrap_err();
+            assert!(e.contains(says), "{rule}: {e}");
+        }
     }
 
     #[test]

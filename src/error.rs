@@ -54,6 +54,8 @@ pub enum AuthError {
     BudgetExceeded(String),
     /// The Envoy configuration around the filter keeps it from deciding (500).
     EnvoyMisconfigured(String),
+    /// A per-route rule of this filter's configuration refused the request (403).
+    RouteRule(String),
 }
 
 /// A rendered local reply: what the shell hands to `send_http_response`.
@@ -70,7 +72,7 @@ impl AuthError {
             AuthError::KeysUnavailable(_) | AuthError::RecordsUnavailable(_) => 503,
             AuthError::BudgetExceeded(_) => 400,
             AuthError::EnvoyMisconfigured(_) => 500,
-            AuthError::Forbidden(_) => 403,
+            AuthError::Forbidden(_) | AuthError::RouteRule(_) => 403,
             AuthError::BodyTooLarge(_) => 413,
             AuthError::InvalidBody(_) => 400,
             _ => 401,
@@ -141,6 +143,7 @@ impl AuthError {
             }
             AuthError::BudgetExceeded(detail) => detail.clone(),
             AuthError::EnvoyMisconfigured(detail) => format!("llm-jwt-auth cannot decide: {detail}"),
+            AuthError::RouteRule(detail) => detail.clone(),
         }
     }
 
@@ -168,6 +171,7 @@ impl AuthError {
             AuthError::TeamModelDenied { .. } => "forbidden_model",
             AuthError::BudgetExceeded(_) => "budget",
             AuthError::EnvoyMisconfigured(_) => "envoy_misconfigured",
+            AuthError::RouteRule(_) => "route_rule",
         }
     }
 

@@ -37,6 +37,7 @@ pub mod model;
 pub mod record_store;
 pub mod records;
 pub mod route_groups;
+pub mod route_rules;
 pub mod routes;
 pub mod shared_data;
 pub mod shell;

@@ -12,6 +12,7 @@ use crate::error::AuthError;
 use crate::identity::Identity;
 use crate::jws::Jws;
 use crate::model;
+use crate::route_rules::RuleAction;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::rc::Rc;
@@ -52,10 +53,12 @@ pub struct Flow {
     /// Decided and applied: later callbacks let the request through untouched.
     pub done: bool,
     config: Rc<FilterConfig>,
+    /// The per-route rule (index into `config.rules`) whose requirements apply after LiteLLM's.
+    rule: Option<usize>,
 }
 
 impl Flow {
-    pub fn new(jws: Rc<Jws>, route: &str, content_type: Option<String>, body: Body, config: Rc<FilterConfig>) -> Self {
+    pub fn new(jws: Rc<Jws>, route: &str, content_type: Option<String>, body: Body, config: Rc<FilterConfig>, rule: Option<usize>) -> Self {
         Flow {
             jws,
             path_model: model::from_path(route),
@@ -67,6 +70,7 @@ impl Flow {
             body_seen: false,
             done: false,
             config,
+            rule,
         }
     }
 
@@ -114,6 +118,12 @@ impl Flow {
         let request = AuthzRequest { route: &self.route, model: model.as_deref() };
         match policy.authorize(&self.jws.claims, request, records) {
             Outcome::Allow { identity, upserts } => {
+                if let Some(RuleAction::Require(required)) = self.rule.and_then(|i| self.config.rules.get(i)).map(|r| &r.action) {
+                    let scopes = policy.scopes(&self.jws.claims);
+                    if let Err(e) = required.check(&self.route, &identity, &self.jws.claims, &scopes) {
+                        return Step::Deny(e);
+                    }
+                }
                 records.upsert(upserts);
                 forward_identity(&identity, self.config.filter_state);
                 Step::Continue

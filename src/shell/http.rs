@@ -6,9 +6,10 @@ use super::flow::{send_denial, Body, Flow, Step};
 use super::host::{now_micros, now_ms};
 use super::metrics::{count, Metric};
 use super::worker::{authorize, pump, Caller, SharedFlow, SharedWorker, Verification};
-use crate::config::Mode;
+use crate::config::{ApiKeys, Mode};
 use crate::error::AuthError;
-use crate::extract::bearer_token;
+use crate::extract::{is_jwt_shaped, without_cookie, without_param, Found};
+use crate::route_rules::{self, RuleAction, Target};
 use crate::identity::{IDENTITY_HEADER_PREFIX, REASON_HEADER};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -36,6 +37,19 @@ impl Request {
             Action::Pause
         } else {
             Action::Continue
+        }
+    }
+
+    /// Forward the request without its credential (`forward: false`).
+    fn strip_credential(&self, found: &Found, path: &str, headers: &[(String, String)]) {
+        match found {
+            Found::Header(name) => self.set_http_request_header(name, None),
+            Found::Param(name) => self.set_http_request_header(":path", Some(&without_param(path, name))),
+            Found::Cookie(name) => {
+                let cookies: Vec<&str> = headers.iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
+                let kept = without_cookie(&cookies.join("; "), name);
+                self.set_http_request_header("cookie", kept.as_deref());
+            }
         }
     }
 
@@ -67,42 +81,60 @@ impl HttpContext for Request {
         let Some(worker) = self.worker.clone() else {
             return self.deny(&AuthError::KeysUnavailable("filter is not configured".into()));
         };
+        let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else {
+            return self.deny(&AuthError::KeysUnavailable("worker busy".into()));
+        };
         // One host call for every header this filter reads.
-        let mut authorization = Vec::new();
-        let (mut path, mut content_type) = (String::new(), None);
+        let mut credentials: Vec<(String, String)> = Vec::new();
+        let (mut path, mut method, mut host, mut content_type) = (String::new(), String::new(), String::new(), None);
         for (name, value) in self.get_http_request_headers() {
             if name.starts_with(IDENTITY_HEADER_PREFIX) || name == REASON_HEADER {
                 self.set_http_request_header(&name, None);
+            } else if config.token_locations.wants_header(&name) {
+                credentials.push((name, value));
             } else {
                 match name.as_str() {
-                    "authorization" => authorization.push(value),
                     ":path" => path = value,
+                    ":method" => method = value,
+                    ":authority" => host = value,
                     "content-type" => content_type = Some(value),
                     _ => {}
                 }
             }
         }
         let route = path.split(['?', '#']).next().unwrap_or_default();
-        let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else {
-            return self.deny(&AuthError::KeysUnavailable("worker busy".into()));
-        };
         if config.public_routes.matches(route) {
             count(Metric::Public);
             return Action::Continue;
         }
+        let rule = match route_rules::find(&config.rules, &Target { route, method: &method, host: &host }) {
+            Some((_, RuleAction::Public)) => {
+                count(Metric::Public);
+                return Action::Continue;
+            }
+            Some((_, RuleAction::Deny)) => {
+                return self.deny(&AuthError::RouteRule(format!("route {route} is closed by the gateway's rules")));
+            }
+            Some((i, RuleAction::Require(_))) => Some(i),
+            None => None,
+        };
 
-        // Two credentials are a smuggling attempt (proxies may pick different ones): refuse.
-        if authorization.len() > 1 {
-            return self.deny(&AuthError::Malformed("more than one Authorization header".into()));
-        }
-        let token = match bearer_token(authorization.first().map(String::as_str)) {
-            Ok(token) => token,
+        let (token, found) = match config.token_locations.find(&credentials, &path) {
+            Ok(found) => found,
             Err(e) => return self.deny(&e),
         };
+        if config.api_keys == ApiKeys::PassThrough && !is_jwt_shaped(&token) {
+            // LiteLLM behind Envoy checks its own keys; this filter asserts nothing about them.
+            count(Metric::ApiKeyPassThrough);
+            return Action::Continue;
+        }
+        if !config.forward {
+            self.strip_credential(&found, &path, &credentials);
+        }
         let now_us = now_micros();
         let now = now_us / 1000;
         let verification = match worker.try_borrow_mut() {
-            Ok(mut w) => w.verify(token, now_us),
+            Ok(mut w) => w.verify(&token, now_us),
             Err(_) => Verification::Deny(AuthError::KeysUnavailable("worker busy".into())),
         };
         let (jws, waiting) = match verification {
@@ -111,11 +143,11 @@ impl HttpContext for Request {
             Verification::NeedKeys(jws) => (jws, true),
         };
         let body = if end_of_stream { Body::None } else { Body::Receiving(0) };
-        let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, config)));
+        let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, config, rule)));
         self.flow = Some(Rc::clone(&flow));
         if waiting {
             if let Ok(mut w) = worker.try_borrow_mut() {
-                w.wait_for_keys(self.context_id, token, flow, now);
+                w.wait_for_keys(self.context_id, &token, flow, now);
             }
             // The root context's next tick (≤ 100 ms; usually the keys were prefetched) fetches.
             pump(&worker, Caller::Request);

@@ -17,6 +17,8 @@ pub enum Metric {
     Allowed,
     /// Requests on public routes (no token needed).
     Public,
+    /// Non-JWT API keys let through untouched (`api_keys: pass_through`).
+    ApiKeyPassThrough,
     /// Requests refused, by stable reason (`denied.<reason>`; see `AuthError::reason`).
     Denied(&'static str),
     /// Denials let through because the filter runs in report (shadow) mode.
@@ -37,6 +39,7 @@ impl Metric {
         let name = match self {
             Metric::Allowed => "requests_allowed",
             Metric::Public => "requests_public",
+            Metric::ApiKeyPassThrough => "requests_api_key_pass_through",
             Metric::Denied(reason) => return format!("llm_jwt_auth.requests_denied.{reason}"),
             Metric::ReportedNotEnforced => "requests_reported_not_enforced",
             Metric::JwksFetchSuccess => "jwks_fetch_success",
