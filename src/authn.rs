@@ -21,6 +21,23 @@ pub enum KeyLookup {
     Unavailable(String),
 }
 
+/// The key sets as the decision sees them.
+pub trait KeySets {
+    fn lookup(&mut self, source: &JwksSource) -> KeyLookup;
+    /// The token's `kid` is in none of the key sets, `source`'s among them. `true`: a refetch
+    /// (key rotation) is under way, decide again when it lands; `false`: refuse now.
+    fn refetch_for_unknown_kid(&mut self, _source: &JwksSource) -> bool {
+        false
+    }
+}
+
+/// A plain lookup function never refetches (tests, and hosts without a cache).
+impl<F: FnMut(&JwksSource) -> KeyLookup> KeySets for F {
+    fn lookup(&mut self, source: &JwksSource) -> KeyLookup {
+        self(source)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Signature and registered claims are good; authorization comes next.
@@ -45,7 +62,7 @@ fn try_inline(jws: &Jws, keys: &[Arc<PublicKey>], host: &dyn HostCrypto) -> Opti
 fn verify_with_configured_keys(
     jws: &Jws,
     config: &Trust,
-    keys: &mut dyn FnMut(&JwksSource) -> KeyLookup,
+    keys: &mut dyn KeySets,
     host: &dyn HostCrypto,
 ) -> Result<(), Decision> {
     let deny = |e| Decision::Deny(e);
@@ -58,7 +75,7 @@ fn verify_with_configured_keys(
     let mut unavailable = None;
     let mut known: Vec<String> = Vec::new();
     for source in config.jwks {
-        match keys(source) {
+        match keys.lookup(source) {
             KeyLookup::Ready(set) => match set.select(jws.kid.as_deref()) {
                 Some(entry) => {
                     let key = entry.key.as_ref().map_err(|e| deny(AuthError::UnusableKey(e.clone())))?;
@@ -78,6 +95,16 @@ fn verify_with_configured_keys(
         if let Some(result) = try_inline(jws, config.inline_keys, host) {
             return result.map_err(deny);
         }
+        // Or by a key the IdP has just rotated in: one rate-limited refetch.
+        if unavailable.is_none() {
+            let mut refetching = false;
+            for source in config.jwks {
+                refetching |= keys.refetch_for_unknown_kid(source);
+            }
+            if refetching {
+                return Err(Decision::NeedKeys);
+            }
+        }
     }
     // Can't tell "unknown key" from "the IdP is down": answer 503, never a wrong 401 or a 200.
     Err(deny(match unavailable {
@@ -90,7 +117,7 @@ fn verify_with_configured_keys(
 pub fn authenticate(
     jws: &Jws,
     config: &FilterConfig,
-    keys: &mut dyn FnMut(&JwksSource) -> KeyLookup,
+    keys: &mut dyn KeySets,
     host: &dyn HostCrypto,
     now: u64,
 ) -> Decision {
@@ -184,6 +211,37 @@ mod tests {
             if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Unavailable("503 from IdP".into()) }
         });
         assert_eq!(d, Decision::Deny(AuthError::KeysUnavailable("503 from IdP".into())));
+    }
+
+    /// Key sets that answer an unknown kid with a refetch (`refetching`) and record who asked.
+    struct Rotating {
+        refetching: bool,
+        asked: Vec<String>,
+    }
+
+    impl KeySets for Rotating {
+        fn lookup(&mut self, _: &JwksSource) -> KeyLookup {
+            KeyLookup::Ready(jwks(&["rsa", "ed25519"]))
+        }
+        fn refetch_for_unknown_kid(&mut self, source: &JwksSource) -> bool {
+            self.asked.push(source.url.clone());
+            self.refetching
+        }
+    }
+
+    #[test]
+    fn unknown_kid_waits_for_a_refetch_when_one_is_under_way() {
+        let jws = crate::jws::parse(&token("ES384")).unwrap();
+        let mut keys = Rotating { refetching: true, asked: vec![] };
+        assert_eq!(authenticate(&jws, &two_urls(), &mut keys, &GuestOnly, now()), Decision::NeedKeys);
+        assert_eq!(keys.asked, ["http://a/jwks", "http://b/jwks"], "every URL may have rotated");
+        let mut keys = Rotating { refetching: false, asked: vec![] };
+        let d = authenticate(&jws, &two_urls(), &mut keys, &GuestOnly, now());
+        assert!(matches!(d, Decision::Deny(AuthError::NoMatchingKey { .. })), "{d:?}");
+        let known = crate::jws::parse(&token("RS256")).unwrap();
+        let mut keys = Rotating { refetching: true, asked: vec![] };
+        assert_eq!(authenticate(&known, &two_urls(), &mut keys, &GuestOnly, now()), Decision::Verified);
+        assert!(keys.asked.is_empty(), "a known kid never asks for a refetch");
     }
 
     #[test]

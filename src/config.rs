@@ -62,6 +62,7 @@ pub const DEFAULT_PUBLIC_KEY_TTL_S: f64 = 600.0;
 /// Newest LiteLLM's `public_key_stale_ttl` default.
 pub const DEFAULT_PUBLIC_KEY_STALE_TTL_S: f64 = 3600.0;
 pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_KID_REFETCH_INTERVAL_S: f64 = 30.0;
 pub const DEFAULT_ADMIN_JWT_SCOPE: &str = "litellm_proxy_admin";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Newest LiteLLM's default `team_allowed_routes`.
@@ -93,6 +94,9 @@ struct RawConfig {
     #[serde(default)]
     leeway: u64,
     jwks_fetch_timeout_ms: Option<u64>,
+    /// Seconds between refetches a token with an unknown `kid` may cause (per URL and Envoy
+    /// process); 0: never refetch early (LiteLLM: keys change only when the TTL runs out).
+    kid_refetch_interval: Option<f64>,
     /// Claims scopes are read from (LiteLLM: `scope`; Azure AD access tokens use `scp`).
     scope_claims: Option<Vec<String>>,
     /// Largest body read when a rule needs the requested model.
@@ -264,6 +268,8 @@ pub struct FilterConfig {
     /// How long past the TTL the last good JWKS is served while refreshing or during an outage.
     pub public_key_stale_ttl_ms: u64,
     pub fetch_timeout_ms: u64,
+    /// At most one refetch per this many ms for tokens with an unknown `kid`; 0: none.
+    pub kid_refetch_interval_ms: u64,
     pub policy: Policy,
     /// LiteLLM's `public_routes` plus `general_settings.public_routes`: no token needed.
     pub public_routes: RouteList,
@@ -435,6 +441,10 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         public_key_ttl_ms: (settings.public_key_ttl_s * 1000.0) as u64,
         public_key_stale_ttl_ms: settings.public_key_stale_ttl_ms,
         fetch_timeout_ms,
+        kid_refetch_interval_ms: match raw.kid_refetch_interval {
+            Some(s) if s != 0.0 && s < 1.0 => return Err(err("kid_refetch_interval", "must be 0 (off) or at least 1 second")),
+            v => seconds_ms(v, DEFAULT_KID_REFETCH_INTERVAL_S, "kid_refetch_interval")?,
+        },
         policy,
         public_routes: settings.public_routes,
         max_body_bytes,

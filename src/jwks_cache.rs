@@ -7,6 +7,7 @@
 //! |--------------------------------------|--------------------------------------------------|
 //! | `llm_jwt_auth/v1/jwks/<url>`         | `<fetched_ms> <expires_ms> <stale_until_ms>\n<JWKS body>` |
 //! | `llm_jwt_auth/v1/jwks-fetch/<url>`   | empty (idle), `fetching <until_ms>`, or `failed <retry_ms> <why>` |
+//! | `llm_jwt_auth/v1/jwks-kid/<url>`     | `<requested_ms>`: a token's `kid` was unknown then (key rotation?) |
 //!
 //! A worker that needs keys takes the fetch lease with CAS (`fetching`); every other worker
 //! sees the lease and waits for the record. A failed fetch is remembered until `retry_ms`, so an
@@ -15,6 +16,11 @@
 //! `public_key_stale_ttl`) while one worker refreshes it — or while the IdP is down. Only
 //! bodies that parse as a key set are ever written as records. Each worker keeps the parsed key
 //! set locally and only re-reads shared data when its copy expires.
+//!
+//! A token whose `kid` is in no key set may be signed with a key the IdP just rotated in. It asks
+//! for one refetch (the `jwks-kid` stamp, CAS-written) and waits for it — at most one per
+//! `kid_refetch_interval` per URL per Envoy process, and never within that interval of the last
+//! fetch, so a flood of made-up kids costs no more than one fetch per interval.
 
 use crate::authn::KeyLookup;
 use crate::keys::jwks::KeySet;
@@ -24,6 +30,7 @@ use std::sync::Arc;
 
 pub const KEY_PREFIX: &str = "llm_jwt_auth/v1/jwks/";
 pub const FETCH_PREFIX: &str = "llm_jwt_auth/v1/jwks-fetch/";
+pub const KID_PREFIX: &str = "llm_jwt_auth/v1/jwks-kid/";
 /// How long a failed fetch is remembered before another is tried.
 pub const RETRY_AFTER_FAILURE_MS: u64 = 1000;
 
@@ -65,6 +72,7 @@ impl Record {
 
 struct Local {
     cas: Option<u32>,
+    fetched_ms: u64,
     expires_ms: u64,
     refresh_at_ms: u64,
     keys: Arc<KeySet>,
@@ -118,7 +126,8 @@ impl JwksCache {
                     },
                 };
                 let (expires_ms, refresh_at_ms) = (record.expires_ms, record.refresh_at_ms());
-                self.local.insert(url.to_string(), Local { cas, expires_ms, refresh_at_ms, keys: keys.clone() });
+                let fetched_ms = record.fetched_ms;
+                self.local.insert(url.to_string(), Local { cas, fetched_ms, expires_ms, refresh_at_ms, keys: keys.clone() });
                 return KeyLookup::Ready(keys);
             }
         }
@@ -136,17 +145,18 @@ impl JwksCache {
     /// last tenth of their TTL (refreshed in the background before they expire, so requests
     /// neither wait nor see stale keys in normal operation), and no fetch is under way or
     /// backing off.
-    pub fn need(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> Need {
-        if self.local.get(url).is_some_and(|l| now_ms < l.refresh_at_ms) {
+    pub fn need(&mut self, store: &dyn SharedData, url: &str, now_ms: u64, kid_interval_ms: u64) -> Need {
+        let record = || store.get(&format!("{KEY_PREFIX}{url}")).0.as_deref().and_then(Record::decode);
+        // An unknown kid asked for a refetch that has not happened yet (still wanted for one interval).
+        let requested = kid_stamp(store, url);
+        let kid_refetch = requested.is_some_and(|at| {
+            now_ms < at.saturating_add(kid_interval_ms) && record().is_some_and(|r| r.fetched_ms < at)
+        });
+        if !kid_refetch && self.local.get(url).is_some_and(|l| now_ms < l.refresh_at_ms) {
             return Need::Nothing;
         }
-        let fresh = store
-            .get(&format!("{KEY_PREFIX}{url}"))
-            .0
-            .as_deref()
-            .and_then(Record::decode)
-            .is_some_and(|r| now_ms < r.refresh_at_ms());
-        if fresh {
+        let fresh = record().is_some_and(|r| now_ms < r.refresh_at_ms());
+        if fresh && !kid_refetch {
             return Need::Nothing;
         }
         match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
@@ -154,6 +164,40 @@ impl JwksCache {
             FetchState::Failed { retry_ms, .. } if now_ms < retry_ms => Need::Nothing,
             _ => Need::Fetch,
         }
+    }
+
+    /// A token's `kid` is in none of the key sets, `url`'s among them: ask for one refetch
+    /// (rate-limited, see the module docs). `true`: a refetch is under way or a newer key set
+    /// is there: decide again soon; `false`: the kid is unknown, refuse the token.
+    pub fn refetch_for_unknown_kid(&mut self, store: &dyn SharedData, url: &str, now_ms: u64, interval_ms: u64, lease_ms: u64) -> bool {
+        let Some(local_fetched) = self.local.get(url).map(|l| l.fetched_ms) else { return false };
+        if interval_ms == 0 {
+            return false;
+        }
+        let shared_fetched = store.get(&format!("{KEY_PREFIX}{url}")).0.as_deref().and_then(Record::decode).map(|r| r.fetched_ms);
+        if shared_fetched.is_some_and(|f| f > local_fetched) {
+            // Another worker fetched a newer set: adopt it at the next lookup.
+            self.local.remove(url);
+            return true;
+        }
+        let key = format!("{KID_PREFIX}{url}");
+        let (value, cas) = store.get(&key);
+        let requested = value.as_deref().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok());
+        if let Some(at) = requested.filter(|at| *at > local_fetched) {
+            let failed_since = match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
+                FetchState::Failed { retry_ms, .. } => Some(retry_ms.saturating_sub(RETRY_AFTER_FAILURE_MS)),
+                _ => None,
+            };
+            // Under way, unless it already failed.
+            return now_ms < at + lease_ms && failed_since.is_none_or(|f| f < at);
+        }
+        let recently = |t: u64| now_ms < t.saturating_add(interval_ms);
+        if recently(local_fetched) || requested.is_some_and(recently) {
+            return false;
+        }
+        // Losing the CAS means another worker asked just now: its refetch serves this token too.
+        let _ = store.set(&key, now_ms.to_string().as_bytes(), cas);
+        true
     }
 
     /// Take the fetch lease for `url` (CAS). `true`: this worker must fetch now.
@@ -180,7 +224,8 @@ impl JwksCache {
                 let cas = store.get(&format!("{KEY_PREFIX}{url}")).1;
                 self.generation += 1;
                 let (expires_ms, refresh_at_ms) = (record.expires_ms, record.refresh_at_ms());
-                self.local.insert(url.to_string(), Local { cas, expires_ms, refresh_at_ms, keys: Arc::new(set) });
+                let fetched_ms = record.fetched_ms;
+                self.local.insert(url.to_string(), Local { cas, fetched_ms, expires_ms, refresh_at_ms, keys: Arc::new(set) });
                 let _ = store.set(&fetch_key, &FetchState::Idle.encode(), None);
                 Ok(())
             }
@@ -198,6 +243,12 @@ impl JwksCache {
     pub fn init_fetch_key(store: &dyn SharedData, url: &str) {
         init_lease(store, &format!("{FETCH_PREFIX}{url}"));
     }
+}
+
+/// When an unknown kid last asked for a refetch of `url`.
+fn kid_stamp(store: &dyn SharedData, url: &str) -> Option<u64> {
+    let value = store.get(&format!("{KID_PREFIX}{url}")).0?;
+    std::str::from_utf8(&value).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -234,10 +285,10 @@ mod tests {
         let mut a = JwksCache::default();
         let mut b = JwksCache::default();
         assert!(matches!(a.lookup(&store, URL, 0), KeyLookup::Pending));
-        assert_eq!(a.need(&store, URL, 0), Need::Fetch);
+        assert_eq!(a.need(&store, URL, 0, 30_000), Need::Fetch);
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
         assert!(!JwksCache::try_begin_fetch(&store, URL, 1, 6000), "second worker must not fetch");
-        assert_eq!(b.need(&store, URL, 1), Need::Nothing, "b waits for a's fetch");
+        assert_eq!(b.need(&store, URL, 1, 30_000), Need::Nothing, "b waits for a's fetch");
         assert!(matches!(b.lookup(&store, URL, 1), KeyLookup::Pending));
     }
 
@@ -260,10 +311,10 @@ mod tests {
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
         a.complete_fetch(&store, URL, 100, (1000, 0), Ok(body())).unwrap();
         assert!(matches!(b.lookup(&store, URL, 200), KeyLookup::Ready(_)));
-        assert_eq!(b.need(&store, URL, 200), Need::Nothing);
+        assert_eq!(b.need(&store, URL, 200, 30_000), Need::Nothing);
         assert!(matches!(b.lookup(&store, URL, 1099), KeyLookup::Ready(_)));
         assert!(matches!(b.lookup(&store, URL, 1100), KeyLookup::Pending), "expired at fetched + ttl");
-        assert_eq!(b.need(&store, URL, 1100), Need::Fetch);
+        assert_eq!(b.need(&store, URL, 1100, 30_000), Need::Fetch);
     }
 
     #[test]
@@ -271,11 +322,11 @@ mod tests {
         let store = MockShared::default();
         let mut a = JwksCache::default();
         a.complete_fetch(&store, URL, 0, (1000, 0), Ok(body())).unwrap();
-        assert_eq!(a.need(&store, URL, 899), Need::Nothing);
-        assert_eq!(a.need(&store, URL, 900), Need::Fetch, "background refresh before expiry");
+        assert_eq!(a.need(&store, URL, 899, 30_000), Need::Nothing);
+        assert_eq!(a.need(&store, URL, 900, 30_000), Need::Fetch, "background refresh before expiry");
         assert!(matches!(a.lookup(&store, URL, 950), KeyLookup::Ready(_)), "and requests are not held");
         let mut b = JwksCache::default();
-        assert_eq!(b.need(&store, URL, 950), Need::Fetch, "other workers agree from the shared record");
+        assert_eq!(b.need(&store, URL, 950, 30_000), Need::Fetch, "other workers agree from the shared record");
     }
 
     #[test]
@@ -284,11 +335,11 @@ mod tests {
         let mut a = JwksCache::default();
         let mut b = JwksCache::default();
         a.complete_fetch(&store, URL, 0, (1000, 5000), Ok(body())).unwrap();
-        assert_eq!(b.need(&store, URL, 500), Need::Nothing, "fresh");
+        assert_eq!(b.need(&store, URL, 500, 30_000), Need::Nothing, "fresh");
         assert!(matches!(b.lookup(&store, URL, 1500), KeyLookup::Ready(_)), "stale copy served");
-        assert_eq!(b.need(&store, URL, 1500), Need::Fetch, "but a refresh is due");
+        assert_eq!(b.need(&store, URL, 1500, 30_000), Need::Fetch, "but a refresh is due");
         assert!(JwksCache::try_begin_fetch(&store, URL, 1500, 6000));
-        assert_eq!(a.need(&store, URL, 1600), Need::Nothing, "one refresh at a time");
+        assert_eq!(a.need(&store, URL, 1600, 30_000), Need::Nothing, "one refresh at a time");
         b.complete_fetch(&store, URL, 1700, (1000, 5000), Err("IdP down".into())).unwrap_err();
         assert!(matches!(a.lookup(&store, URL, 5999), KeyLookup::Ready(_)), "outage: still the stale copy");
         assert!(matches!(a.lookup(&store, URL, 6000), KeyLookup::Unavailable(_) | KeyLookup::Pending), "window over");
@@ -335,12 +386,47 @@ mod tests {
     }
 
     #[test]
+    fn unknown_kid_asks_for_one_refetch_per_interval_and_waits_for_it() {
+        let store = MockShared::default();
+        let (mut a, mut b) = (JwksCache::default(), JwksCache::default());
+        let (interval, lease) = (30_000, 6000);
+        a.complete_fetch(&store, URL, 0, (600_000, 0), Ok(body())).unwrap();
+        assert!(matches!(b.lookup(&store, URL, 1), KeyLookup::Ready(_)));
+        assert!(!a.refetch_for_unknown_kid(&store, URL, 10_000, interval, lease), "keys fetched moments ago: refuse");
+        assert_eq!(a.need(&store, URL, 40_000, interval), Need::Nothing);
+        assert!(a.refetch_for_unknown_kid(&store, URL, 40_000, interval, lease), "first unknown kid asks and waits");
+        assert!(b.refetch_for_unknown_kid(&store, URL, 40_001, interval, lease), "other workers wait for the same refetch");
+        assert_eq!(b.need(&store, URL, 40_001, interval), Need::Fetch, "any worker's tick fetches it");
+        assert!(JwksCache::try_begin_fetch(&store, URL, 40_001, lease));
+        b.complete_fetch(&store, URL, 40_050, (600_000, 0), Ok(body())).unwrap();
+        assert_eq!(a.need(&store, URL, 40_060, interval), Need::Nothing, "done: no second fetch");
+        assert!(a.refetch_for_unknown_kid(&store, URL, 40_060, interval, lease), "a adopts the newer set first");
+        assert!(matches!(a.lookup(&store, URL, 40_061), KeyLookup::Ready(_)));
+        assert!(!a.refetch_for_unknown_kid(&store, URL, 40_062, interval, lease), "still unknown after the refetch: refuse");
+        assert!(!a.refetch_for_unknown_kid(&store, URL, 70_000, interval, lease), "the interval is per URL and process");
+        assert!(a.refetch_for_unknown_kid(&store, URL, 70_100, interval, lease), "next interval: one more");
+    }
+
+    #[test]
+    fn unknown_kid_refetch_that_fails_or_is_off_refuses() {
+        let store = MockShared::default();
+        let mut a = JwksCache::default();
+        a.complete_fetch(&store, URL, 0, (600_000, 600_000), Ok(body())).unwrap();
+        assert!(!a.refetch_for_unknown_kid(&store, URL, 100_000, 0, 6000), "0 = off");
+        assert!(a.refetch_for_unknown_kid(&store, URL, 100_000, 30_000, 6000));
+        assert!(JwksCache::try_begin_fetch(&store, URL, 100_000, 6000));
+        a.complete_fetch(&store, URL, 100_100, (600_000, 600_000), Err("down".into())).unwrap_err();
+        assert!(!a.refetch_for_unknown_kid(&store, URL, 100_200, 30_000, 6000), "refetch failed: refuse");
+        assert!(matches!(a.lookup(&store, URL, 100_200), KeyLookup::Ready(_)), "known kids still served");
+    }
+
+    #[test]
     fn expired_lease_of_a_dead_fetcher_can_be_taken_over() {
         let store = MockShared::default();
         let mut a = JwksCache::default();
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
-        assert_eq!(a.need(&store, URL, 5999), Need::Nothing);
-        assert_eq!(a.need(&store, URL, 6000), Need::Fetch);
+        assert_eq!(a.need(&store, URL, 5999, 30_000), Need::Nothing);
+        assert_eq!(a.need(&store, URL, 6000, 30_000), Need::Fetch);
         assert!(JwksCache::try_begin_fetch(&store, URL, 6000, 6000));
     }
 }

@@ -10,7 +10,7 @@ use super::flow::{send_denial, Body, Flow, Step};
 use super::host::{now_ms, HostShared, HostVerifier};
 use super::log;
 use super::metrics::{count, record, Metric};
-use crate::authn::{authenticate, Decision, KeyLookup};
+use crate::authn::{authenticate, Decision, KeyLookup, KeySets};
 use crate::authz::Records;
 use crate::config::{FilterConfig, JwksSource, RecordSource, SourceKind};
 use crate::discovery;
@@ -93,6 +93,25 @@ pub struct Worker {
     waiters: BTreeMap<u32, Waiter>,
     in_flight: HashMap<u32, Fetch>,
     crypto: HostVerifier,
+}
+
+/// The shared key sets as the decision sees them, at one instant.
+struct CachedKeys<'a> {
+    cache: &'a mut JwksCache,
+    config: &'a FilterConfig,
+    now_ms: u64,
+}
+
+impl KeySets for CachedKeys<'_> {
+    fn lookup(&mut self, source: &JwksSource) -> KeyLookup {
+        self.cache.lookup(&HostShared, &source.url, self.now_ms)
+    }
+
+    fn refetch_for_unknown_kid(&mut self, source: &JwksSource) -> bool {
+        let lease_ms = self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
+        let interval = self.config.kid_refetch_interval_ms;
+        self.cache.refetch_for_unknown_kid(&HostShared, &source.url, self.now_ms, interval, lease_ms)
+    }
 }
 
 /// The record store as the decision sees it: lookups at one instant, upserts applied.
@@ -234,9 +253,8 @@ impl Worker {
     /// Decide a parsed token with the keys this worker knows now.
     fn decide(&mut self, jws: &Jws, now_ms: u64) -> Decision {
         let config = Rc::clone(&self.config);
-        let cache = &mut self.cache;
-        let mut lookup = |s: &JwksSource| -> KeyLookup { cache.lookup(&HostShared, &s.url, now_ms) };
-        authenticate(jws, &config, &mut lookup, &self.crypto, now_ms / 1000)
+        let mut keys = CachedKeys { cache: &mut self.cache, config: &config, now_ms };
+        authenticate(jws, &config, &mut keys, &self.crypto, now_ms / 1000)
     }
 
     /// Park a request until its keys arrive (or the wait times out).
@@ -270,7 +288,7 @@ impl Worker {
         let longest = jwks_lease_ms.max(record_timeout + WAIT_MARGIN_MS);
         self.in_flight.retain(|_, f| now_ms < f.started_ms + longest);
         for source in config.key_sources() {
-            if self.cache.need(&HostShared, &source.url, now_ms) != Need::Fetch
+            if self.cache.need(&HostShared, &source.url, now_ms, config.kid_refetch_interval_ms) != Need::Fetch
                 || !JwksCache::try_begin_fetch(&HostShared, &source.url, now_ms, jwks_lease_ms)
             {
                 continue;
