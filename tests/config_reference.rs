@@ -382,6 +382,7 @@ fn same(level: &str, field: &str, a: &FilterConfig, b: &FilterConfig) -> Option<
         ("top", "issuers") => a.issuers.len() == b.issuers.len(),
         ("top", "leeway") => a.claim_rules.leeway == b.claim_rules.leeway,
         ("top", "jwks_fetch_timeout_ms") => a.fetch_timeout_ms == b.fetch_timeout_ms,
+        ("top", "kid_refetch_interval") => a.kid_refetch_interval_ms == b.kid_refetch_interval_ms,
         ("top", "scope_claims") => pa.scope_claims == pb.scope_claims,
         ("top", "max_body_bytes") => a.max_body_bytes == b.max_body_bytes,
         ("top", "token_cache_size") => a.token_cache_size == b.token_cache_size,
