@@ -1,5 +1,6 @@
-"""The JWKS cache: cold start, one fetch per Envoy process shared by all workers, and key
-rotation picked up only after `public_key_ttl`.  One Envoy per test (each starts cold)."""
+"""The JWKS cache: cold start, one fetch per Envoy process shared by all workers, key rotation
+picked up after `public_key_ttl` (LiteLLM's way, `kid_refetch_interval: 0`) or at once through
+one rate-limited refetch on an unknown kid.  One Envoy per test (each starts cold)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def test_rotated_key_is_refused_until_the_ttl_expires_then_accepted(envoys, idps
     idp = idps.new([old])
     proxy = envoys.scenario(
         "rotation", jwks=[idp],
-        plugin_config={"public_key_url": idp.jwks_url,
+        plugin_config={"public_key_url": idp.jwks_url, "kid_refetch_interval": 0,
                        "general_settings": {"litellm_jwtauth": {"public_key_ttl": ttl}}},
     )
     assert_forwarded(proxy.request(old.sign(jf.claims("before"))), sub="before")
@@ -110,3 +111,50 @@ def test_rotated_key_is_refused_until_the_ttl_expires_then_accepted(envoys, idps
 
     reply = proxy.request(old.sign(jf.claims("stale")))
     assert_auth_error(reply, prefix=NO_MATCHING_KEY, contains=["kid=rotation-old"])
+
+
+def test_unknown_kid_refetches_once_per_interval_so_rotation_is_immediate_and_floods_are_cheap(
+        envoys, idps, keyring):
+    interval = 2
+    old = keyring.get("refetch-old", "RS256")
+    new = keyring.get("refetch-new", "RS256")
+    idp = idps.new([old])
+    proxy = envoys.scenario(
+        "kid-refetch", jwks=[idp], concurrency=2,
+        plugin_config={"public_key_url": idp.jwks_url, "kid_refetch_interval": interval},
+    )
+    assert_forwarded(proxy.request(old.sign(jf.claims("before"))), sub="before")
+    assert idp.wait_for_fetches(1) and idp.fetch_count == 1
+    first_fetch = idp.fetch_times[0]
+
+    idp.set_keys([old, new])  # the IdP rotates a new key in
+    reply = proxy.request(new.sign(jf.claims("too-soon")))
+    if time.monotonic() - first_fetch < interval:
+        # Keys fetched moments ago: no refetch yet, the kid is unknown.
+        assert_auth_error(reply, prefix=NO_MATCHING_KEY, contains=["kid=refetch-new"])
+        assert idp.fetch_count == 1, "no refetch within the interval of the last fetch"
+    time.sleep(max(0.0, first_fetch + interval + 0.2 - time.monotonic()))
+
+    # The first token with the new kid waits for one refetch and passes.
+    assert_forwarded(proxy.request(new.sign(jf.claims("after"))), sub="after")
+    assert idp.fetch_count == 2
+
+    # A flood of made-up kids on both workers: refused, and no further fetch in the interval.
+    flood_started = time.monotonic()
+    replies = []
+
+    def fire(i: int) -> None:
+        replies.append(proxy.request(new.sign(jf.claims(f"flood-{i}"), kid=f"made-up-{i}")))
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(replies) == 40
+    for reply in replies:
+        assert_auth_error(reply, prefix=NO_MATCHING_KEY)
+    if time.monotonic() - flood_started < interval:
+        assert idp.fetch_count == 2, f"{idp.fetch_count - 2} refetches caused by made-up kids within the interval"
+    assert idp.fetch_count <= 3, "at most one refetch per interval"
+    assert_forwarded(proxy.request(old.sign(jf.claims("old-still-good"))), sub="old-still-good")
