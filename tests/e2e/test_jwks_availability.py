@@ -154,3 +154,51 @@ def test_without_a_stale_window_an_outage_after_the_ttl_fails_closed(envoys, idp
     time.sleep(1.5)
     reply = proxy.request(key.sign(jf.claims("after-ttl")))
     assert_unavailable(reply)
+
+
+def test_jwks_body_over_the_size_cap_gives_503_and_is_not_cached(envoys, idps, key):
+    idp = idps.new([key])
+    # A valid key set padded past the 1 MiB cap: refused for its size, not parsed.
+    padding = [{"kty": "oct", "kid": f"pad-{i}", "k": "A" * 200} for i in range(6000)]
+    idp.set_jwks({"keys": [key.jwk(), *padding]})
+    proxy = envoys.scenario("jwks-huge", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    _hammer_until(proxy, key, time.monotonic() + 1.2)
+    assert idp.fetch_count >= 1
+    assert "larger than" in proxy.envoy.log_text()
+
+    idp.set_keys([key])
+    reply, _ = _wait_for_success(proxy, key)
+    assert_forwarded(reply, sub="available")
+
+
+@pytest.mark.parametrize("document", [
+    {"keys": "not-a-list"},
+    [{"kty": "EC"}],
+    {"keys": None},
+])
+def test_jwks_that_is_not_a_key_set_gives_503(envoys, idps, key, document):
+    idp = idps.new([key])
+    idp.set_jwks(document)
+    proxy = envoys.scenario("jwks-wrong-shape", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    _hammer_until(proxy, key, time.monotonic() + 0.6, at_least=3)
+
+
+def test_key_list_without_key_objects_finds_no_key(envoys, idps, key):
+    # LiteLLM's parse_keys skips list members that are not objects: a set of nothing, so 401.
+    idp = idps.new([key])
+    idp.set_jwks({"keys": [1, "two", None]})
+    proxy = envoys.scenario("jwks-no-objects", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    reply = proxy.request(_token(key))
+    assert reply.status == 401 and reply.headers.get("x-llm-jwt-auth-reason") == "unknown_kid", reply
+
+
+def test_key_with_wrong_member_types_is_unusable_not_a_crash(envoys, idps, key):
+    idp = idps.new([key])
+    bad = {**key.jwk(), "x": 5, "y": True}
+    idp.set_jwks({"keys": [bad]})
+    proxy = envoys.scenario("jwks-wrong-types", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    reply = proxy.request(_token(key))
+    assert reply.status == 401, reply
+    assert reply.headers.get("x-llm-jwt-auth-reason") == "unusable_key", reply
+    idp.set_keys([key])  # the IdP fixes its document; the VM is alive and serves after the TTL
+    assert proxy.request(_token(key)).status == 401  # still the cached (unusable) set
