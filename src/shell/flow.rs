@@ -55,10 +55,12 @@ pub struct Flow {
     config: Rc<FilterConfig>,
     /// The per-route rule (index into `config.rules`) whose requirements apply after LiteLLM's.
     rule: Option<usize>,
+    /// `route=… token=…` for debug lines (only when debug logging is on).
+    pub log_ctx: Option<String>,
 }
 
 impl Flow {
-    pub fn new(jws: Rc<Jws>, route: &str, content_type: Option<String>, body: Body, config: Rc<FilterConfig>, rule: Option<usize>) -> Self {
+    pub fn new(jws: Rc<Jws>, route: &str, content_type: Option<String>, body: Body, config: Rc<FilterConfig>, rule: Option<usize>, log_ctx: Option<String>) -> Self {
         Flow {
             jws,
             path_model: model::from_path(route),
@@ -71,6 +73,7 @@ impl Flow {
             done: false,
             config,
             rule,
+            log_ctx,
         }
     }
 
@@ -125,6 +128,16 @@ impl Flow {
                     }
                 }
                 records.upsert(upserts);
+                if super::debug_enabled() {
+                    let none = || "-".to_string();
+                    log(LogLevel::Debug, &format!(
+                        "decision=allow {} user_id={} team_id={} role={}",
+                        self.log_ctx.as_deref().unwrap_or_default(),
+                        identity.user_id.clone().unwrap_or_else(none),
+                        identity.team_id.clone().unwrap_or_else(none),
+                        identity.user_role,
+                    ));
+                }
                 forward_identity(&identity, self.config.filter_state);
                 Step::Continue
             }
@@ -151,19 +164,25 @@ pub fn forward_identity(identity: &Identity, filter_state: bool) {
 /// Refuse a request: LiteLLM's JSON error as a local reply — or, in report mode, only record
 /// the denial. Returns `true` when a reply was sent (the request must stay paused), `false`
 /// when the request may go on.
-pub fn send_denial(error: &AuthError, mode: Mode, filter_state: bool) -> bool {
+pub fn send_denial(error: &AuthError, mode: Mode, filter_state: bool, log_ctx: Option<&str>) -> bool {
     super::metrics::count(super::metrics::Metric::Denied(error.reason()));
     if filter_state {
         let _ = hostcalls::set_property(vec!["llm_jwt_auth.denial_reason"], Some(error.reason().as_bytes()));
     }
     if mode == Mode::Report {
         super::metrics::count(super::metrics::Metric::ReportedNotEnforced);
-        log(LogLevel::Info, &format!("report mode: would deny ({}), status {}", error.reason(), error.status()));
+        log(LogLevel::Info, &format!(
+            "decision=report_deny reason={} status={} {}", error.reason(), error.status(), log_ctx.unwrap_or_default()
+        ));
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, crate::identity::REASON_HEADER, Some(error.reason()));
         return false;
     }
     let response = error.to_response();
-    log(LogLevel::Debug, &format!("denied ({}), status {}", error.reason(), response.status));
+    if super::debug_enabled() {
+        log(LogLevel::Debug, &format!(
+            "decision=deny reason={} status={} {}", error.reason(), response.status, log_ctx.unwrap_or_default()
+        ));
+    }
     let mut headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     headers.push((crate::identity::REASON_HEADER, error.reason()));
     let _ = hostcalls::send_http_response(response.status, headers, Some(&response.body));

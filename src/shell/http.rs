@@ -18,13 +18,15 @@ use std::rc::Rc;
 
 pub struct Request {
     context_id: u32,
+    /// `route=… token=…` for debug lines; filled only when debug logging is on.
+    log_ctx: Option<String>,
     worker: Option<SharedWorker>,
     flow: Option<SharedFlow>,
 }
 
 impl Request {
     pub fn new(context_id: u32, worker: Option<SharedWorker>) -> Self {
-        Request { context_id, worker, flow: None }
+        Request { context_id, log_ctx: None, worker, flow: None }
     }
 
     fn deny(&self, error: &AuthError) -> Action {
@@ -33,7 +35,7 @@ impl Request {
             .as_ref()
             .and_then(|w| w.try_borrow().ok().map(|w| (w.config.mode, w.config.filter_state)))
             .unwrap_or((Mode::Enforce, false));
-        if send_denial(error, mode, filter_state) {
+        if send_denial(error, mode, filter_state, self.log_ctx.as_deref()) {
             Action::Pause
         } else {
             Action::Continue
@@ -103,6 +105,10 @@ impl HttpContext for Request {
             }
         }
         let route = path.split(['?', '#']).next().unwrap_or_default();
+        if super::debug_enabled() {
+            let shown: String = route.chars().filter(|c| !c.is_control()).take(200).collect();
+            self.log_ctx = Some(format!("route={shown}"));
+        }
         if config.public_routes.matches(route) {
             count(Metric::Public);
             return Action::Continue;
@@ -123,6 +129,10 @@ impl HttpContext for Request {
             Ok(found) => found,
             Err(e) => return self.deny(&e),
         };
+        if let Some(ctx) = self.log_ctx.as_mut() {
+            ctx.push_str(" token=");
+            ctx.push_str(&super::token_id(&token));
+        }
         if config.api_keys == ApiKeys::PassThrough && !is_jwt_shaped(&token) {
             // LiteLLM behind Envoy checks its own keys; this filter asserts nothing about them.
             count(Metric::ApiKeyPassThrough);
@@ -143,7 +153,7 @@ impl HttpContext for Request {
             Verification::NeedKeys(jws) => (jws, true),
         };
         let body = if end_of_stream { Body::None } else { Body::Receiving(0) };
-        let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, config, rule)));
+        let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, config, rule, self.log_ctx.clone())));
         self.flow = Some(Rc::clone(&flow));
         if waiting {
             if let Ok(mut w) = worker.try_borrow_mut() {

@@ -24,7 +24,33 @@ proxy_wasm::main! {{
     });
 }}
 
-/// Log through Envoy. Never pass token or key material here (see `docs/security.md`).
+thread_local! {
+    /// Whether Envoy's `wasm` log level lets debug lines through, read on every tick: debug
+    /// lines (one per decision) cost nothing when they would be dropped anyway.
+    static DEBUG: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+pub(crate) fn refresh_log_level() {
+    let on = matches!(proxy_wasm::hostcalls::get_log_level(), Ok(LogLevel::Trace | LogLevel::Debug));
+    DEBUG.with(|d| d.set(on));
+}
+
+pub(crate) fn debug_enabled() -> bool {
+    DEBUG.with(std::cell::Cell::get)
+}
+
+/// Log through Envoy. Never pass token or key material here (see `docs/security.md`); a
+/// token is named by [`token_id`].
 pub(crate) fn log(level: LogLevel, message: &str) {
+    if matches!(level, LogLevel::Trace | LogLevel::Debug) && !debug_enabled() {
+        return;
+    }
     let _ = proxy_wasm::hostcalls::log(level, message);
+}
+
+/// A short, stable name for a token in logs: the first 8 hex digits of its SHA-256. Enough to
+/// follow one client's token through the log; useless for replaying it.
+pub(crate) fn token_id(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
 }

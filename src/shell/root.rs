@@ -30,6 +30,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        super::refresh_log_level();
         let raw = self.get_plugin_configuration().unwrap_or_default();
         let env = |name: &str| std::env::var(name).ok();
         match config::compile(&raw, &env) {
@@ -56,6 +57,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        super::refresh_log_level();
         if let Some(worker) = &self.worker {
             pump(worker, Caller::Root);
         }

@@ -588,10 +588,11 @@ fn resume(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, ready: Read
             let (mode, filter_state) = worker
                 .try_borrow()
                 .map_or((crate::config::Mode::Enforce, false), |w| (w.config.mode, w.config.filter_state));
-            if let Ok(mut f) = flow.try_borrow_mut() {
+            let log_ctx = flow.try_borrow_mut().ok().and_then(|mut f| {
                 f.done = true;
-            }
-            if !send_denial(&error, mode, filter_state) {
+                f.log_ctx.clone()
+            });
+            if !send_denial(&error, mode, filter_state, log_ctx.as_deref()) {
                 let _ = hostcalls::resume_http_request();
             }
         }
