@@ -5,6 +5,8 @@
 
 Endpoints
   GET /.well-known/jwks.json   the public keys (kid, kty, alg, use + key material)
+  GET <issuer path>/.well-known/openid-configuration
+                               OIDC discovery document: {"issuer": ..., "jwks_uri": <JWKS URL>}
   GET /mint?sub=alice&exp_in=3600&alg=RS256&scope=...&aud=...&iss=...&kid=...&nbf_in=...
                                a signed token (text/plain); `format=json` returns the token
                                with its decoded header and claims
@@ -17,7 +19,8 @@ Endpoints
 
 `IdPServer` is importable: the e2e tests drive it directly (fetch counter, swapping the key
 set, answering the JWKS with 500 / non-JSON / a delay, stopping and starting on the same port,
-or holding the port bound but not listening so connections are refused).
+or holding the port bound but not listening so connections are refused). The discovery document
+has its own counter and faults (any document, 500, non-JSON), independent of the JWKS's.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import jwt_fixtures as jf  # noqa: E402
 from loopback_server import LoopbackServer  # noqa: E402
 
 JWKS_PATH = "/.well-known/jwks.json"
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 
 DEMO_KEY_SPECS = (
     ("demo-rsa", "RS256"),
@@ -91,6 +95,10 @@ class IdPServer(LoopbackServer):
         self.delay = 0.0
         self._fetch_times: list[float] = []  # time.monotonic() when each JWKS request arrived
         self._served_times: list[float] = []  # when each JWKS answer was written
+        self._discovery_doc: Any = None  # raw override of the discovery document (dict or bytes)
+        self._discovery_failure: tuple[int, str, bytes] | None = None
+        self._discovery_times: list[float] = []  # when each discovery request arrived
+        self.discovery_delay = 0.0
 
     owner_attr = "idp"
     thread_name = "idp"
@@ -102,6 +110,26 @@ class IdPServer(LoopbackServer):
     @property
     def issuer(self) -> str:
         return self._issuer or self.base_url
+
+    @issuer.setter
+    def issuer(self, value: str | None) -> None:
+        """Tokens' `iss` (None: the base URL); set after binding to use a URL with this server's
+        port, e.g. a realm-style issuer `<base_url>/realms/acme`."""
+        self._issuer = value
+
+    @property
+    def discovery_path(self) -> str:
+        """Where the discovery document is served: `<issuer path>/.well-known/openid-configuration`
+        when the issuer is a URL on this server (a realm-style issuer keeps its path), else at the
+        root — the place OIDC clients look for it."""
+        base = self.base_url
+        issuer = self.issuer.rstrip("/")
+        prefix = issuer[len(base):] if issuer.startswith(base) and issuer[len(base):len(base) + 1] in ("", "/") else ""
+        return prefix + DISCOVERY_SUFFIX
+
+    @property
+    def discovery_url(self) -> str:
+        return self.base_url + self.discovery_path
 
     # -- knobs ----------------------------------------------------------------------------
 
@@ -142,6 +170,43 @@ class IdPServer(LoopbackServer):
             self._failure = None
             self.delay = 0.0
 
+    # discovery document knobs (independent of the JWKS's: `heal()` leaves them alone)
+
+    def discovery_document(self) -> Any:
+        """The document served now: the override, else issuer and `jwks_uri` (this JWKS)."""
+        with self._lock:
+            if self._discovery_doc is not None:
+                return self._discovery_doc
+        return {"issuer": self.issuer, "jwks_uri": self.jwks_url,
+                "id_token_signing_alg_values_supported": sorted({k.alg for k in self.keys})}
+
+    def set_discovery(self, document: Mapping[str, Any] | bytes | None) -> None:
+        """Serve this exact discovery document (dict → JSON, bytes → as is); None restores the
+        default one."""
+        with self._lock:
+            self._discovery_doc = document
+
+    def fail_discovery_with(self, status: int = 500, body: bytes = b'{"error": "discovery backend exploded"}',
+                            content_type: str = "application/json") -> None:
+        """Answer discovery requests with this status/body until `heal_discovery()`."""
+        with self._lock:
+            self._discovery_failure = (status, content_type, body)
+
+    def serve_discovery_not_json(self) -> None:
+        """Answer discovery requests 200 with an HTML body until `heal_discovery()`."""
+        self.fail_discovery_with(200, b"<html><body>Sign in to continue</body></html>", "text/html")
+
+    def heal_discovery(self) -> None:
+        """Drop discovery faults and overrides: the default document again, no delay."""
+        with self._lock:
+            self._discovery_failure = None
+            self._discovery_doc = None
+            self.discovery_delay = 0.0
+
+    def discovery_failure(self) -> tuple[int, str, bytes] | None:
+        with self._lock:
+            return self._discovery_failure
+
     def failure(self) -> tuple[int, str, bytes] | None:
         with self._lock:
             return self._failure
@@ -171,10 +236,25 @@ class IdPServer(LoopbackServer):
         with self._lock:
             return list(self._served_times)
 
+    def _record_discovery(self) -> None:
+        with self._lock:
+            self._discovery_times.append(time.monotonic())
+
+    @property
+    def discovery_count(self) -> int:
+        with self._lock:
+            return len(self._discovery_times)
+
+    @property
+    def discovery_times(self) -> list[float]:
+        with self._lock:
+            return list(self._discovery_times)
+
     def reset_counters(self) -> None:
         with self._lock:
             self._fetch_times.clear()
             self._served_times.clear()
+            self._discovery_times.clear()
 
     def wait_for_fetches(self, n: int, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -257,6 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == self.idp.jwks_path:
             self._jwks()
+        elif url.path == self.idp.discovery_path:
+            self._discovery()
         elif url.path == "/mint":
             params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
             try:
@@ -290,6 +372,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body)
         idp._record_served()
 
+    def _discovery(self) -> None:
+        idp = self.idp
+        idp._record_discovery()
+        if idp.discovery_delay:
+            time.sleep(idp.discovery_delay)
+        failure = idp.discovery_failure()
+        if failure:
+            status, ctype, body = failure
+            self._send(status, body, ctype)
+            return
+        doc = idp.discovery_document()
+        self._send(200, doc if isinstance(doc, bytes) else json.dumps(doc).encode())
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -305,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     idp.start()
     assert idp._httpd is not None
     idp._httpd.verbose = args.verbose  # type: ignore[attr-defined]
-    print(f"demo-idp: JWKS at {idp.jwks_url}  mint at {idp.base_url}/mint  "
+    print(f"demo-idp: JWKS at {idp.jwks_url}  discovery at {idp.discovery_url}  mint at {idp.base_url}/mint  "
           f"(kids: {', '.join(k.kid or '-' for k in keys)})", flush=True)
 
     stop = threading.Event()

@@ -109,3 +109,55 @@ def test_repository_envoy_yaml_plugin_config_matches_the_demo():
     for needle in ('name: "127.0.0.1:9090"', "port_value: 10000", "port_value: 9901", "port_value: 8080",
                    "filename: target/wasm32-wasip1/release/llm_jwt_auth.wasm"):
         assert needle in text, needle
+
+
+def _envoy_validate(tmp_path, plugin_config: dict, clusters: dict[str, tuple[str, int]]) -> tuple[int, str]:
+    """`envoy --mode validate` on a bootstrap with this plugin config: it loads the wasm and
+    runs its configure step without serving."""
+    bootstrap = harness.render_bootstrap(upstream_port=9, plugin_config=plugin_config, wasm=harness.require_wasm(),
+                                         jwks_clusters=clusters)
+    path = tmp_path / "validate.json"
+    path.write_text(json.dumps(bootstrap))
+    result = subprocess.run([harness.find_envoy(), "--mode", "validate", "-c", str(path), "--log-level", "warn"],
+                            capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout + result.stderr
+
+
+ISSUERS = [
+    {"issuer": "https://a.example", "jwks_url": "http://127.0.0.1:9/keys", "audience": ["api-a", "api-a2"],
+     "user_id_jwt_field": "email", "team_id_jwt_field": "tid"},
+    # No jwks_url: keys by OIDC discovery at https://b.example/.well-known/openid-configuration.
+    {"issuer": "https://b.example", "disable_audience_validation": True, "user_email_jwt_field": "mail",
+     "org_id_jwt_field": "org.id", "end_user_id_jwt_field": "cust"},
+]
+
+
+@pytest.mark.parametrize("place", ["top-level", "litellm_jwtauth"])
+def test_issuers_config_passes_envoy_validate(tmp_path, place):
+    config: dict = {"issuers": ISSUERS} if place == "top-level" else \
+        {"general_settings": {"litellm_jwtauth": {"issuers": ISSUERS}}}
+    # With discovery, `clusters` may route hosts that only a discovered jwks_uri names.
+    config["clusters"] = {"keys.b.example": "b-keys"}
+    code, output = _envoy_validate(tmp_path, config, {"127.0.0.1:9": ("127.0.0.1", 9),
+                                                      "b.example:443": ("127.0.0.1", 9), "b-keys": ("127.0.0.1", 9)})
+    assert code == 0, output
+    assert "OK" in output, output
+
+
+INVALID_ISSUERS = {
+    "audience-and-disabled": (
+        {"general_settings": {"litellm_jwtauth": {"issuers": [
+            {"issuer": "https://a.example", "audience": "x", "disable_audience_validation": True}]}}},
+        "general_settings.litellm_jwtauth.issuers[0]: set exactly one of audience and disable_audience_validation"),
+    "neither": ({"issuers": [ISSUERS[0], {"issuer": "https://c.example"}]},
+                "issuers[1]: set exactly one of audience and disable_audience_validation"),
+    "both-places": ({"issuers": ISSUERS, "general_settings": {"litellm_jwtauth": {"issuers": ISSUERS}}},
+                    "issuers: set either issuers or"),
+}
+
+
+@pytest.mark.parametrize("config, says", INVALID_ISSUERS.values(), ids=INVALID_ISSUERS.keys())
+def test_invalid_issuers_config_is_refused_naming_the_field(tmp_path, config, says):
+    code, output = _envoy_validate(tmp_path, config, {"127.0.0.1:9": ("127.0.0.1", 9)})
+    assert code != 0, output
+    assert says in output, output
