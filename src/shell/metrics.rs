@@ -27,6 +27,10 @@ pub enum Metric {
     JwksFetchFailure,
     TokenCacheHit,
     TokenCacheMiss,
+    /// A record lookup answered from the store (found, or known not to exist).
+    RecordStoreHit,
+    /// A record lookup that needs a fetch first.
+    RecordStoreMiss,
     RecordFetchSuccess,
     RecordFetchNotFound,
     RecordFetchFailure,
@@ -46,6 +50,8 @@ impl Metric {
             Metric::JwksFetchFailure => "jwks_fetch_failure",
             Metric::TokenCacheHit => "token_cache_hit",
             Metric::TokenCacheMiss => "token_cache_miss",
+            Metric::RecordStoreHit => "record_store_hit",
+            Metric::RecordStoreMiss => "record_store_miss",
             Metric::RecordFetchSuccess => "record_fetch_success",
             Metric::RecordFetchNotFound => "record_fetch_not_found",
             Metric::RecordFetchFailure => "record_fetch_failure",

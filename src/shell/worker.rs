@@ -127,7 +127,13 @@ impl Records for WorkerRecords<'_> {
         self.store.enabled()
     }
     fn lookup(&mut self, key: &RecordKey) -> RecordLookup {
-        self.store.lookup(&HostShared, key, self.now_ms)
+        let found = self.store.lookup(&HostShared, key, self.now_ms);
+        match found {
+            RecordLookup::Found(_) | RecordLookup::NotFound => count(Metric::RecordStoreHit),
+            RecordLookup::Pending => count(Metric::RecordStoreMiss),
+            RecordLookup::Unavailable(_) => {}
+        }
+        found
     }
 }
 

@@ -1,5 +1,6 @@
 """Metrics in Envoy's admin `/stats` and `/stats/prometheus` after known traffic: allowed,
-denied by reason, public routes, JWKS fetches, verified-token cache hits and misses."""
+denied by reason, public routes, JWKS fetches, verified-token cache hits and misses, record
+store hits, misses and fetches."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 import jwt_fixtures as jf
 from checks import assert_forwarded
+from record_source import RecordSource
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +121,32 @@ def test_enforce_mode_reply_carries_the_reason_code(proxy):
     reply = proxy.request(None)
     assert reply.status == 401
     assert reply.headers.get("x-llm-jwt-auth-reason") == "missing_token"
+
+
+@pytest.fixture(scope="module")
+def team_source():
+    source = RecordSource(master_key="sk-metrics")
+    source.start()
+    source.put_team("team-metrics", models=[])
+    yield source
+    source.stop()
+
+
+def test_record_store_counts_misses_fetches_and_hits(module_envoys, module_idps, key, team_source):
+    idp = module_idps.new([key])
+    proxy = module_envoys.scenario(
+        "metrics-records", jwks=[idp], concurrency=1,
+        clusters={team_source.authority: (team_source.host, team_source.port)},
+        plugin_config={"public_key_url": idp.jwks_url,
+                       "record_source": {"type": "litellm", "url": team_source.url, "master_key": "sk-metrics"},
+                       "general_settings": {"litellm_jwtauth": {"team_id_jwt_field": "team"}}})
+    before = stats(proxy)
+    for i in range(3):
+        assert_forwarded(proxy.request(key.sign(jf.claims(f"r-{i}", team="team-metrics"))), sub=f"r-{i}")
+    after = settled(proxy, before, {"record_store_hit": 2, "record_fetch_success": 1})
+    delta = {n: counter(after, n) - counter(before, n)
+             for n in ("record_store_miss", "record_store_hit", "record_fetch_success", "record_fetch_failure")}
+    assert delta["record_fetch_success"] == 1, delta  # one fetch for the team, then the store answers
+    assert delta["record_store_miss"] >= 1, delta
+    assert delta["record_store_hit"] >= 3, delta      # the first request after its fetch, then two more
+    assert delta["record_fetch_failure"] == 0, delta
