@@ -63,15 +63,25 @@ fn verdict(valid: bool) -> Result<(), AuthError> {
 /// Verify `jws`' signature with `key`. The caller has already checked `key.accepts(jws.alg)`;
 /// it is checked again here so that no combination of key and algorithm can slip through.
 pub fn verify_signature(jws: &Jws, key: &PublicKey, host: &dyn HostCrypto) -> Result<(), AuthError> {
-    if !key.accepts(jws.alg) {
+    verify_message(jws.alg, key, jws.signing_input.as_bytes(), &jws.signature, host)
+}
+
+/// [`verify_signature`] over any bytes. A JWS signing input is always ASCII; this form is for
+/// test vectors (Wycheproof) whose messages are arbitrary bytes.
+pub fn verify_message(
+    alg: Algorithm,
+    key: &PublicKey,
+    msg: &[u8],
+    sig: &[u8],
+    host: &dyn HostCrypto,
+) -> Result<(), AuthError> {
+    if !key.accepts(alg) {
         return Err(AuthError::AlgNotAllowed);
     }
-    let msg = jws.signing_input.as_bytes();
-    let sig = jws.signature.as_slice();
-    let hash = hash_of(jws.alg);
+    let hash = hash_of(alg);
     match &key.material {
         KeyMaterial::Rsa { key, spki_der } => {
-            let is_pss = matches!(jws.alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512);
+            let is_pss = matches!(alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512);
             if !is_pss {
                 if let Some(valid) = host.verify(hash, spki_der, sig, msg) {
                     return verdict(valid);
