@@ -76,6 +76,12 @@ bench: build venv
 	$(WASM_BUILD) --manifest-path bench/noop-filter/Cargo.toml --target-dir target
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
+# A million mixed requests through Envoy (--concurrency 2), every decision checked, Envoy's RSS and
+# Wasm VMs watched; writes bench/SOAK.md (tools/soak.py). SOAK_ARGS=--quick for a 20k smoke run.
+.PHONY: soak
+soak: build venv
+	$(PYTHON) tools/soak.py $(SOAK_ARGS)
+
 clean:
 	cargo clean
 	rm -rf $(VENV)
