@@ -118,13 +118,16 @@ llm-jwt-auth demo is up:
   upstream  http://127.0.0.1:8080   (echoes what it received)
   admin     $ADMIN
 
-# valid token (RS256) -> 200, the echo shows x-litellm-user-id: alice
+# valid token (RS256) -> 200, the echo shows x-litellm-user-id: alice, x-litellm-team-id: demo-team
 curl -s $PROXY/v1/chat/completions -H 'content-type: application/json' \\
   -H 'Authorization: Bearer $VALID' \\
   -d '$BODY'
 
-# proxy admin (EdDSA, scope litellm_proxy_admin) -> 200, x-litellm-user-role: proxy_admin
-curl -s $PROXY/v1/chat/completions -H 'Authorization: Bearer $ADMIN_TOKEN'
+# proxy admin (EdDSA, scope litellm_proxy_admin) on a management route -> 200, x-litellm-user-role: proxy_admin
+curl -s $PROXY/team/info -H 'Authorization: Bearer $ADMIN_TOKEN'
+
+# alice on the same route -> 403 route_rule (envoy.yaml's rules: management routes need an admin)
+curl -s -i $PROXY/team/info -H 'Authorization: Bearer $VALID'
 
 # expired token -> 401 expired_key "Token Expired"
 curl -s -i $PROXY/v1/chat/completions -H 'Authorization: Bearer $EXPIRED'

@@ -44,6 +44,11 @@ pub fn remember(store: &dyn SharedData, url: &str, jwks_uri: &str, expires_ms: u
     let _ = store.set(&format!("{KEY_PREFIX}{url}"), format!("{expires_ms}\n{jwks_uri}").as_bytes(), None);
 }
 
+/// Drop the remembered `jwks_uri` (its keys could not be had): the next try reads the document.
+pub fn forget(store: &dyn SharedData, url: &str) {
+    remember(store, url, "", 0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +81,8 @@ mod tests {
         remember(&store, "https://idp/.well-known/openid-configuration", "https://idp/keys", 100);
         assert_eq!(remembered(&store, "https://idp/.well-known/openid-configuration", 99).as_deref(), Some("https://idp/keys"));
         assert_eq!(remembered(&store, "https://idp/.well-known/openid-configuration", 100), None);
+        remember(&store, "https://idp/.well-known/openid-configuration", "https://idp/keys", 1000);
+        forget(&store, "https://idp/.well-known/openid-configuration");
+        assert_eq!(remembered(&store, "https://idp/.well-known/openid-configuration", 101), None);
     }
 }

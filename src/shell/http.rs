@@ -134,6 +134,10 @@ impl HttpContext for Request {
             ctx.push_str(&super::token_id(&token));
         }
         if config.api_keys == ApiKeys::PassThrough && !is_jwt_shaped(&token) {
+            if rule.is_some() {
+                // A route rule's requirements can only be checked on a verified JWT.
+                return self.deny(&AuthError::RouteRule(format!("route {route} requires a JWT; API keys are not accepted here")));
+            }
             // LiteLLM behind Envoy checks its own keys; this filter asserts nothing about them.
             count(Metric::ApiKeyPassThrough);
             return Action::Continue;

@@ -74,6 +74,8 @@ enum Ready {
 enum Target {
     /// The key set cached under this key URL.
     Jwks(String),
+    /// The key set of a discovery URL (`key_url`), from the `jwks_uri` its document named.
+    DiscoveredJwks { key_url: String, jwks_uri: String },
     /// The OIDC discovery document at this key URL.
     Discovery(String),
     Record(RecordKey),
@@ -300,10 +302,10 @@ impl Worker {
                 continue;
             }
             let started = match source.discovery {
-                false => self.fetch_jwks(source, &source.url, now_ms),
+                false => self.fetch(source, Target::Jwks(source.url.clone()), now_ms),
                 true => match discovery::remembered(&HostShared, &source.url, now_ms) {
                     Some(uri) => crate::config::locate(&uri, &config.clusters)
-                        .and_then(|at| self.fetch_jwks(&at, &source.url, now_ms)),
+                        .and_then(|at| self.fetch_discovered(&at, &source.url, now_ms)),
                     None => self.fetch(source, Target::Discovery(source.url.clone()), now_ms),
                 },
             };
@@ -332,9 +334,10 @@ impl Worker {
         }
     }
 
-    /// GET the keys of `key_url` from `at` (the source itself, or a discovered `jwks_uri`).
-    fn fetch_jwks(&mut self, at: &JwksSource, key_url: &str, now_ms: u64) -> Result<(), String> {
-        self.fetch(at, Target::Jwks(key_url.to_string()), now_ms)
+    /// GET the keys of the discovery URL `key_url` from the `jwks_uri` its document named.
+    fn fetch_discovered(&mut self, at: &JwksSource, key_url: &str, now_ms: u64) -> Result<(), String> {
+        let target = Target::DiscoveredJwks { key_url: key_url.to_string(), jwks_uri: at.url.clone() };
+        self.fetch(at, target, now_ms)
     }
 
     fn fetch(&mut self, at: &JwksSource, target: Target, now_ms: u64) -> Result<(), String> {
@@ -354,6 +357,28 @@ impl Worker {
         let _ = self.cache.complete_fetch(&HostShared, url, now_ms, ttls, Err(why));
     }
 
+    /// A key set for `key_url` arrived from `from`; `true` if it was stored.
+    fn keys_arrived(&mut self, key_url: &str, from: &str, status: Option<&str>, body: impl FnOnce() -> Result<Vec<u8>, String>, now_ms: u64) -> bool {
+        let outcome = match status {
+            None => Err(format!("no response from {from} (timeout or connection failure)")),
+            Some("200") => body().map_err(|e| format!("JWKS from {from}: {e}")),
+            Some(other) => Err(format!("JWKS endpoint {from} returned status {other}")),
+        };
+        let ttls = (self.config.public_key_ttl_ms, self.config.public_key_stale_ttl_ms);
+        match self.cache.complete_fetch(&HostShared, key_url, now_ms, ttls, outcome) {
+            Ok(()) => {
+                count(Metric::JwksFetchSuccess);
+                log(LogLevel::Info, &format!("JWKS {from} loaded"));
+                true
+            }
+            Err(why) => {
+                count(Metric::JwksFetchFailure);
+                log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
+                false
+            }
+        }
+    }
+
     /// A discovery document arrived: remember its `jwks_uri` and fetch the keys from there.
     fn discovered(&mut self, url: &str, body: Result<Vec<u8>, String>, now_ms: u64) {
         let config = Rc::clone(&self.config);
@@ -363,8 +388,10 @@ impl Worker {
                 discovery::remember(&HostShared, url, &uri, now_ms + config.public_key_ttl_ms);
                 crate::config::locate(&uri, &config.clusters).map_err(|e| format!("jwks_uri {uri:?} from {url}: {e}"))
             })
-            .and_then(|at| self.fetch_jwks(&at, url, now_ms));
+            .and_then(|at| self.fetch_discovered(&at, url, now_ms));
         if let Err(why) = started {
+            // Read the document again next time: it may name another jwks_uri by then.
+            discovery::forget(&HostShared, url);
             self.jwks_failed(url, format!("OIDC discovery {url}: {why}"), now_ms);
         }
     }
@@ -434,21 +461,12 @@ impl Worker {
         };
         match fetch.target {
             Target::Jwks(url) => {
-                let outcome = match status.as_deref() {
-                    None => Err(format!("no response from {url} (timeout or connection failure)")),
-                    Some("200") => body().map_err(|e| format!("JWKS from {url}: {e}")),
-                    Some(other) => Err(format!("JWKS endpoint {url} returned status {other}")),
-                };
-                let ttls = (self.config.public_key_ttl_ms, self.config.public_key_stale_ttl_ms);
-                match self.cache.complete_fetch(&HostShared, &url, now_ms, ttls, outcome) {
-                    Ok(()) => {
-                        count(Metric::JwksFetchSuccess);
-                        log(LogLevel::Info, &format!("JWKS {url} loaded"));
-                    }
-                    Err(why) => {
-                        count(Metric::JwksFetchFailure);
-                        log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
-                    }
+                self.keys_arrived(&url, &url, status.as_deref(), body, now_ms);
+            }
+            Target::DiscoveredJwks { key_url, jwks_uri } => {
+                if !self.keys_arrived(&key_url, &jwks_uri, status.as_deref(), body, now_ms) {
+                    // The document may have moved its keys: read it again at the next try.
+                    discovery::forget(&HostShared, &key_url);
                 }
             }
             Target::Discovery(url) => {

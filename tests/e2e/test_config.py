@@ -97,14 +97,20 @@ def test_repository_envoy_yaml_passes_envoy_validate():
 
 def test_repository_envoy_yaml_plugin_config_matches_the_demo():
     """The example keeps to the contract: JWKS from the demo IdP on 9090 via the `127.0.0.1:9090`
-    cluster, a 600 s TTL, listener on 10000, upstream on 8080."""
+    cluster, a 600 s TTL, the demo team, the worked per-route rules, listener on 10000,
+    upstream on 8080."""
     text = (harness.REPO_ROOT / "envoy.yaml").read_text()
     start = text.index("value: |") + len("value: |")
     block = text[start:text.index("- name: envoy.filters.http.router")]
     config = json.loads(block)
     assert config == {
         "public_key_url": "http://127.0.0.1:9090/.well-known/jwks.json",
-        "general_settings": {"litellm_jwtauth": {"public_key_ttl": 600}},
+        "general_settings": {"litellm_jwtauth": {"public_key_ttl": 600, "team_id_default": "demo-team"}},
+        "rules": [
+            {"match": {"path": "/health"}, "public": True},
+            {"match": {"routes": ["management_routes"]}, "require": {"admin": True}},
+            {"match": {"prefix": "/v1/"}, "require": {"team": True}},
+        ],
     }
     for needle in ('name: "127.0.0.1:9090"', "port_value: 10000", "port_value: 9901", "port_value: 8080",
                    "filename: target/wasm32-wasip1/release/llm_jwt_auth.wasm"):

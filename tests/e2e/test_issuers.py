@@ -554,7 +554,7 @@ BAD_JWKS_URIS = {
 def test_document_naming_a_useless_jwks_uri_gives_503_until_fixed_and_ttl_passed(envoys, idps, keyring, bad):
     """A `jwks_uri` that cannot be called (no Envoy cluster) or answers 404: 503, never a 200.
     Once the document is fixed, the keys come back — at the latest when the remembered
-    `jwks_uri` expires (public_key_ttl; see the strict xfail below for "at once")."""
+    `jwks_uri` expires (public_key_ttl; the next test asserts "at once")."""
     uri, says = bad
     ttl = 3
     key = keyring.get("disc-useless", "RS256")
@@ -572,12 +572,10 @@ def test_document_naming_a_useless_jwks_uri_gives_503_until_fixed_and_ttl_passed
     assert idp.fetch_count == 1 and idp.discovery_count >= 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (reported for issue 7): the discovered jwks_uri is remembered before its keys are fetched; "
-    "when that fetch fails, retries reuse it and the fixed discovery document is not read again "
-    "until public_key_ttl (default 600 s) has passed"))
 @pytest.mark.parametrize("bad", BAD_JWKS_URIS.values(), ids=BAD_JWKS_URIS.keys())
 def test_document_naming_a_useless_jwks_uri_recovers_as_soon_as_it_is_fixed(envoys, idps, keyring, bad):
+    """A failed key fetch forgets the discovered `jwks_uri`, so the next try reads the
+    (fixed) document again instead of waiting for public_key_ttl (600 s here)."""
     uri, says = bad
     key = keyring.get("disc-useless", "RS256")
     idp = idps.new([key])

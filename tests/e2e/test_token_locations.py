@@ -77,7 +77,9 @@ def default(make):
 @pytest.fixture(scope="module")
 def pass_through(make):
     return make("api-keys-pass", api_keys="pass_through",
-                rules=[{"match": {"prefix": "/internal/"}, "deny": True}])
+                rules=[{"match": {"prefix": "/internal/"}, "deny": True},
+                       {"match": {"path": "/model/info"}, "require": {"admin": True}},
+                       {"match": {"path": "/v1/models"}, "require": {}}])
 
 
 @pytest.fixture(scope="module")
@@ -417,3 +419,14 @@ def test_pass_through_does_not_open_a_denied_route(pass_through):
     reply = pass_through.request("sk-1234", path="/internal/x")
     assert reply.status == 403 and reply.headers.get(REASON) == "route_rule", reply
     assert not reply.upstream_copies()
+
+
+@pytest.mark.parametrize("path", ["/model/info", "/v1/models"])
+def test_pass_through_keys_cannot_meet_a_route_requirement(pass_through, path, token):
+    # A rule's requirements are checked on a verified JWT only: an opaque key is refused there.
+    reply = pass_through.request("sk-1234", path=path)
+    assert reply.status == 403 and reply.headers.get(REASON) == "route_rule", reply
+    assert "API keys are not accepted" in reply.json()["error"]["message"]
+    assert not reply.upstream_copies()
+    if path == "/v1/models":
+        forwarded(pass_through.request(token, path=path))
