@@ -24,7 +24,8 @@ and `customer_row()`.
 
 `RecordSource` is importable: the e2e tests put rows in, change them while Envoy runs, count
 the requests per path, read what was received (headers, bodies), make answers slow or fail
-with a status (all of them, or per record id), or stop listening (connections refused, open
+with a status, body and content type (all of them, or per record id), hang up or cut an
+answer short (`break_with` / `break_ids`), or stop listening (connections refused, open
 connections dropped) and start again on the same port.
 """
 
@@ -57,6 +58,10 @@ _LITELLM_INFO = {  # path → (kind, query parameter)
 }
 _PLAIN = {"teams": "team", "users": "user", "orgs": "org", "customers": "customer"}
 _STAMP = "2025-01-01T00:00:00Z"
+# What the source can do instead of answering: close the connection having read the request
+# ("hang_up"), or announce the whole answer in content-length, send half of it and close
+# ("truncate").
+BREAKAGES = ("hang_up", "truncate")
 
 
 # -- LiteLLM rows ---------------------------------------------------------------------------
@@ -176,14 +181,18 @@ class RecordSource(LoopbackServer):
         self._lock = threading.Lock()
         self._tables: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
         self._requests: list[dict] = []
-        self._failure: tuple[int, bytes] | None = None
+        self._failure: tuple[int, bytes, str] | None = None
         self.delay = 0.0
         # Answer a missing team/user with 200 and `team_info`/`user_info` null instead of 404:
         # True for every id, or a collection of ids.
         self.null_not_found: bool | set[str] = False
-        # Per-record knobs, by record id (any kind): answer with (status, body), or this late.
-        self.fail_ids: dict[str, tuple[int, bytes]] = {}
+        # Per-record knobs, by record id (any kind): answer with (status, body) or
+        # (status, body, content type), or this late.
+        self.fail_ids: dict[str, tuple[int, bytes] | tuple[int, bytes, str]] = {}
         self.slow_ids: dict[str, float] = {}
+        # Misbehaviour instead of an answer (see BREAKAGES), for every request or per record id.
+        self._breakage: str | None = None
+        self.break_ids: dict[str, str] = {}
 
     owner_attr = "source"
     thread_name = "record-source"
@@ -235,19 +244,32 @@ class RecordSource(LoopbackServer):
 
     # -- knobs ----------------------------------------------------------------------------
 
-    def fail_with(self, status: int = 500, body: bytes = b'{"detail": "database connection lost"}') -> None:
+    def fail_with(self, status: int = 500, body: bytes = b'{"detail": "database connection lost"}',
+                  content_type: str = "application/json") -> None:
         """Answer every record request with this status/body until `heal()`."""
         with self._lock:
-            self._failure = (status, body)
+            self._failure = (status, body, content_type)
+
+    def break_with(self, breakage: str) -> None:
+        """Misbehave on every request until `heal()`: one of BREAKAGES."""
+        if breakage not in BREAKAGES:
+            raise ValueError(f"unknown breakage {breakage!r}; expected one of {', '.join(BREAKAGES)}")
+        with self._lock:
+            self._breakage = breakage
 
     def heal(self) -> None:
         with self._lock:
             self._failure = None
+            self._breakage = None
             self.delay = 0.0
 
-    def failure(self) -> tuple[int, bytes] | None:
+    def failure(self) -> tuple[int, bytes, str] | None:
         with self._lock:
             return self._failure
+
+    def breakage(self, record_id: str | None) -> str | None:
+        with self._lock:
+            return self._breakage or (self.break_ids.get(record_id) if record_id else None)
 
     # -- observation ----------------------------------------------------------------------
 
@@ -394,15 +416,28 @@ class _Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         failure = source.failure() or (source.fail_ids.get(record_id) if record_id else None)
+        content_type = "application/json"
         if failure:
-            status, out = failure
+            status, out = failure[0], failure[1]
+            content_type = failure[2] if len(failure) > 2 else content_type
         else:
             status, doc = source.answer(self.command, self.path, headers, parsed)
             out = json.dumps(doc).encode()
+        breakage = source.breakage(record_id)
+        if breakage == "hang_up":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(status)
-        self.send_header("content-type", "application/json")
+        self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(out)))
         self.end_headers()
+        if breakage == "truncate":
+            self.wfile.write(out[: len(out) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.wfile.write(out)
 
     do_GET = do_POST = _handle
