@@ -97,7 +97,7 @@ RSS_INTERVAL = 1.0
 # Log lines that mean a VM failed (trap, panic, failed callback, failed (re)load).
 CRASH_PATTERNS = re.compile(
     r"Function: proxy_on_\w+ failed|Wasm VM failed|panicked|wasm trap|Plugin .* failed to load|"
-    r"Failed to configure|unreachable|stack overflow|out of bounds", re.IGNORECASE)
+    r"Failed to configure|unreachable|stack overflow|out of bounds|Caught [A-Z]\w+|Backtrace \(", re.IGNORECASE)
 
 # name: (weight, method, path, status, reason header, error type)
 CATEGORIES: dict[str, tuple[int, str, str, int, str | None, str | None]] = {
@@ -273,20 +273,33 @@ def client_main(wid: int, port: int, templates: dict[str, list[Template]], reque
         assert c.sock is not None
         c.sock.sendall(t.raw)
 
-    def reopen(c: _Conn) -> None:
+    def reopen(c: _Conn) -> bool:
+        """A fresh connection for `c`; False (connection retired) when Envoy is not accepting."""
         nonlocal reconnects
         if c.sock is not None:
             sel.unregister(c.sock)
         c.close()
-        c.open()
+        try:
+            c.open()
+        except OSError as exc:
+            errors.append(f"cannot reconnect: {exc}")
+            return False
         reconnects += 1
         sel.register(c.sock, selectors.EVENT_READ, c)  # type: ignore[arg-type]
+        return True
 
+    def retire(c: _Conn) -> None:
+        nonlocal live
+        if c.sock is not None:
+            sel.unregister(c.sock)
+        c.close()
+        live -= 1
+
+    live = len(conns)
     for c in conns:
         c.open()
         sel.register(c.sock, selectors.EVENT_READ, c)  # type: ignore[arg-type]
         send_next(c)
-    live = len(conns)
     while live:
         events = sel.select(timeout=30)
         if not events:
@@ -308,13 +321,10 @@ def client_main(wid: int, port: int, templates: dict[str, list[Template]], reque
                     counts[t.category] += 1
                     done += 1
                 c.pending = None
-                if sent < requests:
-                    reopen(c)
+                if sent < requests and reopen(c):
                     send_next(c)
                 else:
-                    sel.unregister(c.sock)  # type: ignore[arg-type]
-                    c.close()
-                    live -= 1
+                    retire(c)
                 continue
             c.buf += data
             try:
@@ -344,14 +354,10 @@ def client_main(wid: int, port: int, templates: dict[str, list[Template]], reque
                     progress.value += done - reported
                 reported = done
             closing = "close" in headers.get("connection", "").lower()
-            if sent < requests:
-                if closing:
-                    reopen(c)
+            if sent < requests and (not closing or reopen(c)):
                 send_next(c)
             else:
-                sel.unregister(c.sock)  # type: ignore[arg-type]
-                c.close()
-                live -= 1
+                retire(c)
     with progress.get_lock():
         progress.value += done - reported
     results.put({"wid": wid, "counts": counts, "wrong": wrong, "samples": samples, "errors": errors[:50],
@@ -453,6 +459,9 @@ class Report:
     wasm: Path
     wasm_sha256: str
     envoy_version: str
+    command: str = ""
+    repo_head: str = ""
+    only: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     wrong: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
@@ -510,18 +519,19 @@ class Report:
         return out
 
     def markdown(self, quick: bool) -> str:
-        mib = lambda kib: f"{kib / 1024:.1f} MiB"  # noqa: E731
+        mib = lambda kib: f"{kib / 1024:.1f} MiB" if kib else "n/a (Envoy died first)"  # noqa: E731
         rate = self.total / self.seconds if self.seconds else 0.0
         verdict = "PASS" if not self.failures() else "FAIL: " + "; ".join(self.failures())
         lines = [
             "# Soak run" + (" (quick)" if quick else ""),
             "",
-            f"Written by `tools/soak.py` ({'`--quick`' if quick else '`make soak`'}) on "
-            f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
+            f"Written by `{self.command}` on {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
             "What runs and what is checked: the docstring of `tools/soak.py`.",
             "",
             f"- **Verdict: {verdict}**",
-            f"- Filter: `{self.wasm.name}` sha256 `{self.wasm_sha256[:16]}…`; Envoy {self.envoy_version}, "
+            *([f"- Categories sent (`--only`): {', '.join(self.only)}"] if self.only else []),
+            f"- Filter: `{self.wasm}` sha256 `{self.wasm_sha256[:16]}…` (repository at {self.repo_head}); "
+            f"Envoy {self.envoy_version}, "
             "`--concurrency 2`; machine: "
             f"{os.cpu_count()} CPUs, shared with the clients, the upstream Envoy, the IdP and the record source",
             f"- Load: {self.clients} client processes × {self.connections} keep-alive connections; "
@@ -636,8 +646,10 @@ def run(args: argparse.Namespace) -> int:
         envoy.start()
         assert envoy.proc is not None and envoy.listener_port is not None
         pid = envoy.proc.pid
-        report = Report(requests=args.requests, clients=args.clients, connections=args.connections, wasm=wasm_src,
-                        wasm_sha256=wasm_sha, envoy_version=version, rss_bound_mib=args.rss_bound_mib)
+        report = Report(requests=args.requests, clients=args.clients, connections=args.connections,
+                        wasm=wasm_src.relative_to(REPO) if wasm_src.is_relative_to(REPO) else wasm_src,
+                        wasm_sha256=wasm_sha, envoy_version=version, rss_bound_mib=args.rss_bound_mib,
+                        command=" ".join(["tools/soak.py", *sys.argv[1:]]), repo_head=_repo_head(), only=args.only)
         report.rss_start = rss_kib(pid)
         problems = preflight(envoy, templates)
         if problems:
@@ -692,6 +704,7 @@ def _drive(args: argparse.Namespace, envoy: harness.Envoy, templates: dict[str, 
         p.start()
     gathered: list[dict] = []
     warm_done = False
+    died_at: float | None = None
     next_print = started + 10
     try:
         while len(gathered) < len(procs):
@@ -702,9 +715,14 @@ def _drive(args: argparse.Namespace, envoy: harness.Envoy, templates: dict[str, 
             now = time.monotonic()
             done = progress.value
             if envoy.poll() is not None:
-                report.errors.append(f"Envoy exited with status {envoy.poll()} after {done} requests")
-                report.error_count += 1
-                break
+                # The clients notice (refused reconnects) and report what they saw; give them a moment.
+                if died_at is None:
+                    died_at = now
+                    report.errors.append(f"Envoy exited with status {envoy.poll()} after ~{done:,} requests")
+                    report.error_count += 1
+                if now - died_at > 30:
+                    break
+                continue
             kib = rss_kib(pid)
             report.rss.append((now - started, done, kib))
             report.rss_max = max(report.rss_max, kib)
@@ -742,6 +760,15 @@ def _drive(args: argparse.Namespace, envoy: harness.Envoy, templates: dict[str, 
         report.errors += r["errors"]
         report.error_count += r["error_count"]
         report.reconnects += r["reconnects"]
+
+
+def _repo_head() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown commit"
+    return f"`{head[:72]}`" if head else "unknown commit"
 
 
 def _envoy_version(envoy_bin: str) -> str:
