@@ -34,11 +34,22 @@ pub struct RecordKey {
     pub id: String,
 }
 
-fn budget_of(v: &Value) -> Option<f64> {
-    // LiteLLM keeps budgets on the row or in the joined `litellm_budget_table`.
-    v.get("max_budget")
-        .and_then(Value::as_f64)
-        .or_else(|| v.get("litellm_budget_table").and_then(|b| b.get("max_budget")).and_then(Value::as_f64))
+/// The budget in the joined `litellm_budget_table` (LiteLLM keeps budgets on the row or
+/// there). A number, or a numeric string as pydantic reads it; anything else makes the record
+/// unreadable — ignoring a budget would admit an over-budget caller.
+fn joined_budget(v: &Value) -> Result<Option<f64>, String> {
+    match v.get("litellm_budget_table").and_then(|b| b.get("max_budget")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| format!("litellm_budget_table.max_budget {s:?} is not a number")),
+        Some(_) => Err("litellm_budget_table.max_budget is not a number".into()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -106,7 +117,11 @@ impl Record {
     /// Parse a record as configured statically or served by a plain JSON source: the object
     /// itself, with LiteLLM's field names.
     pub fn from_plain(kind: Kind, v: &Value) -> Result<Record, String> {
-        let budget = budget_of(v);
+        // serde would read a struct from a JSON array ("[]" → every field defaulted).
+        if !v.is_object() {
+            return Err("record is not a JSON object".into());
+        }
+        let budget = joined_budget(v)?;
         Ok(match kind {
             Kind::Team => {
                 let mut t: Team = parse_as(v)?;
@@ -140,15 +155,38 @@ impl Record {
     /// Parse a LiteLLM management API answer (`/team/info` → `team_info`, `/user/info` →
     /// `user_info`, `/organization/info` and `/customer/info` → the row itself).
     pub fn from_litellm(kind: Kind, body: &Value) -> Result<Record, String> {
+        // `/team/info` and `/user/info` always wrap the row; the top level is not a row.
         let inner = match kind {
-            Kind::Team => body.get("team_info").unwrap_or(body),
-            Kind::User => body.get("user_info").unwrap_or(body),
+            Kind::Team => body.get("team_info").ok_or("LiteLLM answer has no team_info")?,
+            Kind::User => body.get("user_info").ok_or("LiteLLM answer has no user_info")?,
             Kind::Org | Kind::EndUser => body,
         };
         if !inner.is_object() {
             return Err("record is not a JSON object".into());
         }
         Record::from_plain(kind, inner)
+    }
+
+    /// A source's 200 answer for `key` → the record, or `None` when the answer says there is
+    /// none (LiteLLM's `team_info: null`, or `null`). The record must be the one asked for: an
+    /// answer naming another id (or none) is refused, never taken for the requested one.
+    pub fn from_answer(litellm: bool, key: &RecordKey, body: &[u8]) -> Result<Option<Record>, String> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| format!("source answer is not JSON: {e}"))?;
+        let inner_null = value.is_null()
+            || match key.kind {
+                Kind::Team => value.get("team_info").is_some_and(Value::is_null),
+                Kind::User => value.get("user_info").is_some_and(Value::is_null),
+                _ => false,
+            };
+        if inner_null {
+            return Ok(None);
+        }
+        let record = if litellm { Record::from_litellm(key.kind, &value)? } else { Record::from_plain(key.kind, &value)? };
+        if record.id() != key.id {
+            let shown: String = record.id().chars().filter(|c| !c.is_control()).take(64).collect();
+            return Err(format!("source answered with {} {shown:?} when asked for another", key.kind.as_str()));
+        }
+        Ok(Some(record))
     }
 
     pub fn id(&self) -> &str {
@@ -235,6 +273,48 @@ pub fn can_call_model(
 
 #[cfg(test)]
 mod tests {
+
+    fn team_key(id: &str) -> RecordKey {
+        RecordKey { kind: Kind::Team, id: id.into() }
+    }
+
+    #[test]
+    fn an_answer_must_be_the_record_asked_for() {
+        let key = team_key("t1");
+        let ok = serde_json::json!({"team_id": "t1", "team_info": {"team_id": "t1"}}).to_string();
+        assert_eq!(Record::from_answer(true, &key, ok.as_bytes()).unwrap().unwrap().id(), "t1");
+        for (litellm, body) in [
+            (true, serde_json::json!({"team_info": {"team_id": "t2"}})),
+            (true, serde_json::json!({"team_info": {"models": []}})),
+            (false, serde_json::json!({"team_id": "t2"})),
+            (false, serde_json::json!({})),
+        ] {
+            let e = Record::from_answer(litellm, &key, body.to_string().as_bytes()).unwrap_err();
+            assert!(e.contains("when asked for another"), "{body}: {e}");
+        }
+        assert_eq!(Record::from_answer(true, &key, br#"{"team_info": null}"#).unwrap(), None);
+        assert_eq!(Record::from_answer(false, &key, b"null").unwrap(), None);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_an_object_is_refused() {
+        for body in [&b"[]"[..], b"[{\"team_id\": \"t1\"}]", b"\"t1\"", b"5", b"<html>"] {
+            assert!(Record::from_answer(false, &team_key("t1"), body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn joined_budget_reads_numbers_and_numeric_strings_and_refuses_the_rest() {
+        let team = |budget: Value| Record::from_plain(Kind::Team, &serde_json::json!({"team_id": "t", "litellm_budget_table": {"max_budget": budget}}));
+        let budget = |r: Record| match r { Record::Team(t) => t.max_budget, _ => None };
+        assert_eq!(budget(team(serde_json::json!(2.5)).unwrap()), Some(2.5));
+        assert_eq!(budget(team(serde_json::json!("2")).unwrap()), Some(2.0));
+        assert_eq!(budget(team(Value::Null).unwrap()), None);
+        for bad in [serde_json::json!("lots"), serde_json::json!(true), serde_json::json!("NaN"), serde_json::json!([1])] {
+            assert!(team(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -483,7 +483,7 @@ impl Worker {
                 let outcome = match status.as_deref() {
                     None => Err(format!("no response for {what} (timeout or connection failure)")),
                     Some("404") => Ok(None),
-                    Some("200") => body().and_then(|b| parse_record(kind, key.kind, &b)),
+                    Some("200") => body().and_then(|b| Record::from_answer(kind == Some(SourceKind::Litellm), &key, &b)),
                     Some(other) => Err(format!("source returned status {other} for {what}")),
                 };
                 match &outcome {
@@ -503,24 +503,6 @@ impl Worker {
             }
         }
         true
-    }
-}
-
-/// A source's 200 answer → a record, or "not found" when the answer holds none.
-fn parse_record(kind: Option<SourceKind>, record_kind: Kind, body: &[u8]) -> Result<Option<Record>, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("source answer is not JSON: {e}"))?;
-    let inner_null = match record_kind {
-        Kind::Team => value.get("team_info").is_some_and(serde_json::Value::is_null),
-        Kind::User => value.get("user_info").is_some_and(serde_json::Value::is_null),
-        _ => value.is_null(),
-    };
-    if inner_null {
-        return Ok(None);
-    }
-    match kind {
-        Some(SourceKind::Litellm) => Record::from_litellm(record_kind, &value).map(Some),
-        _ => Record::from_plain(record_kind, &value).map(Some),
     }
 }
 
