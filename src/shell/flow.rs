@@ -57,6 +57,9 @@ pub struct Flow {
     rule: Option<usize>,
     /// `route=… token=…` for debug lines (only when debug logging is on).
     pub log_ctx: Option<String>,
+    /// The model read from the complete body, read once in the request's own body callback:
+    /// the body buffer is only read there, never from another context's callback.
+    body_model: Option<Result<Option<String>, AuthError>>,
 }
 
 impl Flow {
@@ -74,7 +77,24 @@ impl Flow {
             config,
             rule,
             log_ctx,
+            body_model: None,
         }
+    }
+
+    /// In the request's body callback, once the body is complete: read the model now if a
+    /// rule may need it, so that later decisions (after keys or records arrive, from another
+    /// context's callback) do not touch the body buffer.
+    pub fn take_body(&mut self, size: usize, records_enabled: bool) {
+        if self.body_model.is_none()
+            && size <= self.config.max_body_bytes
+            && self.policy().is_ok_and(|p| p.needs_model(&self.jws.claims, records_enabled))
+        {
+            self.body_model = Some(self.requested_model(size));
+        }
+    }
+
+    fn policy(&self) -> Result<&crate::authz::Policy, AuthError> {
+        crate::issuers::select(&self.config, &self.jws.claims).map(|t| t.policy)
     }
 
     /// The request's model: from the buffered body when there is one, else from the path.
@@ -96,8 +116,8 @@ impl Flow {
 
     /// Authorize a verified token; reads the body when a rule needs the model.
     pub fn authorize(&mut self, records: &mut WorkerRecords, records_enabled: bool) -> Step {
-        let policy = match crate::issuers::select(&self.config, &self.jws.claims) {
-            Ok(trust) => trust.policy,
+        let policy = match self.policy() {
+            Ok(policy) => policy,
             Err(e) => return Step::Deny(e),
         };
         let model = if policy.needs_model(&self.jws.claims, records_enabled) {
@@ -109,7 +129,7 @@ impl Flow {
                 Body::Complete(size) if size > self.config.max_body_bytes => {
                     return Step::Deny(AuthError::BodyTooLarge(self.config.max_body_bytes));
                 }
-                Body::Complete(size) => match self.requested_model(size) {
+                Body::Complete(size) => match self.body_model.clone().unwrap_or_else(|| self.requested_model(size)) {
                     Ok(model) => model,
                     Err(e) => return Step::Deny(e),
                 },

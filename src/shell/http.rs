@@ -180,6 +180,10 @@ impl HttpContext for Request {
                 return Action::Continue;
             }
             f.body = if end_of_stream { Body::Complete(body_size) } else { Body::Receiving(body_size) };
+            if end_of_stream {
+                let records_enabled = worker.try_borrow().is_ok_and(|w| w.records_enabled());
+                f.take_body(body_size, records_enabled);
+            }
             if !f.body_seen {
                 f.body_seen = true;
                 if let Ok(mut w) = worker.try_borrow_mut() {

@@ -472,13 +472,14 @@ def test_not_found_after_the_ttl_replaces_the_stale_copy(stale, litellm_src, sig
 # ==========================================================================================
 
 
-# Not strict: the crash is a race (nearly every run, not every run); an XPASS here is no proof of a fix.
-@pytest.mark.xfail(strict=False, reason="reported to the lead: Envoy 1.40 dies with SIGSEGV when POST requests "
-                                        "parked for records are denied from another callback, with 2 workers")
 def test_denials_released_by_record_fetches_do_not_crash_envoy(envoys, sources, idp, sign):
     """Many POSTs for teams the source does not know, answered slowly: the requests park, the
     records arrive (on either worker), every parked request is denied. Envoy must stay up and
-    every answer must be the "team doesn't exist" 401."""
+    every answer must be the "team doesn't exist" 401.
+
+    Regression: Envoy 1.40 died with SIGSEGV (nearly every run) when the filter read the request
+    body buffer from another context's callback (a record fetch's response or a tick) to decide
+    a parked request. The model is now read in the request's own body callback."""
     ROUNDS = 80  # noqa: N806 - with 24 clients, enough to hit the crash nearly every run
     src = sources.new(master_key=MASTER_KEY)
     src.delay = 0.2
