@@ -562,7 +562,8 @@ class Report:
             f"| after warm-up ({self.warmup_requests:,} requests) | {mib(self.rss_warm)} |",
             f"| end | {mib(self.rss_end)} |",
             f"| max during the run | {mib(self.rss_max)} |",
-            f"| growth after warm-up (bound {self.rss_bound_mib} MiB) | {(self.rss_end - self.rss_warm) / 1024:+.1f} MiB |",
+            f"| growth after warm-up (bound {self.rss_bound_mib} MiB) | "
+            + (f"{(self.rss_end - self.rss_warm) / 1024:+.1f} MiB |" if self.rss_warm and self.rss_end else "n/a |"),
             "",
             f"- Transport errors: {self.error_count}; Wasm failure lines in the Envoy log: {len(self.crash_lines)}; "
             f"Envoy alive at the end: {'yes' if self.envoy_alive else 'NO'}; the filter's own counters "
