@@ -82,6 +82,16 @@ bench: build venv
 soak: build venv
 	$(PYTHON) tools/soak.py $(SOAK_ARGS)
 
+# cargo-fuzz targets of the pure core, run natively on stable Rust (docs/fuzzing.md; cargo-fuzz is
+# installed on first use). fuzz-smoke: build all, ~12 s each (CI). fuzz: FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 300
+.PHONY: fuzz fuzz-smoke
+fuzz-smoke:
+	fuzz/run.sh 12
+
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
 	cargo clean
 	rm -rf $(VENV)
