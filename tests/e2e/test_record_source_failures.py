@@ -363,8 +363,8 @@ def test_burst_against_a_source_slower_than_its_timeout_is_503_with_few_fetches(
     def fire(i: int) -> None:
         try:
             barrier.wait(timeout=10)
-            # GET: no body (see test_denials_released_by_record_fetches_do_not_crash_envoy for POSTs).
-            replies[i] = proxy.request(tokens[i], path="/v1/models", timeout=15)
+            # POSTs: parked with their bodies, then refused from the tick once the fetch times out.
+            replies[i] = post(proxy, tokens[i], timeout=15)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
