@@ -679,8 +679,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else workdir / "SOAK.md"
     out.write_text(report.markdown(args.quick))
     _print_summary(report)
-    print(f"soak: report written to {out}; Envoy logs in {workdir}")
     failures = report.failures()
+    if failures or args.keep_workdir or out.parent == workdir:
+        print(f"soak: report written to {out}; Envoy logs in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)  # a pass needs no logs; a failure keeps them
+        print(f"soak: report written to {out}")
     if failures:
         print("soak: FAIL: " + "; ".join(failures), file=sys.stderr)
         return 1
@@ -813,6 +817,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="allowed RSS growth from the end of warm-up to the end of the run")
     parser.add_argument("--team-tokens", type=int, default=6000, help="distinct valid team tokens")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep the temp dir (Envoy configs and logs) after a pass; a failure always keeps it")
     parser.add_argument("--only", type=lambda v: [c for c in v.split(",") if c], default=[],
                         help="comma-separated categories to send (default: all, weighted); for chasing a failure")
     parser.add_argument("--output", default=None, help="report (default bench/SOAK.md; --quick: the temp dir)")
