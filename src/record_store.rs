@@ -53,12 +53,13 @@ pub enum RecordLookup {
     Unavailable(String),
 }
 
-pub fn record_key(key: &RecordKey) -> String {
-    format!("{RECORD_PREFIX}{}/{}", key.kind.as_str(), key.id)
+/// `namespace` names the source the record came from (see [`RecordStore::for_source`]).
+pub fn record_key(namespace: &str, key: &RecordKey) -> String {
+    format!("{RECORD_PREFIX}{namespace}{}/{}", key.kind.as_str(), key.id)
 }
 
-pub fn lease_key(key: &RecordKey) -> String {
-    format!("{RECORD_FETCH_PREFIX}{}/{}", key.kind.as_str(), key.id)
+pub fn lease_key(namespace: &str, key: &RecordKey) -> String {
+    format!("{RECORD_FETCH_PREFIX}{namespace}{}/{}", key.kind.as_str(), key.id)
 }
 
 /// A worker's view of the record store.
@@ -71,6 +72,8 @@ pub struct RecordStore {
     parsed: HashMap<RecordKey, (u32, Stored)>,
     /// Keys this worker found stale or missing: refresh candidates for the next pump.
     wanted: BTreeMap<RecordKey, ()>,
+    /// Shared-data key segment naming the source (empty in tests).
+    namespace: String,
 }
 
 impl RecordStore {
@@ -87,7 +90,17 @@ impl RecordStore {
                 (RecordKey { kind, id: r.id().to_string() }, Rc::new(r))
             })
             .collect();
-        RecordStore { statics, has_source, lifetimes, parsed: HashMap::new(), wanted: BTreeMap::new() }
+        RecordStore { statics, has_source, lifetimes, parsed: HashMap::new(), wanted: BTreeMap::new(), namespace: String::new() }
+    }
+
+    /// Keep this store's records apart from other sources' in the shared data: a hot reload onto
+    /// another source (or another listener with its own source in the same VM) must not be
+    /// answered from a copy the old source gave. `source` is any stable description of it.
+    pub fn for_source(mut self, source: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest: String = Sha256::digest(source.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+        self.namespace = format!("{digest}/");
+        self
     }
 
     /// Whether record rules apply at all (LiteLLM without a database skips nothing — it fails;
@@ -97,7 +110,7 @@ impl RecordStore {
     }
 
     fn read(&mut self, store: &dyn SharedData, key: &RecordKey) -> Option<Stored> {
-        let (value, cas) = store.get(&record_key(key));
+        let (value, cas) = store.get(&record_key(&self.namespace, key));
         let (value, cas) = (value?, cas?);
         if let Some((seen, stored)) = self.parsed.get(key) {
             if *seen == cas {
@@ -134,7 +147,7 @@ impl RecordStore {
                 return found(s); // stale-while-revalidate, and the outage window
             }
         }
-        match FetchState::decode(store.get(&lease_key(key)).0.as_deref()) {
+        match FetchState::decode(store.get(&lease_key(&self.namespace, key)).0.as_deref()) {
             FetchState::Failed { retry_ms, why } if now_ms < retry_ms => RecordLookup::Unavailable(why),
             _ => RecordLookup::Pending,
         }
@@ -147,7 +160,7 @@ impl RecordStore {
             .into_keys()
             .filter(|key| {
                 let fresh = self.read(store, key).is_some_and(|s| now_ms < s.fresh_until_ms);
-                !fresh && try_lease(store, &lease_key(key), now_ms, lease_ms)
+                !fresh && try_lease(store, &lease_key(&self.namespace, key), now_ms, lease_ms)
             })
             .collect()
     }
@@ -166,12 +179,12 @@ impl RecordStore {
                     stale_until_ms: now_ms + fresh_for + stale_for,
                     record,
                 });
-                let _ = store.set(&lease_key(key), &FetchState::Idle.encode(), None);
+                let _ = store.set(&lease_key(&self.namespace, key), &FetchState::Idle.encode(), None);
             }
             Err(why) => {
                 let why: String = why.chars().filter(|c| !c.is_control()).take(200).collect();
                 let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, why };
-                let _ = store.set(&lease_key(key), &failed.encode(), None);
+                let _ = store.set(&lease_key(&self.namespace, key), &failed.encode(), None);
             }
         }
     }
@@ -181,14 +194,14 @@ impl RecordStore {
     pub fn put(&mut self, store: &dyn SharedData, key: &RecordKey, value: Stored) {
         let Ok(bytes) = serde_json::to_vec(&value) else { return };
         for _ in 0..4 {
-            let (current, cas) = store.get(&record_key(key));
+            let (current, cas) = store.get(&record_key(&self.namespace, key));
             let newer = current
                 .and_then(|c| serde_json::from_slice::<Stored>(&c).ok())
                 .is_some_and(|c| c.fetched_ms > value.fetched_ms);
             if newer {
                 return; // another worker stored a later answer
             }
-            if store.set(&record_key(key), &bytes, cas).is_ok() {
+            if store.set(&record_key(&self.namespace, key), &bytes, cas).is_ok() {
                 self.parsed.remove(key);
                 return;
             }
@@ -246,6 +259,18 @@ mod tests {
         assert!(b.take_fetches(&store, 1, 3000).is_empty(), "a holds the lease");
         a.complete(&store, &key("t1"), 10, Ok(Some(team("t1", &[]))));
         assert!(matches!(b.lookup(&store, &key("t1"), 20), RecordLookup::Found(_)));
+    }
+
+    #[test]
+    fn stores_of_different_sources_do_not_share_records() {
+        let store = MockShared::default();
+        let mut old = RecordStore::new(vec![], true, L).for_source("http://old-source");
+        let mut new = RecordStore::new(vec![], true, L).for_source("http://new-source");
+        let mut same = RecordStore::new(vec![], true, L).for_source("http://old-source");
+        old.complete(&store, &key("t1"), 10, Ok(Some(team("t1", &["from-old"]))));
+        assert_eq!(new.lookup(&store, &key("t1"), 20), RecordLookup::Pending, "the new source is asked");
+        assert_eq!(new.take_fetches(&store, 20, 3000), vec![key("t1")], "its own lease, not the old one's");
+        assert!(matches!(same.lookup(&store, &key("t1"), 20), RecordLookup::Found(_)), "same source: shared");
     }
 
     #[test]

@@ -201,7 +201,8 @@ impl Worker {
         }
         Worker {
             tokens: TokenCache::new(config.token_cache_size),
-            records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes),
+            records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes)
+                .for_source(&format!("{:?}", config.record_source)),
             config: Rc::new(config),
             cache: JwksCache::default(),
             waiters: BTreeMap::new(),

@@ -333,9 +333,6 @@ def test_static_team_removed_from_the_config_is_refused(make, idp, key):
     assert decision(lds.request(kept)) == OK
 
 
-@pytest.mark.xfail(strict=True, reason="reported to the lead: records are cached in shared data by kind/id only, so "
-                                       "after a reload onto another record source the old source's copy is served "
-                                       "until its ttl (and stale window) runs out")
 def test_record_source_change_is_not_answered_from_the_old_sources_cache(make, sources, idp, key):
     old_src, new_src = sources.new(master_key="sk-master"), sources.new(master_key="sk-master")
     old_src.put_team("team-moved")
