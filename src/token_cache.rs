@@ -1,17 +1,31 @@
-//! The verified-token cache: per worker, bounded (LRU), keyed by the token text. A hit skips
-//! parsing and signature verification — the expensive part — but never the time checks, which
-//! the caller re-runs on every hit. Only tokens that verified are stored; an entry is dropped
-//! at the token's `exp` and whenever the worker's key sets change (a rotated-out key must not
-//! keep admitting tokens it signed).
+//! The verified-token cache: per worker, bounded (LRU). A hit skips parsing and signature
+//! verification — the expensive part — but never the time checks, which the caller re-runs on
+//! every hit. Only tokens that verified are stored; an entry is dropped at the token's `exp`
+//! and whenever the worker's key sets change (a rotated-out key must not keep admitting tokens
+//! it signed).
+//!
+//! An entry's slot is a keyed hash (SipHash, random per worker) of the token's last
+//! [`TAIL_BYTES`] bytes, and a hit requires the whole token to be equal to the stored one. The
+//! tail lies inside the signature of every JWS this filter accepts (86 characters at least),
+//! and entries are only stored after their signature verified: nobody can choose which slot
+//! a stored token takes, and a token that shares a slot with a stored one is a plain miss.
+//! Hashing a fixed tail instead of the whole token (0.5–4 KiB) keeps a hit's cost flat: it
+//! was two SipHash passes over the whole token per hit before (measured in bench/PROFILE.md).
 
 use crate::jws::Jws;
 use lru::LruCache;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 
 pub const DEFAULT_CAPACITY: usize = 4096;
 
+/// How much of the token's end chooses its slot.
+pub const TAIL_BYTES: usize = 32;
+
 struct Entry {
+    token: Box<str>,
     jws: Rc<Jws>,
     /// `exp` in seconds, if the token has one.
     expires: Option<u64>,
@@ -19,8 +33,27 @@ struct Entry {
     generation: u64,
 }
 
+/// The slot is already a keyed hash: the map uses it as is.
+#[derive(Default)]
+struct Slot(u64);
+
+impl Hasher for Slot {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 pub struct TokenCache {
-    entries: Option<LruCache<Box<str>, Entry>>,
+    entries: Option<LruCache<u64, Entry, BuildHasherDefault<Slot>>>,
+    keys: RandomState,
     hits: u64,
     misses: u64,
 }
@@ -28,33 +61,56 @@ pub struct TokenCache {
 impl TokenCache {
     /// A cache of `capacity` tokens; 0 disables caching.
     pub fn new(capacity: usize) -> Self {
-        TokenCache { entries: NonZeroUsize::new(capacity).map(LruCache::new), hits: 0, misses: 0 }
+        TokenCache {
+            entries: NonZeroUsize::new(capacity).map(|n| LruCache::with_hasher(n, BuildHasherDefault::default())),
+            keys: RandomState::new(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    fn slot(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        let tail = bytes.get(bytes.len().saturating_sub(TAIL_BYTES)..).unwrap_or(bytes);
+        self.keys.hash_one(tail)
     }
 
     /// The verified token, if cached, unexpired at `now` and verified under `generation`.
     pub fn get(&mut self, token: &str, now: u64, generation: u64) -> Option<Rc<Jws>> {
+        let slot = self.slot(token);
         let entries = self.entries.as_mut()?;
-        let usable = match entries.get(token) {
-            Some(e) => e.generation == generation && e.expires.is_none_or(|exp| now < exp),
-            None => {
-                self.misses += 1;
-                return None;
+        // One lookup: Ok(hit), Err(true) = this token's entry is stale, Err(false) = not here.
+        let found = match entries.get(&slot) {
+            Some(e) if *e.token == *token => {
+                if e.generation == generation && e.expires.is_none_or(|exp| now < exp) {
+                    Ok(Rc::clone(&e.jws))
+                } else {
+                    Err(true)
+                }
             }
+            _ => Err(false),
         };
-        if !usable {
-            entries.pop(token);
-            self.misses += 1;
-            return None;
+        match found {
+            Ok(jws) => {
+                self.hits += 1;
+                Some(jws)
+            }
+            Err(stale) => {
+                if stale {
+                    entries.pop(&slot);
+                }
+                self.misses += 1;
+                None
+            }
         }
-        self.hits += 1;
-        entries.get(token).map(|e| Rc::clone(&e.jws))
     }
 
     /// Remember a token that verified under `generation`.
     pub fn insert(&mut self, token: &str, jws: Rc<Jws>, generation: u64) {
+        let slot = self.slot(token);
         if let Some(entries) = self.entries.as_mut() {
             let expires = crate::claims::expiry(&jws.claims);
-            entries.put(token.into(), Entry { jws, expires, generation });
+            entries.put(slot, Entry { token: token.into(), jws, expires, generation });
         }
     }
 
@@ -121,6 +177,21 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert!(c.get(&b, now(), 1).is_none(), "b was least recently used");
         assert!(c.get(&a, now(), 1).is_some() && c.get(&d, now(), 1).is_some());
+    }
+
+    #[test]
+    fn same_tail_other_token_is_a_miss_and_leaves_the_entry() {
+        let mut c = TokenCache::new(4);
+        let (t, jws) = verified("RS256");
+        c.insert(&t, jws, 1);
+        // Same slot (same last TAIL_BYTES bytes), different token: never the stored entry.
+        let forged = format!("x{}", &t[1..]);
+        assert_eq!(c.slot(&forged), c.slot(&t));
+        assert!(c.get(&forged, now(), 1).is_none());
+        assert!(c.get(&t, now(), 1).is_some(), "the stored token is still there");
+        let shorter = &t[t.len() - 10..];
+        assert!(c.get(shorter, now(), 1).is_none(), "tokens shorter than the tail work too");
+        assert_eq!(c.stats(), (1, 2));
     }
 
     #[test]
