@@ -104,9 +104,9 @@ pub fn parse(token: &str) -> Result<Jws, AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(malformed("token too large"));
     }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // The signing input is a slice of the token: no copy through the formatter.
+    let segments = token.rsplit_once('.').and_then(|(input, s)| Some((input, input.split_once('.')?, s)));
+    let Some((signing_input, (h, p), s)) = segments.filter(|(_, (_, p), _)| !p.contains('.')) else {
         return Err(malformed("not a JWS compact serialization (expected 3 segments)"));
     };
     let header = decode_object(h, "header")?;
@@ -130,7 +130,7 @@ pub fn parse(token: &str) -> Result<Jws, AuthError> {
         Some(_) => return Err(malformed("kid is not a string")),
     };
     // `jwk`, `jku`, `x5u`, `x5c` are deliberately ignored: keys only ever come from config.
-    Ok(Jws { alg, kid, claims, signing_input: format!("{h}.{p}"), signature })
+    Ok(Jws { alg, kid, claims, signing_input: signing_input.to_owned(), signature })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! header or claim names must be rejected, or two parsers could see two different tokens).
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
@@ -62,11 +63,13 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate member {key:?}")));
+            // One search per member: the vacant slot is filled once the value is parsed.
+            match out.entry(key) {
+                Entry::Occupied(e) => return Err(de::Error::custom(format!("duplicate member {:?}", e.key()))),
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(StrictValue)?);
+                }
             }
-            let v = map.next_value_seed(StrictValue)?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
