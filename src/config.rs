@@ -533,6 +533,31 @@ fn split_url(url: &str) -> Option<(&str, &str, u16)> {
     Some((authority, path, default_port))
 }
 
+/// `host`, `host:port`, `[v6]` or `[v6]:port`, with a non-empty host and a numeric port.
+fn valid_authority(authority: &str) -> bool {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let Some((v6, after)) = rest.split_once(']') else { return false };
+            let port = match after {
+                "" => None,
+                _ => match after.strip_prefix(':') {
+                    Some(p) => Some(p),
+                    None => return false,
+                },
+            };
+            (!v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.'), port)
+        }
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            };
+            (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-._~%".contains(c)), port)
+        }
+    };
+    host_ok && port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok())
+}
+
 /// The default cluster name for a URL: its `host:port`, with the scheme's port filled in.
 fn cluster_default(url: &str) -> Option<String> {
     let (authority, _, default_port) = split_url(url)?;
@@ -555,19 +580,24 @@ pub fn locate(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSour
 fn parse_source(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
     let bad = |what: &str| err("public_key_url", format!("{url:?}: {what}"));
     let (authority, path, _) = split_url(url).ok_or_else(|| bad("must start with http:// or https://"))?;
-    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
-        return Err(bad("needs a host (and no user info)"));
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must not contain spaces or control characters"));
+    }
+    if authority.contains('@') || !valid_authority(authority) {
+        return Err(bad("needs a host, optionally :port (and no user info)"));
     }
     if path.contains('#') {
         return Err(bad("must not contain a fragment"));
     }
+    // `http://idp?x=1` asks for `/?x=1`: a `:path` always starts with `/`.
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
     let default_cluster = cluster_default(url).ok_or_else(|| bad("cannot derive a cluster name"))?;
     let cluster = clusters
         .get(authority)
         .or_else(|| clusters.get(&default_cluster))
         .cloned()
         .unwrap_or(default_cluster);
-    let path = if path.is_empty() { "/".to_string() } else { path.to_string() };
+    let path = if path.is_empty() { "/".to_string() } else { path };
     let discovery = path.split('?').next().is_some_and(|p| p.ends_with(DISCOVERY_PATH));
     Ok(JwksSource { url: url.to_string(), cluster, authority: authority.to_string(), path, discovery })
 }
@@ -1077,6 +1107,18 @@ mod tests {
         ] {
             let e = compile_json(json!({"public_key_url": "https://idp/k", "rules": [rule]})).unwrap_err();
             assert!(e.contains(says), "{rule}: {e}");
+        }
+    }
+
+    #[test]
+    fn key_urls_must_be_well_formed() {
+        let c = compile_json(json!({"public_key_url": ["http://idp?x=1", "https://[::1]:8443/k", "http://idp:9090"]})).unwrap();
+        assert_eq!(c.jwks[0].path, "/?x=1", "a :path starts with /");
+        assert_eq!(c.jwks[1].cluster, "[::1]:8443");
+        assert_eq!(c.jwks[2].path, "/");
+        for bad in ["http://idp/a b", "http://idp/a\r\nx", "http://idp/\u{0}", "http://idp:", "http://[::1", "http://:80/k",
+                    "http://idp:99999/k", "http://idp:8x/k", "http://[::1]x/k", "http://id p/k", "http://user@idp/k"] {
+            assert!(compile_json(json!({"public_key_url": bad})).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -26,9 +26,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(source.url.starts_with("http://") || source.url.starts_with("https://"), "{source:?}");
         assert!(!source.authority.is_empty() && !source.cluster.is_empty(), "{source:?}");
         assert!(!source.authority.contains(['@', ' ', '\r', '\n', '\t']), "{source:?}");
-        // `http://host?q` keeps `?q` as its `:path` (docs/fuzzing.md, finding F2): fails closed
-        // at fetch time, so it is tolerated here rather than stopping every run.
-        assert!(source.path.starts_with(['/', '?']) && !source.path.contains('#'), "{source:?}");
+        // Findings F2/F3 (docs/fuzzing.md), fixed: a `:path` starts with `/`, and no URL
+        // carries whitespace or control characters.
+        assert!(source.path.starts_with('/') && !source.path.contains('#'), "{source:?}");
+        assert!(!source.url.chars().any(|c| c.is_whitespace() || c.is_control()), "{source:?}");
     }
     assert!((1..=64 * 1024 * 1024).contains(&config.max_body_bytes) || config.max_body_bytes == DEFAULT_MAX_BODY_BYTES);
     assert!((1..=60_000).contains(&config.fetch_timeout_ms));
