@@ -236,11 +236,15 @@ impl Policy {
     /// Whether deciding this token needs the requested model (so the body must be read).
     /// With records, a non-admin's team or user model list may apply.
     pub fn needs_model(&self, claims: &Map<String, Value>, records_enabled: bool) -> bool {
-        if records_enabled && !self.scopes(claims).contains(&self.admin_jwt_scope) {
-            return true;
+        let scope_gate = self.enforce_scope_based_access && !self.scope_mappings.is_empty();
+        if !records_enabled && !scope_gate && !self.enforce_rbac {
+            // No rule reads the model: not even the token's scopes are needed.
+            return false;
         }
         let scopes = self.scopes(claims);
-        let scope_gate = self.enforce_scope_based_access && !self.scope_mappings.is_empty();
+        if records_enabled && !scopes.contains(&self.admin_jwt_scope) {
+            return true;
+        }
         let role_gate = self.enforce_rbac
             && self
                 .rbac_role(claims, &scopes)

@@ -44,11 +44,11 @@ pub struct Locations {
 }
 
 /// Where a token was found (to strip it before forwarding when configured).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
-    Header(String),
-    Param(String),
-    Cookie(String),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found<'a> {
+    Header(&'a str),
+    Param(&'a str),
+    Cookie(&'a str),
 }
 
 impl Locations {
@@ -68,21 +68,21 @@ impl Locations {
     /// picked (repeats included, in order); `path` is the `:path` with its query.
     ///
     /// [`wants_header`]: Locations::wants_header
-    pub fn find(&self, headers: &[(String, String)], path: &str) -> Result<(String, Found), AuthError> {
+    pub fn find<'a>(&'a self, headers: &'a [(String, String)], path: &'a str) -> Result<(&'a str, Found<'a>), AuthError> {
         if self.is_default() {
             let mut values = headers.iter().filter(|(n, _)| n == "authorization");
             let first = values.next().map(|(_, v)| v.as_str());
             if values.next().is_some() {
                 return Err(smuggled("more than one Authorization header"));
             }
-            return bearer_token(first).map(|t| (t.to_string(), Found::Header("authorization".into())));
+            return bearer_token(first).map(|t| (t, Found::Header("authorization")));
         }
-        let mut found: Option<(String, Found)> = None;
-        let mut take = |token: &str, at: Found| -> Result<(), AuthError> {
+        let mut found: Option<(&'a str, Found<'a>)> = None;
+        let mut take = |token: &'a str, at: Found<'a>| -> Result<(), AuthError> {
             if found.is_some() {
                 return Err(smuggled("a credential in more than one place"));
             }
-            found = Some((token.to_string(), at));
+            found = Some((token, at));
             Ok(())
         };
         for location in &self.headers {
@@ -92,7 +92,7 @@ impl Locations {
                 return Err(smuggled(&format!("more than one {} header", location.name)));
             }
             if let Some(token) = strip_prefix_ignore_case(value, &location.value_prefix) {
-                take(token, Found::Header(location.name.clone()))?;
+                take(token, Found::Header(&location.name))?;
             }
         }
         let query = path.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or_default());
@@ -107,7 +107,7 @@ impl Locations {
                 return Err(smuggled(&format!("query parameter {name} more than once")));
             }
             if !value.is_empty() {
-                take(value, Found::Param(name.clone()))?;
+                take(value, Found::Param(name))?;
             }
         }
         for name in &self.cookies {
@@ -122,7 +122,7 @@ impl Locations {
             }
             let value = value.trim_matches('"');
             if !value.is_empty() {
-                take(value, Found::Cookie(name.clone()))?;
+                take(value, Found::Cookie(name))?;
             }
         }
         found.ok_or(AuthError::MissingToken)
@@ -225,8 +225,8 @@ mod tests {
     fn default_is_one_authorization_header() {
         let d = Locations::default();
         assert!(d.wants_header("authorization") && !d.wants_header("cookie"));
-        let one = d.find(&h(&[("authorization", "Bearer a.b.c")]), "/x?access_token=z").unwrap();
-        assert_eq!(one, ("a.b.c".into(), Found::Header("authorization".into())));
+        let headers = h(&[("authorization", "Bearer a.b.c")]);
+        assert_eq!(d.find(&headers, "/x?access_token=z").unwrap(), ("a.b.c", Found::Header("authorization")));
         let two = h(&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer d.e.f")]);
         assert!(matches!(d.find(&two, "/"), Err(AuthError::Malformed(_))));
         assert_eq!(d.find(&[], "/?access_token=a.b.c"), Err(AuthError::MissingToken));
@@ -237,10 +237,10 @@ mod tests {
         let c = custom();
         assert!(c.wants_header("x-api-token") && c.wants_header("cookie") && !c.wants_header("x-other"));
         assert_eq!(c.find(&h(&[("authorization", "bearer a.b.c")]), "/").unwrap().0, "a.b.c");
-        assert_eq!(c.find(&h(&[("x-api-token", "a.b.c")]), "/").unwrap().1, Found::Header("x-api-token".into()));
-        assert_eq!(c.find(&[], "/v1/x?a=1&access_token=a.b.c#f").unwrap(), ("a.b.c".into(), Found::Param("access_token".into())));
+        assert_eq!(c.find(&h(&[("x-api-token", "a.b.c")]), "/").unwrap().1, Found::Header("x-api-token"));
+        assert_eq!(c.find(&[], "/v1/x?a=1&access_token=a.b.c#f").unwrap(), ("a.b.c", Found::Param("access_token")));
         let cookie = h(&[("cookie", "theme=dark; session=a.b.c; x=y")]);
-        assert_eq!(c.find(&cookie, "/").unwrap(), ("a.b.c".into(), Found::Cookie("session".into())));
+        assert_eq!(c.find(&cookie, "/").unwrap(), ("a.b.c", Found::Cookie("session")));
         assert_eq!(c.find(&h(&[("authorization", "Basic abc")]), "/"), Err(AuthError::MissingToken));
         assert_eq!(c.find(&[], "/?access_token="), Err(AuthError::MissingToken));
     }

@@ -43,7 +43,7 @@ impl Request {
     }
 
     /// Forward the request without its credential (`forward: false`).
-    fn strip_credential(&self, found: &Found, path: &str, headers: &[(String, String)]) {
+    fn strip_credential(&self, found: Found, path: &str, headers: &[(String, String)]) {
         match found {
             Found::Header(name) => self.set_http_request_header(name, None),
             Found::Param(name) => self.set_http_request_header(":path", Some(&without_param(path, name))),
@@ -131,9 +131,9 @@ impl HttpContext for Request {
         };
         if let Some(ctx) = self.log_ctx.as_mut() {
             ctx.push_str(" token=");
-            ctx.push_str(&super::token_id(&token));
+            ctx.push_str(&super::token_id(token));
         }
-        if config.api_keys == ApiKeys::PassThrough && !is_jwt_shaped(&token) {
+        if config.api_keys == ApiKeys::PassThrough && !is_jwt_shaped(token) {
             if rule.is_some() {
                 // A route rule's requirements can only be checked on a verified JWT.
                 return self.deny(&AuthError::RouteRule(format!("route {route} requires a JWT; API keys are not accepted here")));
@@ -143,12 +143,12 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         if !config.forward {
-            self.strip_credential(&found, &path, &credentials);
+            self.strip_credential(found, &path, &credentials);
         }
         let now_us = now_micros();
         let now = now_us / 1000;
         let verification = match worker.try_borrow_mut() {
-            Ok(mut w) => w.verify(&token, now_us),
+            Ok(mut w) => w.verify(token, now_us),
             Err(_) => Verification::Deny(AuthError::KeysUnavailable("worker busy".into())),
         };
         let (jws, waiting) = match verification {
@@ -157,11 +157,11 @@ impl HttpContext for Request {
             Verification::NeedKeys(jws) => (jws, true),
         };
         let body = if end_of_stream { Body::None } else { Body::Receiving(0) };
-        let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, config, rule, self.log_ctx.clone())));
+        let flow = Rc::new(RefCell::new(Flow::new(jws, route, content_type, body, Rc::clone(&config), rule, self.log_ctx.clone())));
         self.flow = Some(Rc::clone(&flow));
         if waiting {
             if let Ok(mut w) = worker.try_borrow_mut() {
-                w.wait_for_keys(self.context_id, &token, flow, now);
+                w.wait_for_keys(self.context_id, token, flow, now);
             }
             // The root context's next tick (≤ 100 ms; usually the keys were prefetched) fetches.
             pump(&worker, Caller::Request);

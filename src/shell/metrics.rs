@@ -70,7 +70,9 @@ impl Metric {
 
 thread_local! {
     static IDS: RefCell<HashMap<Metric, Option<u32>>> = RefCell::new(HashMap::new());
-    static PENDING: RefCell<HashMap<Metric, i64>> = RefCell::new(HashMap::new());
+    /// Counts since the last flush. A handful of metrics move per tick, so a linear scan is
+    /// cheaper than hashing on the per-request path.
+    static PENDING: RefCell<Vec<(Metric, i64)>> = const { RefCell::new(Vec::new()) };
     static SAMPLES: RefCell<Vec<(Metric, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -89,7 +91,10 @@ fn id(metric: Metric) -> Option<u32> {
 pub fn count(metric: Metric) {
     PENDING.with(|pending| {
         if let Ok(mut pending) = pending.try_borrow_mut() {
-            *pending.entry(metric).or_insert(0) += 1;
+            match pending.iter_mut().find(|(m, _)| *m == metric) {
+                Some((_, n)) => *n += 1,
+                None => pending.push((metric, 1)),
+            }
         }
     });
 }
@@ -97,7 +102,7 @@ pub fn count(metric: Metric) {
 /// Hand the counted events to Envoy.
 pub fn flush() {
     let counts: Vec<(Metric, i64)> = PENDING.with(|pending| match pending.try_borrow_mut() {
-        Ok(mut pending) => pending.drain().collect(),
+        Ok(mut pending) => std::mem::take(&mut *pending),
         Err(_) => Vec::new(),
     });
     for (metric, n) in counts {
