@@ -578,6 +578,9 @@ class Bench:
         self.wasm = snapshot(args.wasm, self.workdir)
         self.noop_wasm = snapshot(args.noop_wasm, self.workdir)
         self.loadavg_start = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+        # Read with the .wasm snapshot, not when the report is written: commits landing during
+        # a 15-minute run must not be credited with figures they did not produce.
+        self.git_at_start = git_state()
 
     # setup -----------------------------------------------------------------------------------
 
@@ -835,10 +838,7 @@ class Bench:
                     mem_total = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
         except OSError:
             pass
-        commit = run_text(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-        dirty = run_text(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
-        if dirty and not dirty.startswith("unavailable"):
-            commit += " (+ uncommitted changes)"
+        commit = self.git_at_start
         envoy_v = run_text([self.envoy_bin, "--version"]).splitlines()
         envoy_v_s = next((ln.strip() for ln in envoy_v if "version" in ln), " ".join(envoy_v)[:200])
         envoy_v_s = envoy_v_s.split("version:", 1)[-1].strip()
@@ -1025,6 +1025,15 @@ class Bench:
             self.log(f"kept {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def git_state() -> str:
+    """The checkout's short commit, `(+ uncommitted changes)` when tracked files differ."""
+    commit = run_text(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    dirty = run_text(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
+    if dirty and not dirty.startswith("unavailable"):
+        commit += " (+ uncommitted changes)"
+    return commit
 
 
 def snapshot(src: Path, workdir: Path) -> Path:
