@@ -2,6 +2,7 @@
 #   make build   the .wasm (target/wasm32-wasip1/release/llm_jwt_auth.wasm)
 #   make run     demo: IdP + echo upstream + Envoy with the filter on 127.0.0.1:10000
 #   make test    clippy + native unit tests + end-to-end tests in a real Envoy
+#   make bench / make soak / make fuzz-smoke   throughput, 1M-request soak, short fuzz run
 # Everything missing (Debian wasm toolchain, Python venv with Envoy) is installed on first use.
 
 SHELL := /bin/bash
