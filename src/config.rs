@@ -398,7 +398,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     };
     let mut jwks = Vec::with_capacity(urls.len());
     for url in &urls {
-        jwks.push(parse_source(url, &raw.clusters)?);
+        jwks.push(locate(url, &raw.clusters)?);
     }
     let all_sources: Vec<&JwksSource> = jwks.iter().chain(issuers.iter().flat_map(|i| i.jwks.iter())).collect();
     // A discovered `jwks_uri` may name any host, so with discovery every entry may be needed.
@@ -572,12 +572,9 @@ fn cluster_default(url: &str) -> Option<String> {
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// Where a key URL is fetched from: the Envoy cluster (`clusters` by authority, else the
-/// URL's `host:port`), `:authority` and `:path`.
+/// URL's `host:port`), `:authority` and `:path`. Errors name `public_key_url`; callers for
+/// other fields replace that name.
 pub fn locate(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
-    parse_source(url, clusters)
-}
-
-fn parse_source(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
     let bad = |what: &str| err("public_key_url", format!("{url:?}: {what}"));
     let (authority, path, _) = split_url(url).ok_or_else(|| bad("must start with http:// or https://"))?;
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -622,7 +619,7 @@ fn seconds_ms(v: Option<f64>, default_s: f64, field: &str) -> Result<u64, String
 }
 
 fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result<(RecordSource, Lifetimes), String> {
-    let parsed = parse_source(&src.url, clusters).map_err(|e| e.replace("public_key_url", "record_source.url"))?;
+    let parsed = locate(&src.url, clusters).map_err(|e| e.replace("public_key_url", "record_source.url"))?;
     let base_path = parsed.path.trim_end_matches('/').to_string();
     let mut paths = BTreeMap::new();
     for (name, kind) in [("team", Kind::Team), ("user", Kind::User), ("org", Kind::Org), ("end_user", Kind::EndUser)] {
@@ -724,7 +721,7 @@ fn compile_issuers(
             Some(Value::String(u)) if !u.is_empty() => u.clone(),
             Some(_) => return Err(err(&format!("{here}.jwks_url"), "must be a URL")),
         };
-        let source = parse_source(&jwks_url, clusters).map_err(|e| e.replace("public_key_url", &format!("{here}.jwks_url")))?;
+        let source = locate(&jwks_url, clusters).map_err(|e| e.replace("public_key_url", &format!("{here}.jwks_url")))?;
         let audience = match entry.get("audience") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(a)) if !a.is_empty() => vec![a.clone()],

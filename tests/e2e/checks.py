@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import threading
 import uuid
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -197,3 +198,25 @@ def assert_invalid_request(reply: Reply, status: int, *, message: str | None = N
                          contains=contains)
     assert "www-authenticate" not in reply.headers, f"{status} with a challenge: {reply!r}"
     return error
+
+
+def burst(proxy, tokens: Sequence[str]) -> list:
+    """All tokens at once (released together by a barrier); the replies in order."""
+    barrier = threading.Barrier(len(tokens))
+    replies: list = [None] * len(tokens)
+    errors: list = []
+
+    def fire(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            replies[i] = proxy.request(tokens[i])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(tokens))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    return replies

@@ -15,7 +15,6 @@ Two module Envoys (issuers only; issuers plus global keys); one Envoy per discov
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any, Mapping
 
@@ -31,6 +30,7 @@ from checks import (
     assert_auth_error,
     assert_forwarded,
     assert_unavailable,
+    burst,
 )
 
 REASON = "x-llm-jwt-auth-reason"
@@ -99,28 +99,6 @@ def settled(proxy, before: Mapping[str, int], expected: Mapping[str, int], timeo
         if all(after.get(n, 0) - before.get(n, 0) >= v for n, v in expected.items()) or time.monotonic() > deadline:
             return after
         time.sleep(0.1)
-
-
-def burst(proxy, tokens: list[str]) -> list:
-    """All tokens at once (released together by a barrier); the replies in order."""
-    barrier = threading.Barrier(len(tokens))
-    replies: list = [None] * len(tokens)
-    errors: list = []
-
-    def fire(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            replies[i] = proxy.request(tokens[i])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(tokens))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors, errors
-    return replies
 
 
 def wait_for_success(proxy, token: str, timeout: float = RECOVERY_DEADLINE, *contains: str):

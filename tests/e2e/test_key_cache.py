@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 
 import jwt_fixtures as jf
-from checks import NO_MATCHING_KEY, assert_auth_error, assert_forwarded
+from checks import NO_MATCHING_KEY, assert_auth_error, assert_forwarded, burst
 
 
 def test_request_arriving_before_keys_are_fetched_waits_and_succeeds(envoys, idps, keyring):
@@ -47,23 +46,7 @@ def test_workers_share_a_single_jwks_fetch_per_url_under_a_cold_start_burst(envo
     )
     proxy.envoy  # ready
     tokens = [(key_a if i % 2 else key_b).sign(jf.claims(f"burst-{i}")) for i in range(50)]
-    barrier = threading.Barrier(len(tokens))
-    replies: list = [None] * len(tokens)
-    errors: list = []
-
-    def fire(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            replies[i] = proxy.request(tokens[i])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(tokens))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors, errors
+    replies = burst(proxy, tokens)
     for i, reply in enumerate(replies):
         assert_forwarded(reply, sub=f"burst-{i}")
     assert (idp_a.fetch_count, idp_b.fetch_count) == (1, 1), \
@@ -141,16 +124,7 @@ def test_unknown_kid_refetches_once_per_interval_so_rotation_is_immediate_and_fl
 
     # A flood of made-up kids on both workers: refused, and no further fetch in the interval.
     flood_started = time.monotonic()
-    replies = []
-
-    def fire(i: int) -> None:
-        replies.append(proxy.request(new.sign(jf.claims(f"flood-{i}"), kid=f"made-up-{i}")))
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    replies = burst(proxy, [new.sign(jf.claims(f"flood-{i}"), kid=f"made-up-{i}") for i in range(40)])
     assert len(replies) == 40
     for reply in replies:
         assert_auth_error(reply, prefix=NO_MATCHING_KEY)
