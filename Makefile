@@ -96,3 +96,6 @@ fuzz:
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+# Further targets, one file per concern (test IdPs, oracles, packaging): mk/*.mk.
+include $(wildcard mk/*.mk)
