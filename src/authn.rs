@@ -14,7 +14,10 @@ use std::sync::Arc;
 /// What a worker knows of one JWKS URL's keys at this moment.
 #[derive(Debug, Clone)]
 pub enum KeyLookup {
-    Ready(Arc<KeySet>),
+    /// The key set, and until when (ms since the epoch) a verification made with it may be
+    /// reused: its expiry while fresh, a short while when it is a stale copy served through an
+    /// outage. `u64::MAX`: no bound (keys that never change).
+    Ready(Arc<KeySet>, u64),
     /// Not here yet (a fetch is needed or under way): the request must wait.
     Pending,
     /// The last fetch failed and nothing usable is cached; the text says why.
@@ -32,6 +35,13 @@ pub trait KeySets {
 }
 
 /// A plain lookup function never refetches (tests, and hosts without a cache).
+impl KeyLookup {
+    /// Keys without a reuse bound (tests, fixed key sets).
+    pub fn ready(keys: Arc<KeySet>) -> Self {
+        KeyLookup::Ready(keys, u64::MAX)
+    }
+}
+
 impl<F: FnMut(&JwksSource) -> KeyLookup> KeySets for F {
     fn lookup(&mut self, source: &JwksSource) -> KeyLookup {
         self(source)
@@ -40,19 +50,21 @@ impl<F: FnMut(&JwksSource) -> KeyLookup> KeySets for F {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Signature and registered claims are good; authorization comes next.
-    Verified,
+    /// Signature and registered claims are good; authorization comes next. The verification
+    /// may be reused (verified-token cache) until `keys_until_ms`: no cached verification
+    /// outlives the key set it was made with.
+    Verified { keys_until_ms: u64 },
     Deny(AuthError),
     /// Keys for this token are being fetched; decide again when they arrive.
     NeedKeys,
 }
 
 /// Try inline keys that accept the token's algorithm; `None` when there are none to try.
-fn try_inline(jws: &Jws, keys: &[Arc<PublicKey>], host: &dyn HostCrypto) -> Option<Result<(), AuthError>> {
+fn try_inline(jws: &Jws, keys: &[Arc<PublicKey>], host: &dyn HostCrypto) -> Option<Result<u64, AuthError>> {
     let mut candidates = keys.iter().filter(|k| k.accepts(jws.alg)).peekable();
     candidates.peek()?;
     Some(if candidates.any(|k| verify_signature(jws, k, host).is_ok()) {
-        Ok(())
+        Ok(u64::MAX) // inline keys change only with the configuration
     } else {
         Err(AuthError::BadSignature)
     })
@@ -64,7 +76,7 @@ fn verify_with_configured_keys(
     config: &Trust,
     keys: &mut dyn KeySets,
     host: &dyn HostCrypto,
-) -> Result<(), Decision> {
+) -> Result<u64, Decision> {
     let deny = |e| Decision::Deny(e);
     // Inline PEM keys have no kid: they serve tokens without one.
     if jws.kid.is_none() {
@@ -76,13 +88,13 @@ fn verify_with_configured_keys(
     let mut known: Vec<String> = Vec::new();
     for source in config.jwks {
         match keys.lookup(source) {
-            KeyLookup::Ready(set) => match set.select(jws.kid.as_deref()) {
+            KeyLookup::Ready(set, until_ms) => match set.select(jws.kid.as_deref()) {
                 Some(entry) => {
                     let key = entry.key.as_ref().map_err(|e| deny(AuthError::UnusableKey(e.clone())))?;
                     if !key.accepts(jws.alg) {
                         return Err(deny(AuthError::AlgNotAllowed));
                     }
-                    return verify_signature(jws, key, host).map_err(deny);
+                    return verify_signature(jws, key, host).map(|()| until_ms).map_err(deny);
                 }
                 None => known.extend(set.kids().map(str::to_owned)),
             },
@@ -127,13 +139,14 @@ pub fn authenticate(
         Ok(trust) => trust,
         Err(e) => return Decision::Deny(e),
     };
-    if let Err(decision) = verify_with_configured_keys(jws, &trust, keys, host) {
-        return decision;
-    }
+    let keys_until_ms = match verify_with_configured_keys(jws, &trust, keys, host) {
+        Ok(until) => until,
+        Err(decision) => return decision,
+    };
     if let Err(e) = claims::validate(&jws.claims, trust.claim_rules, now) {
         return Decision::Deny(e);
     }
-    Decision::Verified
+    Decision::Verified { keys_until_ms }
 }
 
 #[cfg(test)]
@@ -166,8 +179,18 @@ mod tests {
     #[test]
     fn verifies_a_valid_token() {
         let cfg = config(json!({"public_key_url": "http://a/jwks"}));
-        let d = decide(&cfg, "RS256", |_| KeyLookup::Ready(jwks(&["rsa", "p256"])));
-        assert_eq!(d, Decision::Verified);
+        let d = decide(&cfg, "RS256", |_| KeyLookup::ready(jwks(&["rsa", "p256"])));
+        assert_eq!(d, Decision::Verified { keys_until_ms: u64::MAX });
+    }
+
+    #[test]
+    fn a_verification_is_reusable_only_as_long_as_the_key_set_it_was_made_with() {
+        let cfg = two_urls();
+        let d = decide(&cfg, "ES256", |s| {
+            let until = if s.url.starts_with("http://a") { 5_000 } else { 7_000 };
+            KeyLookup::Ready(if until == 5_000 { jwks(&["rsa"]) } else { jwks(&["p256"]) }, until)
+        });
+        assert_eq!(d, Decision::Verified { keys_until_ms: 7_000 }, "the set that had the key decides");
     }
 
     #[test]
@@ -175,16 +198,16 @@ mod tests {
         let mut asked = vec![];
         let d = decide(&two_urls(), "ES256", |s| {
             asked.push(s.url.clone());
-            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Ready(jwks(&["p256", "p384"])) }
+            if s.url.starts_with("http://a") { KeyLookup::ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::ready(jwks(&["p256", "p384"])) }
         });
-        assert!(matches!(d, Decision::Verified), "{d:?}");
+        assert!(matches!(d, Decision::Verified { .. }), "{d:?}");
         assert_eq!(asked, ["http://a/jwks", "http://b/jwks"]);
     }
 
     #[test]
     fn waits_when_keys_are_not_here_yet() {
         let d = decide(&two_urls(), "ES256", |s| {
-            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Pending }
+            if s.url.starts_with("http://a") { KeyLookup::ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Pending }
         });
         assert_eq!(d, Decision::NeedKeys);
     }
@@ -192,14 +215,14 @@ mod tests {
     #[test]
     fn found_in_first_url_does_not_wait_for_the_second() {
         let d = decide(&two_urls(), "RS256", |s| {
-            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Pending }
+            if s.url.starts_with("http://a") { KeyLookup::ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Pending }
         });
-        assert!(matches!(d, Decision::Verified));
+        assert!(matches!(d, Decision::Verified { .. }));
     }
 
     #[test]
     fn unknown_kid_lists_known_kids_and_outage_is_503_not_401() {
-        let d = decide(&two_urls(), "ES384", |_| KeyLookup::Ready(jwks(&["rsa", "ed25519"])));
+        let d = decide(&two_urls(), "ES384", |_| KeyLookup::ready(jwks(&["rsa", "ed25519"])));
         assert_eq!(
             d,
             Decision::Deny(AuthError::NoMatchingKey {
@@ -208,7 +231,7 @@ mod tests {
             })
         );
         let d = decide(&two_urls(), "ES384", |s| {
-            if s.url.starts_with("http://a") { KeyLookup::Ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Unavailable("503 from IdP".into()) }
+            if s.url.starts_with("http://a") { KeyLookup::ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Unavailable("503 from IdP".into()) }
         });
         assert_eq!(d, Decision::Deny(AuthError::KeysUnavailable("503 from IdP".into())));
     }
@@ -221,7 +244,7 @@ mod tests {
 
     impl KeySets for Rotating {
         fn lookup(&mut self, _: &JwksSource) -> KeyLookup {
-            KeyLookup::Ready(jwks(&["rsa", "ed25519"]))
+            KeyLookup::ready(jwks(&["rsa", "ed25519"]))
         }
         fn refetch_for_unknown_kid(&mut self, source: &JwksSource) -> bool {
             self.asked.push(source.url.clone());
@@ -240,7 +263,7 @@ mod tests {
         assert!(matches!(d, Decision::Deny(AuthError::NoMatchingKey { .. })), "{d:?}");
         let known = crate::jws::parse(&token("RS256")).unwrap();
         let mut keys = Rotating { refetching: true, asked: vec![] };
-        assert_eq!(authenticate(&known, &two_urls(), &mut keys, &GuestOnly, now()), Decision::Verified);
+        assert_eq!(authenticate(&known, &two_urls(), &mut keys, &GuestOnly, now()), Decision::Verified { keys_until_ms: u64::MAX });
         assert!(keys.asked.is_empty(), "a known kid never asks for a refetch");
     }
 
@@ -251,18 +274,18 @@ mod tests {
         let mut ec = v["keys"]["p256"]["jwk"].clone();
         ec["kid"] = json!("rsa-1");
         let set = Arc::new(KeySet::parse(json!({"keys": [ec, v["keys"]["ed25519"]["jwk"]]}).to_string().as_bytes()).unwrap());
-        let d = decide(&cfg, "RS256", |_| KeyLookup::Ready(set.clone()));
+        let d = decide(&cfg, "RS256", |_| KeyLookup::ready(set.clone()));
         assert_eq!(d, Decision::Deny(AuthError::AlgNotAllowed));
     }
 
     #[test]
     fn bad_signature_and_time_claims_are_denied() {
         let cfg = config(json!({"public_key_url": "http://a/jwks"}));
-        let d = decide(&cfg, "RS256_by_other_key", |_| KeyLookup::Ready(jwks(&["rsa"])));
+        let d = decide(&cfg, "RS256_by_other_key", |_| KeyLookup::ready(jwks(&["rsa"])));
         assert_eq!(d, Decision::Deny(AuthError::BadSignature));
 
         let jws = crate::jws::parse(&token("RS256")).unwrap();
-        let mut lookup = |_: &JwksSource| KeyLookup::Ready(jwks(&["rsa"]));
+        let mut lookup = |_: &JwksSource| KeyLookup::ready(jwks(&["rsa"]));
         let later = now() + 3600;
         assert_eq!(authenticate(&jws, &cfg, &mut lookup, &GuestOnly, later), Decision::Deny(AuthError::Expired));
     }
@@ -270,7 +293,7 @@ mod tests {
     #[test]
     fn audience_rule_applies_after_the_signature() {
         let cfg = config(json!({"public_key_url": "http://a/jwks", "audience": "api"}));
-        let d = decide(&cfg, "RS256", |_| KeyLookup::Ready(jwks(&["rsa"])));
+        let d = decide(&cfg, "RS256", |_| KeyLookup::ready(jwks(&["rsa"])));
         assert_eq!(d, Decision::Deny(AuthError::AudienceMissing));
     }
 
@@ -280,9 +303,9 @@ mod tests {
         let cfg = config(json!({"public_keys": [v["keys"]["p256"]["pem"], v["keys"]["rsa"]["cert"]]}));
         let mut never = |_: &JwksSource| -> KeyLookup { panic!("no JWKS configured") };
         let jws = crate::jws::parse(&token("RS256_nokid")).unwrap();
-        assert!(matches!(authenticate(&jws, &cfg, &mut never, &GuestOnly, now()), Decision::Verified));
+        assert!(matches!(authenticate(&jws, &cfg, &mut never, &GuestOnly, now()), Decision::Verified { .. }));
         // A kid no JWKS knows still falls back to inline keys.
-        assert!(matches!(decide(&cfg, "RS256", |_| KeyLookup::Pending), Decision::Verified));
+        assert!(matches!(decide(&cfg, "RS256", |_| KeyLookup::Pending), Decision::Verified { .. }));
         assert_eq!(decide(&cfg, "RS256_by_other_key", |_| KeyLookup::Pending), Decision::Deny(AuthError::BadSignature));
         // No inline key of the token's kind: no key.
         assert!(matches!(decide(&cfg, "EdDSA", |_| KeyLookup::Pending), Decision::Deny(AuthError::NoMatchingKey { .. })));

@@ -11,11 +11,15 @@
 //!
 //! A worker that needs keys takes the fetch lease with CAS (`fetching`); every other worker
 //! sees the lease and waits for the record. A failed fetch is remembered until `retry_ms`, so an
-//! outage costs at most one fetch per retry interval per process, not one per request. After
-//! `expires_ms` the last good key set is still served until `stale_until_ms` (newest LiteLLM's
-//! `public_key_stale_ttl`) while one worker refreshes it — or while the IdP is down. Only
-//! bodies that parse as a key set are ever written as records. Each worker keeps the parsed key
-//! set locally and only re-reads shared data when its copy expires.
+//! outage costs at most one fetch per retry interval per process, not one per request. A refresh
+//! starts at nine tenths of the TTL, so while the IdP answers the next key set is there before
+//! `expires_ms`; a key set is never used past `expires_ms` plus one fetch timeout unless the
+//! source is *failing* (its last fetch failed, or the fetch under way retries one): then the
+//! last good copy is served until `stale_until_ms` (newest LiteLLM's `public_key_stale_ttl`).
+//! Only bodies that parse as a key set are ever written as records. Each worker keeps the
+//! parsed key set locally until its expiry, and every tick adopts a newer shared copy
+//! ([`JwksCache::sync`]), so that its verified-token cache — whose entries are bound to the key
+//! set's generation and expiry — never admits a token with a key the IdP has retired.
 //!
 //! A token whose `kid` is in no key set may be signed with a key the IdP just rotated in. It asks
 //! for one refetch (the `jwks-kid` stamp, CAS-written) and waits for it — at most one per
@@ -85,6 +89,9 @@ pub struct JwksCache {
     /// Bumped whenever this worker's view of any key set changes; verified-token cache
     /// entries from an older generation are not used.
     generation: u64,
+    /// How long past its expiry a key set may still be used while its refresh is under way
+    /// and the source has not failed (one fetch timeout).
+    grace_ms: u64,
 }
 
 /// What a worker should do about one URL.
@@ -96,46 +103,90 @@ pub enum Need {
 }
 
 impl JwksCache {
+    /// `grace_ms`: one fetch timeout (see the field).
+    pub fn new(grace_ms: u64) -> Self {
+        JwksCache { grace_ms, ..JwksCache::default() }
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// What is known of `url`'s keys now, adopting a fresher shared copy when there is one. A
-    /// copy past its expiry but within its stale window is still served (a refresh is due:
-    /// see [`JwksCache::need`]).
+    /// What is known of `url`'s keys now, adopting a fresher shared copy when there is one.
+    ///
+    /// While the source answers, no key set is used past its expiry plus one fetch timeout
+    /// (the refresh starts at nine tenths of the TTL, so normally the next set is there before
+    /// that). A stale copy is served longer only while the source is failing, up to
+    /// `public_key_stale_ttl`; a verification made with it may be reused for one retry interval.
     pub fn lookup(&mut self, store: &dyn SharedData, url: &str, now_ms: u64) -> KeyLookup {
         if let Some(local) = self.local.get(url) {
             if now_ms < local.expires_ms {
-                return KeyLookup::Ready(local.keys.clone());
+                return KeyLookup::Ready(local.keys.clone(), local.expires_ms);
             }
         }
         let (value, cas) = store.get(&format!("{KEY_PREFIX}{url}"));
+        let Some(record) = value.as_deref().and_then(Record::decode) else {
+            return self.fetch_state_lookup(store, url, now_ms);
+        };
+        let until_ms = if now_ms < record.expires_ms {
+            record.expires_ms
+        } else if now_ms < record.stale_until_ms
+            && (now_ms < record.expires_ms.saturating_add(self.grace_ms) || fetch_state(store, url).failing())
+        {
+            record.stale_until_ms.min(now_ms + RETRY_AFTER_FAILURE_MS)
+        } else {
+            return self.fetch_state_lookup(store, url, now_ms);
+        };
+        match self.adopt(url, &record, cas) {
+            Some(keys) => KeyLookup::Ready(keys, until_ms),
+            // Records are validated before they are written; a bad one is a concurrent
+            // writer's garbage: treat as missing.
+            None => self.fetch_state_lookup(store, url, now_ms),
+        }
+    }
+
+    /// Make `record` (read with `cas`) this worker's copy of `url`'s keys, parsing it unless it
+    /// is the copy already held. A new key set starts a new generation.
+    fn adopt(&mut self, url: &str, record: &Record, cas: Option<u32>) -> Option<Arc<KeySet>> {
+        let keys = match self.local.get(url) {
+            Some(l) if l.cas.is_some() && l.cas == cas => l.keys.clone(),
+            _ => {
+                let set = Arc::new(KeySet::parse(&record.body).ok()?);
+                self.generation += 1;
+                set
+            }
+        };
+        self.local.insert(url.to_string(), Local {
+            cas,
+            fetched_ms: record.fetched_ms,
+            expires_ms: record.expires_ms,
+            refresh_at_ms: record.refresh_at_ms(),
+            keys: keys.clone(),
+        });
+        Some(keys)
+    }
+
+    /// Adopt a key set another worker stored for `url` since this worker last looked, so that
+    /// verified-token cache entries made under the old one stop at once (called every tick:
+    /// a worker whose cached tokens keep hitting would otherwise never look).
+    pub fn sync(&mut self, store: &dyn SharedData, url: &str) {
+        let Some(held) = self.local.get(url).map(|l| l.cas) else { return };
+        let (value, cas) = store.get(&format!("{KEY_PREFIX}{url}"));
+        if cas == held {
+            return;
+        }
         if let Some(record) = value.as_deref().and_then(Record::decode) {
-            if now_ms < record.stale_until_ms.max(record.expires_ms) {
-                let same = self.local.get(url).is_some_and(|l| l.cas.is_some() && l.cas == cas);
-                let keys = match (same, self.local.get(url)) {
-                    (true, Some(l)) => l.keys.clone(),
-                    _ => match KeySet::parse(&record.body) {
-                        Ok(set) => {
-                            self.generation += 1;
-                            Arc::new(set)
-                        }
-                        // Records are validated before they are written; a bad one is a
-                        // concurrent writer's garbage: treat as missing.
-                        Err(_) => return self.fetch_state_lookup(store, url, now_ms),
-                    },
-                };
-                let (expires_ms, refresh_at_ms) = (record.expires_ms, record.refresh_at_ms());
-                let fetched_ms = record.fetched_ms;
-                self.local.insert(url.to_string(), Local { cas, fetched_ms, expires_ms, refresh_at_ms, keys: keys.clone() });
-                return KeyLookup::Ready(keys);
+            if self.adopt(url, &record, cas).is_some() {
+                return;
             }
         }
-        self.fetch_state_lookup(store, url, now_ms)
+        // Gone or unreadable: forget the copy, and every verification made with it.
+        self.local.remove(url);
+        self.generation += 1;
     }
 
     fn fetch_state_lookup(&self, store: &dyn SharedData, url: &str, now_ms: u64) -> KeyLookup {
-        match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
+        match fetch_state(store, url) {
             FetchState::Failed { retry_ms, why } if now_ms < retry_ms => KeyLookup::Unavailable(why),
             _ => KeyLookup::Pending,
         }
@@ -159,8 +210,8 @@ impl JwksCache {
         if fresh && !kid_refetch {
             return Need::Nothing;
         }
-        match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
-            FetchState::Fetching { until_ms } if now_ms < until_ms => Need::Nothing,
+        match fetch_state(store, url) {
+            FetchState::Fetching { until_ms, .. } if now_ms < until_ms => Need::Nothing,
             FetchState::Failed { retry_ms, .. } if now_ms < retry_ms => Need::Nothing,
             _ => Need::Fetch,
         }
@@ -178,13 +229,14 @@ impl JwksCache {
         if shared_fetched.is_some_and(|f| f > local_fetched) {
             // Another worker fetched a newer set: adopt it at the next lookup.
             self.local.remove(url);
+            self.generation += 1;
             return true;
         }
         let key = format!("{KID_PREFIX}{url}");
         let (value, cas) = store.get(&key);
         let requested = value.as_deref().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok());
         if let Some(at) = requested.filter(|at| *at > local_fetched) {
-            let failed_since = match FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref()) {
+            let failed_since = match fetch_state(store, url) {
                 FetchState::Failed { retry_ms, .. } => Some(retry_ms.saturating_sub(RETRY_AFTER_FAILURE_MS)),
                 _ => None,
             };
@@ -223,9 +275,13 @@ impl JwksCache {
                 let _ = store.set(&format!("{KEY_PREFIX}{url}"), &record.encode(), None);
                 let cas = store.get(&format!("{KEY_PREFIX}{url}")).1;
                 self.generation += 1;
-                let (expires_ms, refresh_at_ms) = (record.expires_ms, record.refresh_at_ms());
-                let fetched_ms = record.fetched_ms;
-                self.local.insert(url.to_string(), Local { cas, fetched_ms, expires_ms, refresh_at_ms, keys: Arc::new(set) });
+                self.local.insert(url.to_string(), Local {
+                    cas,
+                    fetched_ms: record.fetched_ms,
+                    expires_ms: record.expires_ms,
+                    refresh_at_ms: record.refresh_at_ms(),
+                    keys: Arc::new(set),
+                });
                 let _ = store.set(&fetch_key, &FetchState::Idle.encode(), None);
                 Ok(())
             }
@@ -243,6 +299,10 @@ impl JwksCache {
     pub fn init_fetch_key(store: &dyn SharedData, url: &str) {
         init_lease(store, &format!("{FETCH_PREFIX}{url}"));
     }
+}
+
+fn fetch_state(store: &dyn SharedData, url: &str) -> FetchState {
+    FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref())
 }
 
 /// When an unknown kid last asked for a refetch of `url`.
@@ -270,7 +330,8 @@ mod tests {
         assert_eq!(Record::decode(&r.encode()), Some(r));
         for s in [
             FetchState::Idle,
-            FetchState::Fetching { until_ms: 9 },
+            FetchState::Fetching { until_ms: 9, after_failure: false },
+            FetchState::Fetching { until_ms: 9, after_failure: true },
             FetchState::Failed { retry_ms: 7, why: "HTTP 500 from idp".into() },
         ] {
             assert_eq!(FetchState::decode(Some(&s.encode())), s);
@@ -282,8 +343,8 @@ mod tests {
     fn cold_cache_is_pending_and_only_one_worker_gets_the_lease() {
         let store = MockShared::default();
         JwksCache::init_fetch_key(&store, URL);
-        let mut a = JwksCache::default();
-        let mut b = JwksCache::default();
+        let mut a = JwksCache::new(0);
+        let mut b = JwksCache::new(0);
         assert!(matches!(a.lookup(&store, URL, 0), KeyLookup::Pending));
         assert_eq!(a.need(&store, URL, 0, 30_000), Need::Fetch);
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
@@ -306,13 +367,13 @@ mod tests {
     #[test]
     fn fetched_keys_are_shared_with_other_workers_until_ttl() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
-        let mut b = JwksCache::default();
+        let mut a = JwksCache::new(0);
+        let mut b = JwksCache::new(0);
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
         a.complete_fetch(&store, URL, 100, (1000, 0), Ok(body())).unwrap();
-        assert!(matches!(b.lookup(&store, URL, 200), KeyLookup::Ready(_)));
+        assert!(matches!(b.lookup(&store, URL, 200), KeyLookup::Ready(..)));
         assert_eq!(b.need(&store, URL, 200, 30_000), Need::Nothing);
-        assert!(matches!(b.lookup(&store, URL, 1099), KeyLookup::Ready(_)));
+        assert!(matches!(b.lookup(&store, URL, 1099), KeyLookup::Ready(..)));
         assert!(matches!(b.lookup(&store, URL, 1100), KeyLookup::Pending), "expired at fetched + ttl");
         assert_eq!(b.need(&store, URL, 1100, 30_000), Need::Fetch);
     }
@@ -320,52 +381,86 @@ mod tests {
     #[test]
     fn refresh_is_due_in_the_last_tenth_of_the_ttl_while_keys_stay_ready() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
+        let mut a = JwksCache::new(0);
         a.complete_fetch(&store, URL, 0, (1000, 0), Ok(body())).unwrap();
         assert_eq!(a.need(&store, URL, 899, 30_000), Need::Nothing);
         assert_eq!(a.need(&store, URL, 900, 30_000), Need::Fetch, "background refresh before expiry");
-        assert!(matches!(a.lookup(&store, URL, 950), KeyLookup::Ready(_)), "and requests are not held");
-        let mut b = JwksCache::default();
+        assert!(matches!(a.lookup(&store, URL, 950), KeyLookup::Ready(..)), "and requests are not held");
+        let mut b = JwksCache::new(0);
         assert_eq!(b.need(&store, URL, 950, 30_000), Need::Fetch, "other workers agree from the shared record");
     }
 
     #[test]
-    fn stale_keys_are_served_while_refreshing_and_through_an_outage_then_not() {
+    fn past_expiry_keys_are_used_for_one_fetch_timeout_at_most_while_the_source_answers() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
-        let mut b = JwksCache::default();
+        let mut a = JwksCache::new(300);
+        let mut b = JwksCache::new(300);
         a.complete_fetch(&store, URL, 0, (1000, 5000), Ok(body())).unwrap();
-        assert_eq!(b.need(&store, URL, 500, 30_000), Need::Nothing, "fresh");
-        assert!(matches!(b.lookup(&store, URL, 1500), KeyLookup::Ready(_)), "stale copy served");
-        assert_eq!(b.need(&store, URL, 1500, 30_000), Need::Fetch, "but a refresh is due");
+        assert!(matches!(b.lookup(&store, URL, 500), KeyLookup::Ready(_, 1000)), "fresh: reusable until expiry");
+        assert_eq!(b.need(&store, URL, 1100, 30_000), Need::Fetch, "a refresh is due");
+        assert!(JwksCache::try_begin_fetch(&store, URL, 1100, 6000));
+        assert!(matches!(b.lookup(&store, URL, 1200), KeyLookup::Ready(..)), "within one fetch timeout of expiry");
+        assert!(matches!(b.lookup(&store, URL, 1300), KeyLookup::Pending), "then wait for the refresh, not a stale copy");
+        assert!(matches!(a.lookup(&store, URL, 1300), KeyLookup::Pending), "every worker alike");
+    }
+
+    #[test]
+    fn stale_keys_are_served_only_while_the_source_is_failing_then_not() {
+        let store = MockShared::default();
+        let mut a = JwksCache::new(0);
+        let mut b = JwksCache::new(0);
+        a.complete_fetch(&store, URL, 0, (1000, 5000), Ok(body())).unwrap();
         assert!(JwksCache::try_begin_fetch(&store, URL, 1500, 6000));
         assert_eq!(a.need(&store, URL, 1600, 30_000), Need::Nothing, "one refresh at a time");
         b.complete_fetch(&store, URL, 1700, (1000, 5000), Err("IdP down".into())).unwrap_err();
-        assert!(matches!(a.lookup(&store, URL, 5999), KeyLookup::Ready(_)), "outage: still the stale copy");
+        let KeyLookup::Ready(_, until) = a.lookup(&store, URL, 2000) else { panic!("outage: the stale copy") };
+        assert_eq!(until, 2000 + RETRY_AFTER_FAILURE_MS, "verifications with it are reused for one retry interval");
+        assert!(JwksCache::try_begin_fetch(&store, URL, 2700, 6000), "the retry");
+        assert!(matches!(a.lookup(&store, URL, 2800), KeyLookup::Ready(..)), "still failing while the retry runs");
+        assert!(matches!(a.lookup(&store, URL, 5999), KeyLookup::Ready(..)), "outage: still the stale copy");
         assert!(matches!(a.lookup(&store, URL, 6000), KeyLookup::Unavailable(_) | KeyLookup::Pending), "window over");
-        let mut c = JwksCache::default();
+        let mut c = JwksCache::new(0);
         assert!(matches!(c.lookup(&store, URL, 6000), KeyLookup::Pending), "retry allowed: wait for it");
+    }
+
+    #[test]
+    fn a_key_set_stored_by_another_worker_is_adopted_at_the_next_sync() {
+        let store = MockShared::default();
+        let (mut a, mut b) = (JwksCache::new(0), JwksCache::new(0));
+        a.complete_fetch(&store, URL, 0, (10_000, 0), Ok(body())).unwrap();
+        assert!(matches!(b.lookup(&store, URL, 10), KeyLookup::Ready(..)));
+        let before = b.generation();
+        b.sync(&store, URL);
+        assert_eq!(b.generation(), before, "same shared copy: nothing to do");
+        a.complete_fetch(&store, URL, 1000, (10_000, 0), Ok(body())).unwrap();
+        b.sync(&store, URL);
+        assert_eq!(b.generation(), before + 1, "another worker's refresh ends b's cached verifications");
+        let KeyLookup::Ready(_, until) = b.lookup(&store, URL, 1001) else { panic!() };
+        assert_eq!(until, 11_000, "and b uses the new copy's expiry");
+        let mut fresh = JwksCache::new(0);
+        fresh.sync(&store, URL);
+        assert_eq!(fresh.generation(), 0, "nothing held, nothing to invalidate");
     }
 
     #[test]
     fn generation_changes_only_when_a_new_key_set_is_adopted() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
-        let mut b = JwksCache::default();
+        let mut a = JwksCache::new(0);
+        let mut b = JwksCache::new(0);
         a.complete_fetch(&store, URL, 0, (1000, 0), Ok(body())).unwrap();
         assert_eq!(a.generation(), 1);
-        assert!(matches!(b.lookup(&store, URL, 10), KeyLookup::Ready(_)));
-        assert!(matches!(b.lookup(&store, URL, 20), KeyLookup::Ready(_)));
+        assert!(matches!(b.lookup(&store, URL, 10), KeyLookup::Ready(..)));
+        assert!(matches!(b.lookup(&store, URL, 20), KeyLookup::Ready(..)));
         assert_eq!(b.generation(), 1, "adopted once, then served locally");
         a.complete_fetch(&store, URL, 2000, (1000, 0), Ok(body())).unwrap();
-        assert!(matches!(b.lookup(&store, URL, 2001), KeyLookup::Ready(_)));
+        assert!(matches!(b.lookup(&store, URL, 2001), KeyLookup::Ready(..)));
         assert_eq!(b.generation(), 2, "refreshed record adopted after local expiry");
     }
 
     #[test]
     fn failures_are_not_cached_as_keys_and_retry_after_the_backoff() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
+        let mut a = JwksCache::new(0);
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
         let e = a.complete_fetch(&store, URL, 10, (1000, 0), Ok(b"<html>502</html>".to_vec())).unwrap_err();
         assert!(e.contains("not valid JSON"));
@@ -380,7 +475,7 @@ mod tests {
     #[test]
     fn transport_errors_are_sanitised_for_the_client_message() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
+        let mut a = JwksCache::new(0);
         let e = a.complete_fetch(&store, URL, 0, (1000, 0), Err("line1\nline2".into())).unwrap_err();
         assert_eq!(e, "line1line2");
     }
@@ -388,10 +483,10 @@ mod tests {
     #[test]
     fn unknown_kid_asks_for_one_refetch_per_interval_and_waits_for_it() {
         let store = MockShared::default();
-        let (mut a, mut b) = (JwksCache::default(), JwksCache::default());
+        let (mut a, mut b) = (JwksCache::new(0), JwksCache::new(0));
         let (interval, lease) = (30_000, 6000);
         a.complete_fetch(&store, URL, 0, (600_000, 0), Ok(body())).unwrap();
-        assert!(matches!(b.lookup(&store, URL, 1), KeyLookup::Ready(_)));
+        assert!(matches!(b.lookup(&store, URL, 1), KeyLookup::Ready(..)));
         assert!(!a.refetch_for_unknown_kid(&store, URL, 10_000, interval, lease), "keys fetched moments ago: refuse");
         assert_eq!(a.need(&store, URL, 40_000, interval), Need::Nothing);
         assert!(a.refetch_for_unknown_kid(&store, URL, 40_000, interval, lease), "first unknown kid asks and waits");
@@ -401,7 +496,7 @@ mod tests {
         b.complete_fetch(&store, URL, 40_050, (600_000, 0), Ok(body())).unwrap();
         assert_eq!(a.need(&store, URL, 40_060, interval), Need::Nothing, "done: no second fetch");
         assert!(a.refetch_for_unknown_kid(&store, URL, 40_060, interval, lease), "a adopts the newer set first");
-        assert!(matches!(a.lookup(&store, URL, 40_061), KeyLookup::Ready(_)));
+        assert!(matches!(a.lookup(&store, URL, 40_061), KeyLookup::Ready(..)));
         assert!(!a.refetch_for_unknown_kid(&store, URL, 40_062, interval, lease), "still unknown after the refetch: refuse");
         assert!(!a.refetch_for_unknown_kid(&store, URL, 70_000, interval, lease), "the interval is per URL and process");
         assert!(a.refetch_for_unknown_kid(&store, URL, 70_100, interval, lease), "next interval: one more");
@@ -410,20 +505,20 @@ mod tests {
     #[test]
     fn unknown_kid_refetch_that_fails_or_is_off_refuses() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
+        let mut a = JwksCache::new(0);
         a.complete_fetch(&store, URL, 0, (600_000, 600_000), Ok(body())).unwrap();
         assert!(!a.refetch_for_unknown_kid(&store, URL, 100_000, 0, 6000), "0 = off");
         assert!(a.refetch_for_unknown_kid(&store, URL, 100_000, 30_000, 6000));
         assert!(JwksCache::try_begin_fetch(&store, URL, 100_000, 6000));
         a.complete_fetch(&store, URL, 100_100, (600_000, 600_000), Err("down".into())).unwrap_err();
         assert!(!a.refetch_for_unknown_kid(&store, URL, 100_200, 30_000, 6000), "refetch failed: refuse");
-        assert!(matches!(a.lookup(&store, URL, 100_200), KeyLookup::Ready(_)), "known kids still served");
+        assert!(matches!(a.lookup(&store, URL, 100_200), KeyLookup::Ready(..)), "known kids still served");
     }
 
     #[test]
     fn expired_lease_of_a_dead_fetcher_can_be_taken_over() {
         let store = MockShared::default();
-        let mut a = JwksCache::default();
+        let mut a = JwksCache::new(0);
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
         assert_eq!(a.need(&store, URL, 5999, 30_000), Need::Nothing);
         assert_eq!(a.need(&store, URL, 6000, 30_000), Need::Fetch);

@@ -14,7 +14,9 @@ pub trait SharedData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchState {
     Idle,
-    Fetching { until_ms: u64 },
+    /// A fetch is under way until `until_ms` (then the lease may be taken over).
+    /// `after_failure`: it retries a failed one, so the source counts as failing meanwhile.
+    Fetching { until_ms: u64, after_failure: bool },
     Failed { retry_ms: u64, why: String },
 }
 
@@ -22,9 +24,16 @@ impl FetchState {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             FetchState::Idle => Vec::new(),
-            FetchState::Fetching { until_ms } => format!("fetching {until_ms}").into_bytes(),
+            FetchState::Fetching { until_ms, after_failure: false } => format!("fetching {until_ms}").into_bytes(),
+            FetchState::Fetching { until_ms, after_failure: true } => format!("retrying {until_ms}").into_bytes(),
             FetchState::Failed { retry_ms, why } => format!("failed {retry_ms} {why}").into_bytes(),
         }
+    }
+
+    /// Whether the source is failing: its last fetch failed, or the fetch under way retries one.
+    /// Stale copies are served only then.
+    pub fn failing(&self) -> bool {
+        matches!(self, FetchState::Failed { .. } | FetchState::Fetching { after_failure: true, .. })
     }
 
     /// Unreadable values count as idle: the worst case is one extra fetch.
@@ -34,7 +43,8 @@ impl FetchState {
         };
         let mut parts = text.splitn(3, ' ');
         match (parts.next(), parts.next().and_then(|t| t.parse().ok())) {
-            (Some("fetching"), Some(until_ms)) => FetchState::Fetching { until_ms },
+            (Some("fetching"), Some(until_ms)) => FetchState::Fetching { until_ms, after_failure: false },
+            (Some("retrying"), Some(until_ms)) => FetchState::Fetching { until_ms, after_failure: true },
             (Some("failed"), Some(retry_ms)) => {
                 FetchState::Failed { retry_ms, why: parts.next().unwrap_or("").to_string() }
             }
@@ -48,15 +58,18 @@ impl FetchState {
 /// the back-off after a failure.
 pub fn try_lease(store: &dyn SharedData, key: &str, now_ms: u64, lease_ms: u64) -> bool {
     let (value, cas) = store.get(key);
-    let busy = match FetchState::decode(value.as_deref()) {
-        FetchState::Fetching { until_ms } => now_ms < until_ms,
+    let state = FetchState::decode(value.as_deref());
+    let busy = match state {
+        FetchState::Fetching { until_ms, .. } => now_ms < until_ms,
         FetchState::Failed { retry_ms, .. } => now_ms < retry_ms,
         FetchState::Idle => false,
     };
     if busy {
         return false;
     }
-    let lease = FetchState::Fetching { until_ms: now_ms + lease_ms }.encode();
+    // A lease that lapsed (its fetcher died) counts as a failure too.
+    let after_failure = !matches!(state, FetchState::Idle);
+    let lease = FetchState::Fetching { until_ms: now_ms + lease_ms, after_failure }.encode();
     store.set(key, &lease, cas).is_ok()
 }
 

@@ -1,8 +1,8 @@
 //! The verified-token cache: per worker, bounded (LRU). A hit skips parsing and signature
 //! verification — the expensive part — but never the time checks, which the caller re-runs on
-//! every hit. Only tokens that verified are stored; an entry is dropped at the token's `exp`
-//! and whenever the worker's key sets change (a rotated-out key must not keep admitting tokens
-//! it signed).
+//! every hit. Only tokens that verified are stored; an entry is dropped at the token's `exp`,
+//! when the key set it was verified with expires, and whenever the worker's key sets change (a
+//! rotated-out key must not keep admitting tokens it signed).
 //!
 //! An entry's slot is a keyed hash (SipHash, random per worker) of the token's last
 //! [`TAIL_BYTES`] bytes, and a hit requires the whole token to be equal to the stored one. The
@@ -31,6 +31,8 @@ struct Entry {
     expires: Option<u64>,
     /// The key-set generation the token was verified under.
     generation: u64,
+    /// Until when (ms) the key set it was verified with may be used.
+    keys_until_ms: u64,
 }
 
 /// The slot is already a keyed hash: the map uses it as is.
@@ -75,14 +77,16 @@ impl TokenCache {
         self.keys.hash_one(tail)
     }
 
-    /// The verified token, if cached, unexpired at `now` and verified under `generation`.
-    pub fn get(&mut self, token: &str, now: u64, generation: u64) -> Option<Rc<Jws>> {
+    /// The verified token, if cached, unexpired at `now_ms` and verified under `generation`
+    /// with a key set still usable now.
+    pub fn get(&mut self, token: &str, now_ms: u64, generation: u64) -> Option<Rc<Jws>> {
         let slot = self.slot(token);
         let entries = self.entries.as_mut()?;
         // One lookup: Ok(hit), Err(true) = this token's entry is stale, Err(false) = not here.
         let found = match entries.get(&slot) {
             Some(e) if *e.token == *token => {
-                if e.generation == generation && e.expires.is_none_or(|exp| now < exp) {
+                let usable = e.generation == generation && now_ms < e.keys_until_ms;
+                if usable && e.expires.is_none_or(|exp| now_ms / 1000 < exp) {
                     Ok(Rc::clone(&e.jws))
                 } else {
                     Err(true)
@@ -105,12 +109,13 @@ impl TokenCache {
         }
     }
 
-    /// Remember a token that verified under `generation`.
-    pub fn insert(&mut self, token: &str, jws: Rc<Jws>, generation: u64) {
+    /// Remember a token that verified under `generation` with a key set usable until
+    /// `keys_until_ms`.
+    pub fn insert(&mut self, token: &str, jws: Rc<Jws>, generation: u64, keys_until_ms: u64) {
         let slot = self.slot(token);
         if let Some(entries) = self.entries.as_mut() {
             let expires = crate::claims::expiry(&jws.claims);
-            entries.put(slot, Entry { token: token.into(), jws, expires, generation });
+            entries.put(slot, Entry { token: token.into(), jws, expires, generation, keys_until_ms });
         }
     }
 
@@ -131,7 +136,11 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkeys::{now, token};
+    use crate::testkeys::token;
+
+    fn now() -> u64 {
+        crate::testkeys::now() * 1000
+    }
 
     fn verified(name: &str) -> (String, Rc<Jws>) {
         let t = token(name);
@@ -144,7 +153,7 @@ mod tests {
         let mut c = TokenCache::new(4);
         let (t, jws) = verified("RS256");
         assert!(c.get(&t, now(), 1).is_none());
-        c.insert(&t, jws.clone(), 1);
+        c.insert(&t, jws.clone(), 1, u64::MAX);
         assert_eq!(c.get(&t, now(), 1).as_deref(), Some(&*jws));
         assert_eq!(c.stats(), (1, 1));
     }
@@ -154,13 +163,23 @@ mod tests {
         let mut c = TokenCache::new(4);
         let (t, jws) = verified("ES256");
         let exp = crate::claims::expiry(&jws.claims).unwrap();
-        c.insert(&t, jws, 1);
-        assert!(c.get(&t, exp - 1, 1).is_some());
-        assert!(c.get(&t, exp, 1).is_none(), "expired at exp");
+        c.insert(&t, jws, 1, u64::MAX);
+        assert!(c.get(&t, exp * 1000 - 1, 1).is_some());
+        assert!(c.get(&t, exp * 1000, 1).is_none(), "expired at exp");
         assert!(c.is_empty(), "and dropped");
         let (t, jws) = verified("ES256");
-        c.insert(&t, jws, 1);
+        c.insert(&t, jws, 1, u64::MAX);
         assert!(c.get(&t, now(), 2).is_none(), "key sets changed");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn entries_die_with_the_key_set_they_were_verified_with() {
+        let mut c = TokenCache::new(4);
+        let (t, jws) = verified("RS256");
+        c.insert(&t, jws, 1, now() + 500);
+        assert!(c.get(&t, now() + 499, 1).is_some());
+        assert!(c.get(&t, now() + 500, 1).is_none(), "the key set expired: verify again");
         assert!(c.is_empty());
     }
 
@@ -170,10 +189,10 @@ mod tests {
         let (a, ja) = verified("RS256");
         let (b, jb) = verified("PS256");
         let (d, jd) = verified("EdDSA");
-        c.insert(&a, ja, 1);
-        c.insert(&b, jb, 1);
+        c.insert(&a, ja, 1, u64::MAX);
+        c.insert(&b, jb, 1, u64::MAX);
         assert!(c.get(&a, now(), 1).is_some()); // a is now the most recent
-        c.insert(&d, jd, 1);
+        c.insert(&d, jd, 1, u64::MAX);
         assert_eq!(c.len(), 2);
         assert!(c.get(&b, now(), 1).is_none(), "b was least recently used");
         assert!(c.get(&a, now(), 1).is_some() && c.get(&d, now(), 1).is_some());
@@ -183,7 +202,7 @@ mod tests {
     fn same_tail_other_token_is_a_miss_and_leaves_the_entry() {
         let mut c = TokenCache::new(4);
         let (t, jws) = verified("RS256");
-        c.insert(&t, jws, 1);
+        c.insert(&t, jws, 1, u64::MAX);
         // Same slot (same last TAIL_BYTES bytes), different token: never the stored entry.
         let forged = format!("x{}", &t[1..]);
         assert_eq!(c.slot(&forged), c.slot(&t));
@@ -198,7 +217,7 @@ mod tests {
     fn capacity_zero_disables() {
         let mut c = TokenCache::new(0);
         let (t, jws) = verified("RS256");
-        c.insert(&t, jws, 1);
+        c.insert(&t, jws, 1, u64::MAX);
         assert!(c.get(&t, now(), 1).is_none());
     }
 }

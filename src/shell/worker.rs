@@ -199,12 +199,13 @@ impl Worker {
         for source in config.key_sources() {
             JwksCache::init_fetch_key(&HostShared, &source.url);
         }
+        let grace_ms = config.fetch_timeout_ms;
         Worker {
             tokens: TokenCache::new(config.token_cache_size),
             records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes)
                 .for_source(&format!("{:?}", config.record_source)),
             config: Rc::new(config),
-            cache: JwksCache::default(),
+            cache: JwksCache::new(grace_ms),
             waiters: BTreeMap::new(),
             in_flight: HashMap::new(),
             crypto: HostVerifier::default(),
@@ -231,7 +232,7 @@ impl Worker {
     pub fn verify(&mut self, token: &str, now_us: u64) -> Verification {
         let now_ms = now_us / 1000;
         let now = now_ms / 1000;
-        if let Some(jws) = self.tokens.get(token, now, self.cache.generation()) {
+        if let Some(jws) = self.tokens.get(token, now_ms, self.cache.generation()) {
             count(Metric::TokenCacheHit);
             let rules = crate::issuers::select(&self.config, &jws.claims).map(|t| t.claim_rules);
             return match rules.and_then(|rules| crate::claims::validate(&jws.claims, rules, now)) {
@@ -250,8 +251,8 @@ impl Worker {
             record(Metric::VerifyMicros, super::host::now_micros().saturating_sub(started));
         }
         match decision {
-            Decision::Verified => {
-                self.tokens.insert(token, Rc::clone(&jws), self.cache.generation());
+            Decision::Verified { keys_until_ms } => {
+                self.tokens.insert(token, Rc::clone(&jws), self.cache.generation(), keys_until_ms);
                 Verification::Verified(jws)
             }
             Decision::Deny(e) => Verification::Deny(e),
@@ -297,6 +298,7 @@ impl Worker {
         let longest = jwks_lease_ms.max(record_timeout + WAIT_MARGIN_MS);
         self.in_flight.retain(|_, f| now_ms < f.started_ms + longest);
         for source in config.key_sources() {
+            self.cache.sync(&HostShared, &source.url);
             if self.cache.need(&HostShared, &source.url, now_ms, config.kid_refetch_interval_ms) != Need::Fetch
                 || !JwksCache::try_begin_fetch(&HostShared, &source.url, now_ms, jwks_lease_ms)
             {
@@ -413,8 +415,8 @@ impl Worker {
                     let token = token.clone();
                     let Ok(jws) = flow.try_borrow().map(|f| Rc::clone(&f.jws)) else { continue };
                     match self.decide(&jws, now_ms) {
-                        Decision::Verified => {
-                            self.tokens.insert(&token, jws, self.cache.generation());
+                        Decision::Verified { keys_until_ms } => {
+                            self.tokens.insert(&token, jws, self.cache.generation(), keys_until_ms);
                             Ready::Verified
                         }
                         Decision::Deny(e) => Ready::Deny(e),
