@@ -1,0 +1,38 @@
+# Release artifacts and the container harness (docs/deploy.md).
+#   make dist           dist/llm_jwt_auth.wasm, its .sha256, and dist/oci: the filter as an OCI
+#                       image layout Istio pulls with oci:// (tools/wasm_oci.py)
+#   make dist-test      reads dist/ back with skopeo and umoci (tests/dist/test_dist.py)
+#   make compose-test   docker-compose.yaml brought up for real with podman + podman-compose
+#                       (tests/compose/run.sh; images built locally, no registry needed)
+
+DIST         := dist
+# The image tag: the crate's version (deploy/istio pulls oci://…/llm-jwt-auth:<version>).
+DIST_VERSION ?= $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+# Timestamp inside the OCI image (tar entry, config): fixed, so a rebuild is byte-identical.
+SOURCE_DATE_EPOCH ?= 0
+export SOURCE_DATE_EPOCH
+
+DIST_APT_PKGS    := skopeo umoci
+COMPOSE_APT_PKGS := podman runc mmdebstrap skopeo
+
+define apt_ensure
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: dist dist-test compose-test compose-clean
+
+dist: build
+	@mkdir -p $(DIST)
+	install -m 0644 $(WASM) $(DIST)/llm_jwt_auth.wasm
+	cd $(DIST) && sha256sum llm_jwt_auth.wasm > llm_jwt_auth.wasm.sha256
+	python3 tools/wasm_oci.py --wasm $(DIST)/llm_jwt_auth.wasm --out $(DIST)/oci --tag $(DIST_VERSION)
+	@cat $(DIST)/llm_jwt_auth.wasm.sha256
+
+dist-test: dist venv
+	$(call apt_ensure,$(DIST_APT_PKGS))
+	$(PYTHON) -m pytest tests/dist -q -ra
