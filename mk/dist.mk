@@ -13,7 +13,7 @@ SOURCE_DATE_EPOCH ?= 0
 export SOURCE_DATE_EPOCH
 
 DIST_APT_PKGS    := skopeo umoci
-COMPOSE_APT_PKGS := podman runc mmdebstrap skopeo
+COMPOSE_APT_PKGS := podman runc mmdebstrap curl
 
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,3 +36,25 @@ dist: build
 dist-test: dist venv
 	$(call apt_ensure,$(DIST_APT_PKGS))
 	$(PYTHON) -m pytest tests/dist -q -ra
+
+# The compose harness: its own venv with podman-compose (tests/compose/requirements.txt), Debian's
+# podman + runc + mmdebstrap, images and containers under /var/tmp/llm-jwt-auth/containers.
+COMPOSE_VENV := target/compose/venv
+
+$(COMPOSE_VENV)/.installed: tests/compose/requirements.txt
+	python3 -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check -r tests/compose/requirements.txt
+	@touch $@
+
+.PHONY: compose-deps
+compose-deps:
+	$(call apt_ensure,$(COMPOSE_APT_PKGS))
+
+compose-test: compose-deps dist venv $(COMPOSE_VENV)/.installed
+	COMPOSE_VENV=$(COMPOSE_VENV) COMPOSE_PYTHON=$(COMPOSE_VENV)/bin/python PYTHON=$(PYTHON) tests/compose/run.sh
+
+# Drops the harness's images, containers and scratch files (the next compose-test rebuilds them).
+compose-clean:
+	-CONTAINERS_CONF=$(CURDIR)/tests/compose/containers.conf CONTAINERS_STORAGE_CONF=$(CURDIR)/tests/compose/storage.conf \
+	  podman system reset --force
+	rm -rf /var/tmp/llm-jwt-auth/containers target/compose
