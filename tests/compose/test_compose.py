@@ -35,6 +35,9 @@ WASM_IN_CONTAINER = os.environ.get("LLM_JWT_AUTH_WASM_IN_CONTAINER",
                                    "/app/target/wasm32-wasip1/release/llm_jwt_auth.wasm")
 COMPOSE_PYTHON = os.environ.get("COMPOSE_PYTHON", str(ROOT / "target/compose/venv/bin/python"))
 WASM = ROOT / "target/wasm32-wasip1/release/llm_jwt_auth.wasm"
+pytestmark = pytest.mark.skipif("LLM_JWT_AUTH_COMPOSE_PROJECT" not in os.environ,
+                                reason="needs the compose stack: run make compose-test")
+
 IDENTITY = {"x-litellm-user-id": "alice", "x-litellm-team-id": "demo-team", "x-litellm-user-role": "internal_user"}
 
 
