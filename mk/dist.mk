@@ -33,9 +33,20 @@ dist: build
 	python3 tools/wasm_oci.py --wasm $(DIST)/llm_jwt_auth.wasm --out $(DIST)/oci --tag $(DIST_VERSION)
 	@cat $(DIST)/llm_jwt_auth.wasm.sha256
 
-dist-test: dist venv
+# Distribution's registry for the push/pull check: Debian's docker-registry binary, unpacked from its
+# .deb into target/ (installing the package would also enable a registry service on :5000).
+REGISTRY_BIN := target/dist-tools/usr/bin/docker-registry
+
+$(REGISTRY_BIN):
+	@mkdir -p target/dist-tools/deb
+	cd target/dist-tools/deb && { apt-get download -qq docker-registry 2>/dev/null || \
+	  { apt-get update -qq && apt-get download -qq docker-registry; }; }
+	dpkg-deb -x $$(ls target/dist-tools/deb/docker-registry_*.deb | tail -n1) target/dist-tools
+	@touch $@
+
+dist-test: dist venv $(REGISTRY_BIN)
 	$(call apt_ensure,$(DIST_APT_PKGS))
-	$(PYTHON) -m pytest tests/dist -q -ra
+	LLM_JWT_AUTH_REGISTRY=$(REGISTRY_BIN) $(PYTHON) -m pytest tests/dist -q -ra
 
 # The compose harness: its own venv with podman-compose (tests/compose/requirements.txt), Debian's
 # podman + runc + mmdebstrap, images and containers under /var/tmp/llm-jwt-auth/containers.

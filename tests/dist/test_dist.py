@@ -8,6 +8,8 @@ Environment:
   LLM_JWT_AUTH_DIST  the dist directory (default: <repo>/dist)
   LLM_JWT_AUTH_WASM  the built filter it was made from
                      (default: <repo>/target/wasm32-wasip1/release/llm_jwt_auth.wasm)
+  LLM_JWT_AUTH_REGISTRY  Distribution's registry binary (default: docker-registry on PATH), for
+                     the push to a registry and the pull as Istio's agent does it
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import re
 import shutil
 import subprocess
 import sys
+import socket
 import tarfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -221,18 +226,19 @@ def test_wasm_declares_the_runtime_configs_abi(wasm: bytes) -> None:
 # -- what Istio's agent does with them -------------------------------------------------------
 
 
-def istio_extract(manifest: dict) -> bytes:
+def istio_extract(manifest: dict, fetch=None) -> bytes:
     """The decision of istio/istio pkg/wasm/imagefetcher.go, restated: Docker schema 2 → last
     layer must be a Docker tar.gzip; OCI → the compat variant (last layer tar+gzip, a file whose
     base name is plugin.wasm), else the oci variant (exactly two layers, one of the Wasm content
-    type, taken as is)."""
+    type, taken as is). `fetch(digest)` gives a blob (default: from the layout)."""
+    fetch = fetch or blob
     layers = manifest["layers"]
     assert layers, "number of layers must be greater than zero"
     if manifest.get("mediaType") == "application/vnd.docker.distribution.manifest.v2+json":
         raise AssertionError("this project publishes OCI manifests")
     last = layers[-1]
     if last["mediaType"] == wasm_oci.MT_LAYER_TAR_GZIP:
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(last["digest"]))), mode="r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(fetch(last["digest"]))), mode="r:") as tar:
             for member in tar:
                 if os.path.basename(member.name) == "plugin.wasm":
                     return tar.extractfile(member).read()
@@ -240,7 +246,7 @@ def istio_extract(manifest: dict) -> bytes:
     assert len(layers) == 2, f"number of layers must be 2 but got {len(layers)}"
     for layer in layers:
         if layer["mediaType"] == wasm_oci.MT_WASM_CONTENT:
-            return blob(layer["digest"])
+            return fetch(layer["digest"])
     raise AssertionError("could not find the layer of type " + wasm_oci.MT_WASM_CONTENT)
 
 
@@ -248,6 +254,67 @@ def istio_extract(manifest: dict) -> bytes:
 def test_istio_gets_the_module_from_both(ref: str, wasm: bytes, index: dict) -> None:
     manifest = json.loads(blob(by_ref(index, ref)["digest"]))
     assert istio_extract(manifest) == wasm
+
+
+# -- through a registry ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory):
+    """Distribution's registry (Debian's docker-registry) on a free loopback port."""
+    binary = os.environ.get("LLM_JWT_AUTH_REGISTRY") or tool("docker-registry")
+    assert Path(binary).is_file(), f"{binary} missing (make dist-test unpacks Debian's docker-registry)"
+    work = tmp_path_factory.mktemp("registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (work / "config.yml").write_text(
+        "version: 0.1\nlog: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {work / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n")
+    proc = subprocess.Popen([binary, "serve", str(work / "config.yml")],
+                            stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/v2/", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, (work / "log").read_text()
+        time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def registry_get(url: str, accept: str | None = None) -> tuple[bytes, dict]:
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read(), dict(r.headers)
+
+
+@pytest.mark.parametrize("ref", [VERSION, VERSION + wasm_oci.ARTIFACT_SUFFIX])
+def test_pushed_with_skopeo_and_pulled_as_istio_does(ref: str, registry: str, wasm: bytes, index: dict) -> None:
+    """skopeo copy to a registry keeps the manifest's bytes (so its digest: what a WasmPlugin's
+    sha256 pins); fetched back over the registry API, manifest then blobs, it yields the module."""
+    run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{LAYOUT}:{ref}",
+        f"docker://{registry}/llm-jwt-auth:{ref}")
+    accept = ",".join([wasm_oci.MT_MANIFEST, wasm_oci.MT_INDEX,
+                       "application/vnd.docker.distribution.manifest.v2+json"])
+    raw, headers = registry_get(f"http://{registry}/v2/llm-jwt-auth/manifests/{ref}", accept)
+    digest = by_ref(index, ref)["digest"]
+    assert headers["Docker-Content-Digest"] == digest == sha(raw)
+    assert headers["Content-Type"] == wasm_oci.MT_MANIFEST
+
+    def fetch(d: str) -> bytes:
+        data, _ = registry_get(f"http://{registry}/v2/llm-jwt-auth/blobs/{d}")
+        assert sha(data) == d
+        return data
+
+    assert istio_extract(json.loads(raw), fetch) == wasm
 
 
 # -- the deployment files name this version ----------------------------------------------------
