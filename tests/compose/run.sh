@@ -40,7 +40,8 @@ die() { log "$*"; exit 1; }
 [[ -f dist/llm_jwt_auth.wasm ]] || die "dist/llm_jwt_auth.wasm missing: make dist"
 cmp -s "$WASM" dist/llm_jwt_auth.wasm || die "dist/llm_jwt_auth.wasm is not $WASM: make dist"
 
-# Everything runs on the host network: the compose file's ports must be free (another `make run`?).
+# Everything runs on the host network: the compose file's ports must be free (another `make run`?),
+# and Envoy's hot-restart base id 0.
 "$PYTHON" - <<'EOF' || die "stop whatever holds these ports first"
 import socket, sys
 busy = []
@@ -55,6 +56,12 @@ for port in (9090, 8080, 10000, 9901):
         s.close()
 if busy:
     sys.exit(f"compose-test: port(s) {', '.join(map(str, busy))} on 127.0.0.1 in use")
+# The compose file's Envoy runs with base id 0 (no --use-dynamic-base-id) in the host's network
+# namespace, where its hot-restart socket is an abstract one: another Envoy on base id 0 blocks it.
+with open("/proc/net/unix") as f:
+    if any("@envoy_domain_socket_parent_0@" in line or line.rstrip().endswith("@envoy_domain_socket_parent_0")
+           for line in f):
+        sys.exit("compose-test: another Envoy with base id 0 runs in the host network namespace")
 EOF
 
 failed=1
