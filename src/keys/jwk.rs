@@ -67,16 +67,17 @@ pub fn parse(jwk: &Map<String, Value>) -> Result<PublicKey, String> {
             let size = match crv {
                 "P-256" => 32,
                 "P-384" => 48,
+                "P-521" => 66,
                 other => return Err(format!("unsupported EC curve {other:?}")),
             };
             let mut sec1 = vec![0x04];
             sec1.extend(exact(b64_member(jwk, "x")?, size, "x")?);
             sec1.extend(exact(b64_member(jwk, "y")?, size, "y")?);
             let bad = |_| "invalid EC public key (not on the curve)".to_string();
-            if size == 32 {
-                KeyMaterial::p256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(bad)?)?
-            } else {
-                KeyMaterial::p384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(bad)?)?
+            match size {
+                32 => KeyMaterial::p256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(bad)?)?,
+                48 => KeyMaterial::p384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(bad)?)?,
+                _ => KeyMaterial::p521(p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(bad)?)?,
             }
         }
         Some("OKP") => {

@@ -18,6 +18,7 @@ pub enum KeyMaterial {
     Rsa { key: rsa::PublicKey, spki_der: Vec<u8> },
     P256 { key: p256::ecdsa::VerifyingKey, spki_der: Vec<u8> },
     P384 { key: p384::ecdsa::VerifyingKey, spki_der: Vec<u8> },
+    P521 { key: p521::ecdsa::VerifyingKey, spki_der: Vec<u8> },
     Ed25519 { key: ed25519_dalek::VerifyingKey },
 }
 
@@ -34,15 +35,20 @@ impl KeyMaterial {
         let spki_der = der_of(&key)?;
         Ok(Self::P384 { key, spki_der })
     }
+    pub fn p521(key: p521::ecdsa::VerifyingKey) -> Result<Self, String> {
+        let spki_der = der_of(&key)?;
+        Ok(Self::P521 { key, spki_der })
+    }
 
-    /// The algorithms a key of this kind can verify (RFC 7518 §3.1, RFC 8037).
+    /// The algorithms a key of this kind can verify (RFC 7518 §3.1, RFC 8037, RFC 9864).
     pub fn fits(&self, alg: Algorithm) -> bool {
         use Algorithm::*;
         match self {
             Self::Rsa { .. } => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
             Self::P256 { .. } => alg == ES256,
             Self::P384 { .. } => alg == ES384,
-            Self::Ed25519 { .. } => alg == EdDSA,
+            Self::P521 { .. } => alg == ES512,
+            Self::Ed25519 { .. } => matches!(alg, EdDSA | Ed25519),
         }
     }
 
@@ -51,6 +57,7 @@ impl KeyMaterial {
             Self::Rsa { .. } => "RSA",
             Self::P256 { .. } => "EC P-256",
             Self::P384 { .. } => "EC P-384",
+            Self::P521 { .. } => "EC P-521",
             Self::Ed25519 { .. } => "Ed25519",
         }
     }

@@ -41,10 +41,13 @@ fn from_spki_der(der: &[u8]) -> Result<KeyMaterial, String> {
     if let Ok(key) = p384::ecdsa::VerifyingKey::from_public_key_der(der) {
         return KeyMaterial::p384(key);
     }
+    if let Ok(key) = p521::ecdsa::VerifyingKey::from_public_key_der(der) {
+        return KeyMaterial::p521(key);
+    }
     if let Ok(key) = ed25519_dalek::VerifyingKey::from_public_key_der(der) {
         return Ok(KeyMaterial::Ed25519 { key });
     }
-    Err("unsupported public key (want RSA ≥ 1024 bits, EC P-256/P-384 or Ed25519)".into())
+    Err("unsupported public key (want RSA ≥ 1024 bits, EC P-256/P-384/P-521 or Ed25519)".into())
 }
 
 #[cfg(test)]
