@@ -73,11 +73,28 @@ const DEFAULT_TEAM_ALLOWED_ROUTES: &[&str] = &[
 const DEFAULT_ADMIN_ALLOWED_ROUTES: &[&str] =
     &["management_routes", "spend_tracking_routes", "global_spend_tracking_routes", "info_routes"];
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `public_key_url`: one URL (LiteLLM's comma-separated form included) or a list of them.
+#[derive(Debug)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(OneOrMany::One(s)),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(serde::de::Error::custom("expected a URL, a list of URLs or a comma-separated string")),
+                })
+                .collect::<Result<_, _>>()
+                .map(OneOrMany::Many),
+            _ => Err(serde::de::Error::custom("expected a URL, a list of URLs or a comma-separated string")),
+        }
+    }
 }
 
 /// The JSON the operator writes in the Wasm filter's `configuration`.
@@ -93,6 +110,10 @@ struct RawConfig {
     issuer: Option<String>,
     #[serde(default)]
     leeway: u64,
+    /// Refuse tokens without `exp` (default). `false`: PyJWT's (and LiteLLM's) rule.
+    require_exp: Option<bool>,
+    /// Longest accepted token lifetime in seconds (`exp − iat`, or `exp − now` without `iat`).
+    max_token_lifetime: Option<u64>,
     jwks_fetch_timeout_ms: Option<u64>,
     /// Seconds between refetches a token with an unknown `kid` may cause (per URL and Envoy
     /// process); 0: never refetch early (LiteLLM: keys change only when the TTL runs out).
@@ -145,9 +166,38 @@ struct RawConfig {
     general_settings: Map<String, Value>,
 }
 
+/// Enums written as one word in the configuration, read as a string so that any other JSON
+/// value gets "expected one of …" rather than serde's internal words.
+macro_rules! word_enum {
+    ($ty:ident { $($word:literal => $variant:ident),+ $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const WORDS: &[&str] = &[$($word),+];
+                struct Words;
+                impl serde::de::Visitor<'_> for Words {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        write!(f, "one of {}", WORDS.join(", "))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<$ty, E> {
+                        match word {
+                            $($word => Ok($ty::$variant),)+
+                            other => Err(E::custom(format!("{other:?} is not one of {}", WORDS.join(", ")))),
+                        }
+                    }
+                }
+                d.deserialize_str(Words)
+            }
+        }
+    };
+}
+
+word_enum!(Mode { "enforce" => Enforce, "report" => Report });
+word_enum!(ApiKeys { "refuse" => Refuse, "pass_through" => PassThrough });
+word_enum!(SourceKind { "litellm" => Litellm, "http" => Http });
+
 /// What a denial does.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Refuse with LiteLLM's error response.
     #[default]
@@ -159,8 +209,7 @@ pub enum Mode {
 
 /// What a non-JWT credential (anything that is not three dot-separated parts, e.g. LiteLLM's
 /// `sk-…` virtual keys) gets.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ApiKeys {
     /// 401, as for any credential that is not a valid JWT.
     #[default]
@@ -214,8 +263,7 @@ struct RawRequire {
     claims: Option<Value>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     /// LiteLLM's management API: `/team/info?team_id=…` etc., with the master key.
     Litellm,
@@ -255,6 +303,8 @@ pub struct JwksSource {
     /// An OIDC discovery document (`…/.well-known/openid-configuration`): its `jwks_uri`
     /// is fetched for the keys.
     pub discovery: bool,
+    /// Where the operator wrote the URL (`public_key_url`, `issuers[0].jwks_url`, …), for logs.
+    pub field: String,
 }
 
 /// The compiled configuration every request of a worker shares.
@@ -313,6 +363,55 @@ pub struct RecordSource {
     pub write_through: bool,
 }
 
+/// A JSON error in the operator's words: syntax errors with their line and column, type errors
+/// as "expected …, got …" without Rust's type names.
+fn read_error(path: &str, e: &serde_json::Error) -> String {
+    let at = format!("line {}, column {}", e.line(), e.column());
+    let text = e.to_string();
+    let text = text.split(" at line ").next().unwrap_or_default();
+    if e.is_syntax() || e.is_eof() || path == "?" || path == "." {
+        return format!("invalid plugin configuration: not valid JSON at {at}: {text}");
+    }
+    let plain = |t: &str| -> String {
+        let t = t.trim();
+        if let Some(rest) = t.strip_prefix("struct ") {
+            return format!("an object ({rest})").replace(" (Raw", " (").replace("(Config)", "(the configuration)");
+        }
+        match t {
+            "u64" | "u32" | "u16" | "u8" | "usize" => "a whole number (0 or more)".into(),
+            "f64" | "f32" => "a number".into(),
+            "a sequence" => "a list".into(),
+            "a map" => "an object".into(),
+            "a boolean" => "true or false".into(),
+            other => other.to_string(),
+        }
+    };
+    let got = |t: &str| -> String {
+        let t = t.trim();
+        for (serde_word, ours) in [("string ", "the string "), ("integer ", "the number "), ("floating point ", "the number "), ("boolean ", "")] {
+            if let Some(v) = t.strip_prefix(serde_word) {
+                return format!("{ours}{}", v.trim_matches('`'));
+            }
+        }
+        match t {
+            "map" => "an object".into(),
+            "sequence" => "a list".into(),
+            "unit value" | "null" => "null".into(),
+            other => other.to_string(),
+        }
+    };
+    let what = match text.split_once(", expected ") {
+        // "unknown field `x`, expected one of `a`, `b`" already says it in the operator's words.
+        Some(_) if text.starts_with("unknown field") => text.to_string(),
+        Some((found, expected)) => {
+            let found = found.strip_prefix("invalid type: ").or_else(|| found.strip_prefix("invalid value: ")).unwrap_or(found);
+            format!("expected {}, got {}", plain(expected), got(found))
+        }
+        None => text.to_string(),
+    };
+    err(path, format!("{what} ({at})"))
+}
+
 fn err(field: &str, what: impl std::fmt::Display) -> String {
     format!("invalid plugin configuration: {field}: {what}")
 }
@@ -320,17 +419,18 @@ fn err(field: &str, what: impl std::fmt::Display) -> String {
 /// Parse and compile the plugin configuration. `env` reads the VM's environment
 /// (`JWT_PUBLIC_KEY_URL`, `JWT_AUDIENCE`, `JWT_ISSUER`, as LiteLLM reads its env vars).
 pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<FilterConfig, String> {
-    let raw: RawConfig = if json.iter().all(u8::is_ascii_whitespace) {
-        RawConfig::default()
-    } else {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." { format!("invalid plugin configuration: {inner}") } else { err(&path, inner) }
-        })?;
-        de.end().map_err(|e| format!("invalid plugin configuration: {e}"))?;
-        raw
+    let raw: RawConfig = match json.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => RawConfig::default(),
+        Some(b'{') => {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = e.path().to_string();
+                read_error(&path, e.inner())
+            })?;
+            de.end().map_err(|e| read_error(".", &e))?;
+            raw
+        }
+        Some(_) => return Err("invalid plugin configuration: must be a JSON object ({…})".into()),
     };
 
     let settings = general_settings(&raw.general_settings)?;
@@ -342,13 +442,22 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         ("end_users", Kind::EndUser, &raw.end_users),
     ] {
         for (i, v) in list.iter().enumerate() {
-            let record = Record::from_plain(kind, v).map_err(|e| err(&format!("{field}[{i}]"), e))?;
+            let here = format!("{field}[{i}]");
+            let record = Record::from_static(kind, v).map_err(|(member, what)| match member.is_empty() {
+                true => err(&here, what),
+                false => err(&format!("{here}.{member}"), what),
+            })?;
             if record.id().is_empty() {
-                return Err(err(&format!("{field}[{i}]"), "needs its id (team_id / user_id / organization_id)"));
+                return Err(err(&here, "needs its id (team_id / user_id / organization_id)"));
+            }
+            if statics.iter().any(|r: &Record| r.key() == record.key()) {
+                // Which copy would apply is not what the operator can see: refuse.
+                return Err(err(&here, format!("{} {:?} is configured twice", kind.as_str(), record.id())));
             }
             statics.push(record);
         }
     }
+    let record_url = raw.record_source.as_ref().map(|s| s.url.clone());
     let (record_source, record_lifetimes) = match raw.record_source {
         Some(src) => {
             let (s, l) = compile_source(src, &raw.clusters)?;
@@ -364,12 +473,28 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         ));
     }
     let scope_claims = raw.scope_claims.unwrap_or_else(|| vec!["scope".to_string()]);
+    if scope_claims.is_empty() {
+        return Err(err("scope_claims", "must name at least one claim (leave it out for LiteLLM's \"scope\")"));
+    }
     let mut policy = settings.policy;
     policy.access_groups = raw.model_access_groups;
     policy.scope_claims = scope_claims
         .iter()
         .map(|c| ClaimPath::parse(c).ok_or_else(|| err("scope_claims", "entries must be non-empty")))
         .collect::<Result<_, _>>()?;
+    if raw.leeway > 86_400 {
+        return Err(err("leeway", "must be at most 86400 seconds"));
+    }
+    if raw.max_token_lifetime == Some(0) || raw.max_token_lifetime.is_some_and(|m| m > 86_400 * 366) {
+        return Err(err("max_token_lifetime", "must be between 1 and 31622400 seconds"));
+    }
+    // The time rules every issuer shares; audience and issuer are set per trust below.
+    let time_rules = ClaimRules {
+        leeway: raw.leeway,
+        require_exp: raw.require_exp.unwrap_or(true),
+        max_lifetime: raw.max_token_lifetime,
+        ..ClaimRules::default()
+    };
     let issuers_value = match (raw.issuers, settings.issuers) {
         (Some(_), Some(_)) => {
             return Err(err("issuers", format!("set either issuers or {JWTAUTH}.issuers, not both")))
@@ -379,9 +504,12 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         (None, None) => None,
     };
     let issuers = match issuers_value {
-        Some((field, value)) => compile_issuers(&field, &value, &policy, &raw.clusters, raw.leeway, records_enabled)?,
+        Some((field, value)) => compile_issuers(&field, &value, &policy, &raw.clusters, &time_rules, records_enabled)?,
         None => Vec::new(),
     };
+    for issuer in &issuers {
+        check_policy(&issuer.policy, &format!("issuer {:?}", issuer.iss))?;
+    }
     let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if !(1..=64 * 1024 * 1024).contains(&max_body_bytes) {
         return Err(err("max_body_bytes", "must be between 1 and 67108864"));
@@ -398,17 +526,21 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     };
     let mut jwks = Vec::with_capacity(urls.len());
     for url in &urls {
-        jwks.push(locate(url, &raw.clusters)?);
+        jwks.push(locate(url, "public_key_url", &raw.clusters)?);
     }
     let all_sources: Vec<&JwksSource> = jwks.iter().chain(issuers.iter().flat_map(|i| i.jwks.iter())).collect();
     // A discovered `jwks_uri` may name any host, so with discovery every entry may be needed.
     let discovery = all_sources.iter().any(|s| s.discovery);
+    let names = |url: &str, authority: &str| {
+        split_url(url).is_some_and(|(a, _, _)| a == authority) || cluster_default(url).as_deref() == Some(authority)
+    };
     for authority in raw.clusters.keys() {
-        let used = all_sources.iter().any(|s| {
-            &s.authority == authority || cluster_default(&s.url).as_deref() == Some(authority.as_str())
-        });
+        let used = all_sources.iter().any(|s| names(&s.url, authority)) || record_url.as_deref().is_some_and(|u| names(u, authority));
         if !used && !discovery {
-            return Err(err(&format!("clusters.{authority}"), "names no host:port of public_key_url"));
+            return Err(err(
+                &format!("clusters.{authority}"),
+                "names no host:port of a key URL (public_key_url, issuers) or of record_source.url",
+            ));
         }
     }
 
@@ -423,12 +555,19 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         ));
     }
 
+    if !jwks.is_empty() || !inline_keys.is_empty() {
+        check_policy(&policy, "the global configuration")?;
+    }
+    // An empty audience or issuer would switch its check off: most likely an unset variable
+    // in a template, so it is refused rather than read as "no check".
+    for (field, value) in [("audience", &raw.audience), ("issuer", &raw.issuer)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(err(field, "must not be empty (leave it out for no check)"));
+        }
+    }
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let audience = nonempty(raw.audience).or_else(|| nonempty(env("JWT_AUDIENCE")));
     let issuer = nonempty(raw.issuer).or_else(|| nonempty(env("JWT_ISSUER")));
-    if raw.leeway > 86_400 {
-        return Err(err("leeway", "must be at most 86400 seconds"));
-    }
     let fetch_timeout_ms = raw.jwks_fetch_timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
     if !(1..=60_000).contains(&fetch_timeout_ms) {
         return Err(err("jwks_fetch_timeout_ms", "must be between 1 and 60000"));
@@ -437,7 +576,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     Ok(FilterConfig {
         jwks,
         inline_keys,
-        claim_rules: ClaimRules { leeway: raw.leeway, audience: audience.into_iter().collect(), issuer },
+        claim_rules: ClaimRules { audience: audience.into_iter().collect(), issuer, ..time_rules },
         public_key_ttl_ms: (settings.public_key_ttl_s * 1000.0) as u64,
         public_key_stale_ttl_ms: settings.public_key_stale_ttl_ms,
         fetch_timeout_ms,
@@ -461,6 +600,38 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         api_keys: raw.api_keys,
         rules: raw.rules.into_iter().enumerate().map(|(i, r)| compile_rule(i, r)).collect::<Result<_, _>>()?,
     })
+}
+
+/// A configured route list: each entry a path (starting with `/`; `*` and `{param}` allowed)
+/// or a LiteLLM route group name. Anything else matches no request, so a misspelt group
+/// (`openai_route`) would silently empty an allow-list or a deny rule: refused.
+fn route_list(entries: &[String], field: &str) -> Result<RouteList, String> {
+    for (i, entry) in entries.iter().enumerate() {
+        if !entry.starts_with('/') && crate::route_groups::members(entry).is_none() {
+            return Err(err(&format!("{field}[{i}]"), format!(
+                "{entry:?} is neither a path (starting with /) nor a LiteLLM route group (e.g. openai_routes, info_routes, management_routes)"
+            )));
+        }
+    }
+    Ok(RouteList::compile(entries))
+}
+
+/// Rules that would check nothing as configured: refused, so that no setting reads stricter
+/// than it is. `whose` names the policy (the global one or an issuer's) in the message.
+fn check_policy(p: &Policy, whose: &str) -> Result<(), String> {
+    if p.role_permissions.is_some() && !p.enforce_rbac {
+        return Err(err(
+            "general_settings.role_permissions",
+            format!("only applies with {JWTAUTH}.enforce_rbac: true (LiteLLM ignores it otherwise); set enforce_rbac or remove role_permissions"),
+        ));
+    }
+    if p.user_allowed_email_domain.is_some() && p.user_email_jwt_field.is_none() {
+        return Err(err(
+            &format!("{JWTAUTH}.user_allowed_email_domain"),
+            format!("needs user_email_jwt_field (in {whose}): without the email claim every token would be refused"),
+        ));
+    }
+    Ok(())
 }
 
 fn compile_locations(headers: Vec<RawHeaderLocation>, params: Vec<String>, cookies: Vec<String>) -> Result<Locations, String> {
@@ -492,12 +663,15 @@ fn compile_rule(i: usize, raw: RawRule) -> Result<RouteRule, String> {
     let path = match (m.path, m.prefix, m.routes) {
         (Some(p), None, None) if p.starts_with('/') => PathMatch::Exact(p),
         (None, Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p),
-        (None, None, Some(r)) if !r.is_empty() => PathMatch::Routes(RouteList::compile(&r)),
+        (None, None, Some(r)) if !r.is_empty() => PathMatch::Routes(route_list(&r, &format!("{here}.match.routes"))?),
         _ => return Err(err(&format!("{here}.match"), "needs exactly one of path, prefix (each starting with /) or routes (a non-empty list)")),
     };
     let action = match (raw.public, raw.deny, raw.require) {
         (true, false, None) => RuleAction::Public,
         (false, true, None) => RuleAction::Deny,
+        (false, false, Some(r)) if !r.admin && !r.team && r.scopes.is_empty() && r.claims.as_ref().is_none_or(Value::is_null) => {
+            return Err(err(&format!("{here}.require"), "asks for nothing: name at least one of admin, team, scopes, claims"));
+        }
         (false, false, Some(r)) => RuleAction::Require(Requirements {
             admin: r.admin,
             team: r.team,
@@ -506,12 +680,20 @@ fn compile_rule(i: usize, raw: RawRule) -> Result<RouteRule, String> {
         }),
         _ => return Err(err(&here, "needs exactly one of \"public\": true, \"deny\": true or \"require\": {…}")),
     };
-    Ok(RouteRule {
-        path,
-        methods: m.methods.iter().map(|x| x.to_ascii_uppercase()).collect(),
-        hosts: m.hosts.iter().map(|x| x.to_ascii_lowercase()).collect(),
-        action,
-    })
+    // A method or host that no request can have would make the rule never apply.
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    let methods: Vec<String> = m.methods.iter().map(|x| x.to_ascii_uppercase()).collect();
+    if let Some(i) = methods.iter().position(|x| !METHODS.contains(&x.as_str())) {
+        return Err(err(&format!("{here}.match.methods[{i}]"), format!("must be an HTTP method ({})", METHODS.join(", "))));
+    }
+    let hosts: Vec<String> = m.hosts.iter().map(|x| x.to_ascii_lowercase()).collect();
+    for (i, host) in hosts.iter().enumerate() {
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        if !valid_authority(name) || name.contains(':') && !name.starts_with('[') {
+            return Err(err(&format!("{here}.match.hosts[{i}]"), "must be a host name (or *.domain), without scheme, port or path"));
+        }
+    }
+    Ok(RouteRule { path, methods, hosts, action })
 }
 
 /// LiteLLM's `JWT_PUBLIC_KEY_URL` form: comma-separated, each entry trimmed, empties dropped.
@@ -571,11 +753,10 @@ fn cluster_default(url: &str) -> Option<String> {
 /// Newest LiteLLM treats a key URL with this path as an OIDC discovery document.
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
-/// Where a key URL is fetched from: the Envoy cluster (`clusters` by authority, else the
-/// URL's `host:port`), `:authority` and `:path`. Errors name `public_key_url`; callers for
-/// other fields replace that name.
-pub fn locate(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
-    let bad = |what: &str| err("public_key_url", format!("{url:?}: {what}"));
+/// Where a URL is fetched from: the Envoy cluster (`clusters` by authority, else the URL's
+/// `host:port`), `:authority` and `:path`. `field` is where the URL was written; errors name it.
+pub fn locate(url: &str, field: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
+    let bad = |what: &str| err(field, format!("{url:?}: {what}"));
     let (authority, path, _) = split_url(url).ok_or_else(|| bad("must start with http:// or https://"))?;
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("must not contain spaces or control characters"));
@@ -596,7 +777,7 @@ pub fn locate(url: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSour
         .unwrap_or(default_cluster);
     let path = if path.is_empty() { "/".to_string() } else { path };
     let discovery = path.split('?').next().is_some_and(|p| p.ends_with(DISCOVERY_PATH));
-    Ok(JwksSource { url: url.to_string(), cluster, authority: authority.to_string(), path, discovery })
+    Ok(JwksSource { url: url.to_string(), cluster, authority: authority.to_string(), path, discovery, field: field.to_string() })
 }
 
 struct Settings {
@@ -619,7 +800,7 @@ fn seconds_ms(v: Option<f64>, default_s: f64, field: &str) -> Result<u64, String
 }
 
 fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result<(RecordSource, Lifetimes), String> {
-    let parsed = locate(&src.url, clusters).map_err(|e| e.replace("public_key_url", "record_source.url"))?;
+    let parsed = locate(&src.url, "record_source.url", clusters)?;
     let base_path = parsed.path.trim_end_matches('/').to_string();
     let mut paths = BTreeMap::new();
     for (name, kind) in [("team", Kind::Team), ("user", Kind::User), ("org", Kind::Org), ("end_user", Kind::EndUser)] {
@@ -692,7 +873,7 @@ fn compile_issuers(
     value: &Value,
     base: &Policy,
     clusters: &BTreeMap<String, String>,
-    leeway: u64,
+    time_rules: &ClaimRules,
     records_enabled: bool,
 ) -> Result<Vec<Issuer>, String> {
     let mut issuers: Vec<Issuer> = Vec::new();
@@ -721,7 +902,7 @@ fn compile_issuers(
             Some(Value::String(u)) if !u.is_empty() => u.clone(),
             Some(_) => return Err(err(&format!("{here}.jwks_url"), "must be a URL")),
         };
-        let source = locate(&jwks_url, clusters).map_err(|e| e.replace("public_key_url", &format!("{here}.jwks_url")))?;
+        let source = locate(&jwks_url, &format!("{here}.jwks_url"), clusters)?;
         let audience = match entry.get("audience") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(a)) if !a.is_empty() => vec![a.clone()],
@@ -756,7 +937,7 @@ fn compile_issuers(
         issuers.push(Issuer {
             iss: iss.clone(),
             jwks: vec![source],
-            claim_rules: ClaimRules { leeway, audience, issuer: Some(iss) },
+            claim_rules: ClaimRules { audience, issuer: Some(iss), ..time_rules.clone() },
             policy,
         });
     }
@@ -875,6 +1056,13 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
             format!("not supported (supported: {})", GENERAL_SETTINGS_FIELDS.join(", ")),
         ));
     }
+    if gs.get("enable_jwt_auth") == Some(&Value::Bool(false)) {
+        // This filter is JWT authentication: `false` cannot mean anything it could honour.
+        return Err(err(
+            "general_settings.enable_jwt_auth",
+            "false is not supported: this filter always authenticates JWTs; remove the filter (or disable it per route) to turn it off",
+        ));
+    }
     flag(gs, "enable_jwt_auth", "general_settings.enable_jwt_auth")?;
     let general_enforce_rbac = flag(gs, "enforce_rbac", "general_settings.enforce_rbac")?;
     let empty = Map::new();
@@ -903,8 +1091,8 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
         if !ENFORCED_JWTAUTH_FIELDS.contains(&name.as_str()) && !asks_for_nothing(name, value) {
             return Err(field_err(
                 name,
-                "is a LiteLLM rule this version of llm-jwt-auth does not enforce yet (it needs \
-                 team/user records); refusing to start rather than silently ignore it",
+                "is a LiteLLM rule this version of llm-jwt-auth does not support yet; refusing to start \
+                 rather than silently ignore it (docs/configuration.md lists what is supported)",
             ));
         }
     }
@@ -944,10 +1132,23 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
         only_keys(m, &["scope", "models", "routes"], &here)?;
         let scope = m.get("scope").and_then(Value::as_str).ok_or_else(|| err(&here, "needs \"scope\": a string"))?;
         let models = string_list(m.get("models"), &format!("{here}.models"))?.unwrap_or_default();
-        string_list(m.get("routes"), &format!("{here}.routes"))?; // accepted, ignored (as LiteLLM)
+        if string_list(m.get("routes"), &format!("{here}.routes"))?.is_some_and(|r| !r.is_empty()) {
+            // LiteLLM accepts and ignores it; a route limit nobody enforces would read stricter
+            // than it is.
+            return Err(err(&format!("{here}.routes"), "is not enforced (LiteLLM ignores it too): restrict routes with role_permissions or rules"));
+        }
         scope_mappings.push((scope.to_string(), models));
     }
     if jwt.get("scope_mappings").is_some_and(|v| !v.is_null()) && !enforce_scope_based_access {
+        // LiteLLM refuses this too, but its message ("scope_mappings must be set if
+        // enforce_scope_based_access is true.") states the reverse rule.
+        return Err(err(
+            JWTAUTH,
+            "enforce_scope_based_access must be true when scope_mappings is set (the mappings are only enforced then)",
+        ));
+    }
+    if enforce_scope_based_access && scope_mappings.is_empty() {
+        // Without mappings the scope gate would check nothing.
         return Err(err(JWTAUTH, "scope_mappings must be set if enforce_scope_based_access is true."));
     }
 
@@ -958,10 +1159,17 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
             for (i, p) in objects(value, "general_settings.role_permissions")?.into_iter().enumerate() {
                 let here = format!("general_settings.role_permissions[{i}]");
                 only_keys(p, &["role", "models", "routes"], &here)?;
+                let role = rbac_role(p.get("role"), &format!("{here}.role"))?;
+                if out.iter().any(|q: &RolePermission| q.role == role) {
+                    return Err(err(&format!("{here}.role"), format!("{} has permissions twice; only one entry would apply", role.as_str())));
+                }
                 out.push(RolePermission {
-                    role: rbac_role(p.get("role"), &format!("{here}.role"))?,
+                    role,
                     models: string_list(p.get("models"), &format!("{here}.models"))?,
-                    routes: string_list(p.get("routes"), &format!("{here}.routes"))?.map(|r| RouteList::compile(&r)),
+                    routes: match string_list(p.get("routes"), &format!("{here}.routes"))? {
+                        Some(r) => Some(route_list(&r, &format!("{here}.routes"))?),
+                        None => None,
+                    },
                 });
             }
             Some(out)
@@ -969,6 +1177,7 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
     };
     let public_routes_extra =
         string_list(gs.get("public_routes"), "general_settings.public_routes")?.unwrap_or_default();
+    route_list(&public_routes_extra, "general_settings.public_routes")?;
     let mut public_routes = vec!["public_routes".to_string()];
     public_routes.extend(public_routes_extra);
     let admin_allowed_routes = string_list(jwt.get("admin_allowed_routes"), &format!("{JWTAUTH}.admin_allowed_routes"))?
@@ -980,7 +1189,7 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
 
     let policy = Policy {
         admin_jwt_scope: opt_string(jwt, "admin_jwt_scope")?.unwrap_or_else(|| DEFAULT_ADMIN_JWT_SCOPE.to_string()),
-        admin_allowed_routes: RouteList::compile(&admin_allowed_routes),
+        admin_allowed_routes: route_list(&admin_allowed_routes, &format!("{JWTAUTH}.admin_allowed_routes"))?,
         team_id_jwt_field: opt_path(jwt, "team_id_jwt_field")?,
         team_id_default: opt_string(jwt, "team_id_default")?,
         org_id_jwt_field: opt_path(jwt, "org_id_jwt_field")?,
@@ -1005,7 +1214,7 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
         team_id_upsert: flag(jwt, "team_id_upsert", &format!("{JWTAUTH}.team_id_upsert"))?,
         user_id_upsert: flag(jwt, "user_id_upsert", &format!("{JWTAUTH}.user_id_upsert"))?,
         enforce_team_based_model_access: flag(jwt, "enforce_team_based_model_access", &format!("{JWTAUTH}.enforce_team_based_model_access"))?,
-        team_allowed_routes: RouteList::compile(&team_allowed_routes),
+        team_allowed_routes: route_list(&team_allowed_routes, &format!("{JWTAUTH}.team_allowed_routes"))?,
         access_groups: BTreeMap::new(),
     };
     Ok(Settings {
@@ -1176,6 +1385,7 @@ mod tests {
                 authority: "idp.example.com".into(),
                 path: "/keys".into(),
                 discovery: false,
+                field: "public_key_url".into(),
             }]
         );
         assert_eq!(c.public_key_ttl_ms, 600_000);
@@ -1204,6 +1414,9 @@ mod tests {
         assert_eq!(c.jwks[0].cluster, "outbound|443||idp.example.com");
         let e = compile_json(json!({"public_key_url": "http://a/j", "clusters": {"b:80": "x"}})).unwrap_err();
         assert!(e.contains("clusters.b:80"), "{e}");
+        let c = compile_json(json!({"public_key_url": "http://a/j", "clusters": {"litellm:4000": "outbound|4000||litellm"},
+            "record_source": {"type": "litellm", "url": "http://litellm:4000", "master_key": "sk"}})).unwrap();
+        assert_eq!(c.record_source.unwrap().cluster, "outbound|4000||litellm", "clusters routes the record source too");
     }
 
     #[test]
@@ -1240,6 +1453,28 @@ mod tests {
         ] {
             let e = compile_json(cfg).unwrap_err();
             assert!(e.contains(field), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn errors_read_as_the_operator_wrote_the_config() {
+        for (cfg, says) in [
+            (r#"{"public_key_url": 5}"#, "public_key_url: expected a URL, a list of URLs or a comma-separated string"),
+            (r#"{"public_key_url": ["http://a/j", 5]}"#, "public_key_url: expected a URL, a list of URLs or a comma-separated string"),
+            (r#"{"public_key_url": "http://a/j", "leeway": "30"}"#, "leeway: expected a whole number (0 or more), got the string \"30\""),
+            (r#"{"public_key_url": "http://a/j", "forward": "no"}"#, "forward: expected true or false, got the string \"no\""),
+            (r#"{"public_key_url": "http://a/j", "teams": {}}"#, "teams: expected a list, got an object"),
+            (r#"{"public_key_url": "http://a/j", "mode": 3}"#, "mode: expected one of enforce, report"),
+            (r#"{"public_key_url": "http://a/j", "api_keys": "allow"}"#, "api_keys: \"allow\" is not one of refuse, pass_through"),
+            ("{\n \"public_key_url\": \"http://a/j\"\n \"x\": 1}", "not valid JSON at line 3, column 2: expected `,` or `}`"),
+            (r#"{"public_key_url": "http://a/j",}"#, "not valid JSON at line 1, column 33: trailing comma"),
+            ("[1]", "must be a JSON object"),
+        ] {
+            let e = compile(cfg.as_bytes(), &no_env).unwrap_err();
+            assert!(e.contains(says), "{cfg}: {e}");
+            for rust in ["u64", "OneOrMany", "untagged", "?:", "sequence", "a map"] {
+                assert!(!e.contains(rust), "{cfg}: {e}");
+            }
         }
     }
 
@@ -1286,7 +1521,11 @@ mod tests {
             assert!(with_teams.is_ok(), "{with_teams:?}");
         }
         let e = jwtauth(json!({"sync_user_role_and_teams": true})).unwrap_err();
-        assert!(e.contains("does not enforce yet"), "{e}");
+        assert!(e.contains("does not support yet"), "{e}");
+        let with_records = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"team_id": "t"}],
+            "general_settings": {"litellm_jwtauth": {"sync_user_role_and_teams": true}}})).unwrap_err();
+        assert!(with_records.contains("does not support yet") && !with_records.contains("records"),
+            "with records set, the message does not blame missing records: {with_records}");
     }
 
     #[test]
@@ -1318,6 +1557,74 @@ mod tests {
     }
 
     #[test]
+    fn static_records_refuse_fields_they_do_not_read() {
+        let e = compile_json(json!({"public_key_url": "http://a/j",
+            "teams": [{"team_id": "research", "modles": ["gpt-4o"]}]})).unwrap_err();
+        assert!(e.starts_with("invalid plugin configuration: teams[0].modles: unknown field of a team record (known: "), "{e}");
+        assert!(e.contains("models"), "the message lists the real name: {e}");
+        for (cfg, field) in [
+            (json!({"users": [{"user_id": "u", "max_budgt": 1}]}), "users[0].max_budgt"),
+            (json!({"organizations": [{"organization_id": "o", "model": []}]}), "organizations[0].model"),
+            (json!({"end_users": [{"user_id": "c", "block": true}]}), "end_users[0].block"),
+            (json!({"teams": [{"team_id": "t", "litellm_budget_table": {"max_budet": 1}}]}), "teams[0].litellm_budget_table.max_budet"),
+            (json!({"teams": [{"team_id": "t", "litellm_budget_table": 5}]}), "teams[0].litellm_budget_table"),
+            (json!({"end_users": [{"user_id": "c", "litellm_model_table": {}}]}), "end_users[0].litellm_model_table"),
+            (json!({"teams": [{"team_id": "t"}, {"team_id": "t", "blocked": true}]}), "teams[1]: team \"t\" is configured twice"),
+        ] {
+            let mut cfg = cfg.clone();
+            cfg["public_key_url"] = json!("http://a/j");
+            let e = compile_json(cfg).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let ok = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"team_id": "t", "models": ["m"],
+            "litellm_budget_table": {"max_budget": 2}, "litellm_model_table": {"model_aliases": {"a": "m"}}}]}));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn settings_that_would_check_nothing_are_refused() {
+        for (cfg, says) in [
+            (json!({"general_settings": {"enable_jwt_auth": false}}), "general_settings.enable_jwt_auth: false is not supported"),
+            (json!({"general_settings": {"litellm_jwtauth": {"enforce_scope_based_access": true}}}),
+             "scope_mappings must be set if enforce_scope_based_access is true."),
+            (json!({"general_settings": {"litellm_jwtauth": {"enforce_scope_based_access": true, "scope_mappings": []}}}),
+             "scope_mappings must be set if enforce_scope_based_access is true."),
+            (json!({"general_settings": {"litellm_jwtauth": {"scope_mappings": [{"scope": "s", "models": ["m"]}]}}}),
+             "enforce_scope_based_access must be true when scope_mappings is set"),
+            (json!({"general_settings": {"litellm_jwtauth": {"enforce_scope_based_access": true,
+                "scope_mappings": [{"scope": "s", "models": ["m"], "routes": ["/v1/models"]}]}}}), "scope_mappings[0].routes: is not enforced"),
+            (json!({"general_settings": {"role_permissions": [{"role": "team", "models": ["m"]}]}}),
+             "general_settings.role_permissions: only applies with general_settings.litellm_jwtauth.enforce_rbac: true"),
+            (json!({"general_settings": {"litellm_jwtauth": {"enforce_rbac": true}, "role_permissions": [
+                {"role": "team", "models": ["m"]}, {"role": "team", "models": ["n"]}]}}), "role_permissions[1].role: team has permissions twice"),
+            (json!({"general_settings": {"litellm_jwtauth": {"user_allowed_email_domain": "x.io"}}}),
+             "user_allowed_email_domain: needs user_email_jwt_field"),
+            (json!({"audience": ""}), "audience: must not be empty"),
+            (json!({"issuer": " "}), "issuer: must not be empty"),
+            (json!({"scope_claims": []}), "scope_claims: must name at least one claim"),
+            (json!({"general_settings": {"litellm_jwtauth": {"admin_allowed_routes": ["management_route"]}}}),
+             "admin_allowed_routes[0]: \"management_route\" is neither a path"),
+            (json!({"general_settings": {"public_routes": ["/ok", "health"]}}), "general_settings.public_routes[1]"),
+            (json!({"general_settings": {"litellm_jwtauth": {"team_allowed_routes": ["openai_routes", "v1/models"]}}}),
+             "team_allowed_routes[1]"),
+            (json!({"rules": [{"match": {"routes": ["openai_route"]}, "deny": true}]}), "rules[0].match.routes[0]"),
+            (json!({"rules": [{"match": {"prefix": "/a", "methods": ["DELEET"]}, "deny": true}]}), "rules[0].match.methods[0]"),
+            (json!({"rules": [{"match": {"prefix": "/a", "hosts": ["https://api.example.com"]}, "deny": true}]}), "rules[0].match.hosts[0]"),
+            (json!({"rules": [{"match": {"prefix": "/a", "hosts": ["api.example.com/v1"]}, "deny": true}]}), "rules[0].match.hosts[0]"),
+            (json!({"rules": [{"match": {"prefix": "/a"}, "require": {}}]}), "rules[0].require: asks for nothing"),
+        ] {
+            let mut cfg = cfg.clone();
+            cfg["public_key_url"] = json!("http://a/j");
+            let e = compile_json(cfg.clone()).unwrap_err();
+            assert!(e.contains(says), "{cfg}: {e}");
+        }
+        let ok = compile_json(json!({"public_key_url": "http://a/j", "rules": [
+            {"match": {"prefix": "/a", "methods": ["post"], "hosts": ["*.example.com", "API.example.com"]}, "require": {"team": true}}],
+            "general_settings": {"enable_jwt_auth": true, "public_routes": ["/status", "public_routes"]}}));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
     fn static_records_are_typed() {
         let c = compile_json(json!({"public_key_url": "http://a/j",
             "teams": [{"team_id": "t1", "models": ["gpt-4o"], "max_budget": 5}],
@@ -1343,7 +1650,7 @@ mod tests {
         let e = jwtauth(json!({"object_id_jwt_field": "oid"})).unwrap_err();
         assert!(e.contains("if object_id_jwt_field is set, role_mappings must also be set."), "{e}");
         let e = jwtauth(json!({"scope_mappings": [{"scope": "s", "models": ["m"]}]})).unwrap_err();
-        assert!(e.contains("scope_mappings must be set if enforce_scope_based_access is true."), "{e}");
+        assert!(e.contains("enforce_scope_based_access must be true when scope_mappings is set"), "the correct text, not LiteLLM's reversed one: {e}");
     }
 
     #[test]

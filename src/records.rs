@@ -113,7 +113,57 @@ fn parse_as<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, String> {
     serde_json::from_value(v.clone()).map_err(|e| format!("record has an unexpected shape: {e}"))
 }
 
+/// LiteLLM's joined tables that records read, and the members read from each.
+const JOINED_TABLES: &[(&str, &[&str])] =
+    &[("litellm_budget_table", &["max_budget"]), ("litellm_model_table", &["model_aliases"])];
+
+/// The members a record of `kind` has: what serde reads, and the joined tables read for it
+/// (budgets for every kind, model aliases for teams).
+fn known_fields(kind: Kind) -> Vec<String> {
+    let blank = match kind {
+        Kind::Team => serde_json::to_value(Team::default()),
+        Kind::User => serde_json::to_value(User::default()),
+        Kind::Org => serde_json::to_value(Org::default()),
+        Kind::EndUser => serde_json::to_value(EndUser::default()),
+    };
+    let mut names: Vec<String> = match blank {
+        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    names.push("litellm_budget_table".into());
+    if kind == Kind::Team {
+        names.push("litellm_model_table".into());
+    }
+    names
+}
+
 impl Record {
+    /// Parse a record written in the configuration: as [`Record::from_plain`], but a member this
+    /// filter does not read is an error naming it — a misspelt `models` would otherwise leave
+    /// the team unrestricted. (Answers from a record source keep tolerating LiteLLM's other
+    /// columns.)
+    /// Errors are `(member, what)`; `member` is empty when the whole record is at fault.
+    pub fn from_static(kind: Kind, v: &Value) -> Result<Record, (String, String)> {
+        let Some(members) = v.as_object() else { return Err((String::new(), "must be a JSON object".into())) };
+        let known = known_fields(kind);
+        for (name, value) in members {
+            if !known.iter().any(|k| k == name) {
+                return Err((name.clone(), format!("unknown field of a {} record (known: {})", kind.as_str(), known.join(", "))));
+            }
+            let Some((_, inner)) = JOINED_TABLES.iter().find(|(t, _)| t == name) else { continue };
+            match value {
+                Value::Null => {}
+                Value::Object(table) => {
+                    if let Some(other) = table.keys().find(|k| !inner.contains(&k.as_str())) {
+                        return Err((format!("{name}.{other}"), format!("unknown field (known: {})", inner.join(", "))));
+                    }
+                }
+                _ => return Err((name.clone(), "must be an object".into())),
+            }
+        }
+        Record::from_plain(kind, v).map_err(|e| (String::new(), e))
+    }
+
     /// Parse a record as configured statically or served by a plain JSON source: the object
     /// itself, with LiteLLM's field names.
     pub fn from_plain(kind: Kind, v: &Value) -> Result<Record, String> {
@@ -187,6 +237,20 @@ impl Record {
             return Err(format!("source answered with {} {shown:?} when asked for another", key.kind.as_str()));
         }
         Ok(Some(record))
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Record::Team(_) => Kind::Team,
+            Record::User(_) => Kind::User,
+            Record::Org(_) => Kind::Org,
+            Record::EndUser(_) => Kind::EndUser,
+        }
+    }
+
+    /// The key this record is stored and looked up under.
+    pub fn key(&self) -> RecordKey {
+        RecordKey { kind: self.kind(), id: self.id().to_string() }
     }
 
     pub fn id(&self) -> &str {

@@ -166,6 +166,9 @@ fn config_at(level: &str, entries: &Map<String, Value>, remove: &[String]) -> Va
         rule_base.insert(free.to_string(), json!(true));
     }
     let match_base = if has_any(&["path", "prefix", "routes"]) { json!({}) } else { json!({"prefix": "/"}) };
+    // A `require` must ask for something: a scope stands in, or a claim when the row is `scopes`.
+    let taken = |k: &str| entries.contains_key(k) || remove.iter().any(|r| r == k);
+    let require_base = if taken("scopes") { json!({"claims": [{"claim": "tier", "equals": "gold"}]}) } else { json!({"scopes": ["stand-in"]}) };
     match level {
         "top" => merged(obj(json!({"public_key_url": KEY_URL})), entries, remove),
         "record_source" => top(obj(json!({"record_source": merged(
@@ -178,7 +181,7 @@ fn config_at(level: &str, entries: &Map<String, Value>, remove: &[String]) -> Va
             obj(json!({"issuer": "https://login.example.com", "audience": "api://llm-gateway"})), entries, remove)]}))),
         "rule" => top(obj(json!({"rules": [merged(rule_base, entries, remove)]}))),
         "rule_match" => top(obj(json!({"rules": [{"match": merged(obj(match_base), entries, remove), "public": true}]}))),
-        "rule_require" => top(obj(json!({"rules": [{"match": {"prefix": "/"}, "require": merged(Map::new(), entries, remove)}]}))),
+        "rule_require" => top(obj(json!({"rules": [{"match": {"prefix": "/"}, "require": merged(obj(require_base), entries, remove)}]}))),
         "team" => top(obj(json!({"teams": [merged(obj(json!({"team_id": "t"})), entries, remove)]}))),
         "user" => top(obj(json!({"users": [merged(obj(json!({"user_id": "u"})), entries, remove)]}))),
         "organization" => top(obj(json!({"organizations": [merged(obj(json!({"organization_id": "o"})), entries, remove)]}))),
@@ -195,10 +198,16 @@ fn compile_value(v: &Value) -> Result<FilterConfig, String> {
 /// (absent with `None`). `instead`: also leave out what the row replaces ("Instead of").
 fn row_config(level: &str, row: &Row, rows: &[Row], value: Option<Value>, instead: bool) -> Value {
     let (companions, records) = row.needs();
+    // Left at its default (or out), the field also leaves out the companions that need it back
+    // (`enforce_scope_based_access` ⇄ `scope_mappings`): they are only valid together.
+    let at_default = value.is_none() || value == row.default_literal();
     let mut entries = Map::new();
     for name in &companions {
         let other = rows.iter().find(|r| &r.field == name);
         let other = other.unwrap_or_else(|| panic!("{level}.{}: needs `{name}`, which is not a row of its table", row.field));
+        if at_default && other.needs().0.contains(&row.field) {
+            continue;
+        }
         entries.insert(name.clone(), other.example());
     }
     let mut remove = if instead { row.instead_of() } else { Vec::new() };
@@ -358,7 +367,7 @@ fn not_enforced_litellm_fields_take_only_do_nothing_values() {
             match compile_value(&cfg) {
                 Ok(_) => panic!("litellm_jwtauth.{}: documented as not enforced, but {v} is accepted", row.field),
                 Err(e) => assert!(
-                    e.contains(&format!("litellm_jwtauth.{}", row.field)) && e.contains("does not enforce"),
+                    e.contains(&format!("litellm_jwtauth.{}", row.field)) && e.contains("does not support yet"),
                     "litellm_jwtauth.{}: {v} refused for another reason: {e}",
                     row.field
                 ),

@@ -215,6 +215,19 @@ def render_bootstrap(
     }
 
 
+def validate(workdir: Path, plugin_config: Mapping[str, Any] | str,
+             clusters: Mapping[str, tuple[str, int]] | None = None) -> tuple[int, str]:
+    """`envoy --mode validate` on a bootstrap with this plugin config: Envoy loads the wasm
+    and runs its configure step without serving. Returns (exit code, output)."""
+    bootstrap = render_bootstrap(upstream_port=9, plugin_config=plugin_config, wasm=require_wasm(),
+                                 jwks_clusters=clusters)
+    path = Path(workdir) / "validate.json"
+    path.write_text(json.dumps(bootstrap))
+    result = subprocess.run([find_envoy(), "--mode", "validate", "-c", str(path), "--log-level", "warn"],
+                            capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout + result.stderr
+
+
 # -- the process ------------------------------------------------------------------------------
 
 

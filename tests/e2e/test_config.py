@@ -118,15 +118,7 @@ def test_repository_envoy_yaml_plugin_config_matches_the_demo():
 
 
 def _envoy_validate(tmp_path, plugin_config: dict, clusters: dict[str, tuple[str, int]]) -> tuple[int, str]:
-    """`envoy --mode validate` on a bootstrap with this plugin config: it loads the wasm and
-    runs its configure step without serving."""
-    bootstrap = harness.render_bootstrap(upstream_port=9, plugin_config=plugin_config, wasm=harness.require_wasm(),
-                                         jwks_clusters=clusters)
-    path = tmp_path / "validate.json"
-    path.write_text(json.dumps(bootstrap))
-    result = subprocess.run([harness.find_envoy(), "--mode", "validate", "-c", str(path), "--log-level", "warn"],
-                            capture_output=True, text=True, timeout=60)
-    return result.returncode, result.stdout + result.stderr
+    return harness.validate(tmp_path, plugin_config, clusters)
 
 
 ISSUERS = [
