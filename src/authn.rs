@@ -3,7 +3,7 @@
 
 use crate::claims;
 use crate::config::{FilterConfig, JwksSource};
-use crate::error::AuthError;
+use crate::error::{AuthError, Outage};
 use crate::issuers::{self, Trust};
 use crate::jws::Jws;
 use crate::keys::jwks::KeySet;
@@ -20,8 +20,8 @@ pub enum KeyLookup {
     Ready(Arc<KeySet>, u64),
     /// Not here yet (a fetch is needed or under way): the request must wait.
     Pending,
-    /// The last fetch failed and nothing usable is cached; the text says why.
-    Unavailable(String),
+    /// The last fetch failed and nothing usable is cached.
+    Unavailable(Outage),
 }
 
 /// The key sets as the decision sees them.
@@ -231,9 +231,9 @@ mod tests {
             })
         );
         let d = decide(&two_urls(), "ES384", |s| {
-            if s.url.starts_with("http://a") { KeyLookup::ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Unavailable("503 from IdP".into()) }
+            if s.url.starts_with("http://a") { KeyLookup::ready(jwks(&["rsa", "ed25519"])) } else { KeyLookup::Unavailable(Outage::transient("503 from IdP")) }
         });
-        assert_eq!(d, Decision::Deny(AuthError::KeysUnavailable("503 from IdP".into())));
+        assert_eq!(d, Decision::Deny(AuthError::KeysUnavailable(Outage::transient("503 from IdP"))));
     }
 
     /// Key sets that answer an unknown kid with a refetch (`refetching`) and record who asked.

@@ -9,7 +9,8 @@ use crate::error::AuthError;
 use crate::identity::{Identity, ROLE_INTERNAL_USER, ROLE_PROXY_ADMIN};
 use crate::record_store::RecordLookup;
 use crate::records::{can_call_model, AccessGroups, EndUser, Kind, Record, RecordKey, Team, User};
-use crate::routes::{py_list, RouteList};
+use crate::pytext::{py_float, py_list};
+use crate::routes::RouteList;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -156,6 +157,19 @@ pub struct Policy {
     pub enforce_team_based_model_access: bool,
     pub team_allowed_routes: RouteList,
     pub access_groups: AccessGroups,
+}
+
+/// LiteLLM's personal budget check (`_user_max_budget_check`).
+fn user_budget(u: &User) -> Result<(), AuthError> {
+    match u.max_budget {
+        Some(max) if u.spend >= max => Err(AuthError::BudgetExceeded(format!(
+            "ExceededBudget: User={} over budget. Spend={}, Budget={}",
+            u.user_id,
+            py_float(u.spend),
+            py_float(max)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// What the request asks for.
@@ -312,13 +326,6 @@ impl Policy {
         }
         // 6. identity
         let user_email = self.user_email_jwt_field.as_ref().and_then(|p| p.string(claims));
-        if let (Some(domain), Some(email)) = (&self.user_allowed_email_domain, &user_email) {
-            if email.rsplit_once('@').map(|(_, d)| d) != Some(domain.as_str()) {
-                return Err(forbidden(format!(
-                    "Email domain not allowed. User email: {email}. Allowed domain: {domain}"
-                )));
-            }
-        }
         let mut user_id = self.user_id_claim(claims).or_else(|| user_email.clone());
         let org_id = self.org_id_jwt_field.as_ref().and_then(|p| p.string(claims));
         let end_user_id = self.end_user_id_jwt_field.as_ref().and_then(|p| p.string(claims));
@@ -331,14 +338,35 @@ impl Policy {
                 _ => {}
             }
         }
-        let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        // `sub` stands in for the user id only when no user id or email field is configured:
+        // with one configured, a token without that claim has no user id (as in LiteLLM), and
+        // forwarding `sub` would attribute the request to whoever has that id in the other field.
+        let sub = match (&self.user_id_jwt_field, &self.user_email_jwt_field) {
+            (None, None) => claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        };
+        let enabled = records.enabled();
         // 8. admin (by scope, not by mapped role)
         if scopes.contains(&self.admin_jwt_scope) {
             if !self.admin_allowed_routes.matches(route) {
                 return Err(AuthError::Denied(format!(
                     "Admin not allowed to access this route. Route={route}, Allowed Routes={}",
-                    py_list(&self.admin_allowed_routes.expanded())
+                    py_list(&self.admin_allowed_routes.entries())
                 )));
+            }
+            // LiteLLM runs common_checks for admins too: their own user record's budget holds.
+            if let (true, Some(id)) = (enabled, &user_id) {
+                let key = RecordKey { kind: Kind::User, id: id.clone() };
+                match records.lookup(&key) {
+                    RecordLookup::Found(r) => {
+                        if let Record::User(u) = r.as_ref() {
+                            user_budget(u)?;
+                        }
+                    }
+                    RecordLookup::NotFound => {}
+                    RecordLookup::Pending => return Ok(Outcome::Need(vec![key])),
+                    RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
+                }
             }
             let identity = Identity {
                 user_id: user_id.or(sub),
@@ -349,41 +377,36 @@ impl Policy {
             };
             return Ok(Outcome::Allow { identity, upserts: Vec::new() });
         }
-        let enabled = records.enabled();
         let mut upserts = Vec::new();
         let mut team: Option<Rc<Record>> = None;
-        // 9. single team (a team id set from object_id is not loaded, as in LiteLLM)
+        // 9. single team: the object id of a `team` token (LiteLLM loads and checks it like any
+        // team), else the team id claim.
         if team_id.is_none() {
             team_id = self.team_id(claims);
-            match &team_id {
-                None => {
-                    if let Some(field) = &self.team_id_jwt_field {
-                        return Err(AuthError::Denied(format!(
-                            "No team id found in token. Checked team_id field '{}'",
-                            field.as_str()
-                        )));
-                    }
-                }
-                Some(id) if enabled => {
-                    let key = RecordKey { kind: Kind::Team, id: id.clone() };
-                    team = Some(match records.lookup(&key) {
-                        RecordLookup::Found(r) => r,
-                        RecordLookup::NotFound if self.team_id_upsert => {
-                            let r = Record::Team(Team { team_id: id.clone(), ..Team::default() });
-                            upserts.push(r.clone());
-                            Rc::new(r)
-                        }
-                        RecordLookup::NotFound => {
-                            return Err(AuthError::Denied(format!(
-                                "Team doesn't exist in db. Team={id}. Create team via `/team/new` call."
-                            )))
-                        }
-                        RecordLookup::Pending => return Ok(Outcome::Need(vec![key])),
-                        RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
-                    });
-                }
-                Some(_) => {}
+            if let (None, Some(field)) = (&team_id, &self.team_id_jwt_field) {
+                return Err(AuthError::Denied(format!(
+                    "No team id found in token. Checked team_id field '{}'",
+                    field.as_str()
+                )));
             }
+        }
+        if let (Some(id), true) = (&team_id, enabled) {
+            let key = RecordKey { kind: Kind::Team, id: id.clone() };
+            team = Some(match records.lookup(&key) {
+                RecordLookup::Found(r) => r,
+                RecordLookup::NotFound if self.team_id_upsert => {
+                    let r = Record::Team(Team { team_id: id.clone(), ..Team::default() });
+                    upserts.push(r.clone());
+                    Rc::new(r)
+                }
+                RecordLookup::NotFound => {
+                    return Err(AuthError::Denied(format!(
+                        "Team doesn't exist in db. Team={id}. Create team via `/team/new` call."
+                    )))
+                }
+                RecordLookup::Pending => return Ok(Outcome::Need(vec![key])),
+                RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
+            });
         }
         // 10. groups: the first team (sorted) that can use the model on this route
         if team_id.is_none() && team.is_none() {
@@ -417,6 +440,16 @@ impl Policy {
             return Err(AuthError::Denied(format!(
                 "Organization doesn't exist in db. Organization={id}. Create organization via `/organization/new` call."
             )));
+        }
+        // LiteLLM checks the email domain here: after the team and org, before the user (and
+        // not for admins). No email at all is not an allowed domain either (`User email: None`).
+        if let Some(domain) = &self.user_allowed_email_domain {
+            if user_email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d) != Some(domain.as_str()) {
+                return Err(AuthError::EmailDomain(format!(
+                    "Email domain not allowed. User email: {}. Allowed domain: {domain}",
+                    user_email.as_deref().unwrap_or("None")
+                )));
+            }
         }
         let user = match (enabled, &user_id, user) {
             (true, Some(id), None) if self.user_id_upsert => {
@@ -543,7 +576,7 @@ impl Policy {
         if let Some(t) = team {
             if t.blocked {
                 return Err(AuthError::Denied(format!(
-                    "Team={} is blocked. Update via `/team/unblock` if your admin.",
+                    "Team={} is blocked. Update via `/team/unblock` if you're an admin.",
                     t.team_id
                 )));
             }
@@ -556,7 +589,9 @@ impl Policy {
                 if t.spend >= max {
                     return Err(AuthError::BudgetExceeded(format!(
                         "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
-                        t.team_id, t.spend, max
+                        t.team_id,
+                        py_float(t.spend),
+                        py_float(max)
                     )));
                 }
             }
@@ -569,14 +604,7 @@ impl Policy {
                     )));
                 }
             }
-            if let Some(max) = u.max_budget {
-                if u.spend >= max {
-                    return Err(AuthError::BudgetExceeded(format!(
-                        "Budget has been exceeded! User={} Current cost: {}, Max budget: {}",
-                        u.user_id, u.spend, max
-                    )));
-                }
-            }
+            user_budget(u)?;
         }
         if let Some(Record::EndUser(EndUser { user_id, blocked, max_budget, spend })) = end_user {
             if *blocked {
@@ -585,7 +613,9 @@ impl Policy {
             if let Some(max) = max_budget {
                 if spend > max {
                     return Err(AuthError::BudgetExceeded(format!(
-                        "ExceededBudget: End User={user_id} over budget. Spend={spend}, Budget={max}"
+                        "ExceededBudget: End User={user_id} over budget. Spend={}, Budget={}",
+                        py_float(*spend),
+                        py_float(*max)
                     )));
                 }
             }
@@ -649,7 +679,7 @@ mod tests {
         fn lookup(&mut self, key: &RecordKey) -> RecordLookup {
             self.asked.push(key.clone());
             if self.down {
-                return RecordLookup::Unavailable("source down".into());
+                return RecordLookup::Unavailable(crate::error::Outage::transient("source down"));
             }
             if self.pending.contains(&key.id) {
                 return RecordLookup::Pending;
@@ -701,7 +731,9 @@ mod tests {
         let e = call(&p, admin.clone(), CHAT, Some("gpt-4o")).unwrap_err();
         assert_eq!(e.status(), 401);
         let m = e.message();
-        assert!(m.starts_with("Authentication Error, Admin not allowed to access this route. Route=/v1/chat/completions, Allowed Routes=['/user/new', "), "{m}");
+        // Route groups by name, not their expansion (LiteLLM lists every member: ~6 KB).
+        assert_eq!(m, "Authentication Error, Admin not allowed to access this route. Route=/v1/chat/completions, \
+            Allowed Routes=['management_routes', 'spend_tracking_routes', 'global_spend_tracking_routes', 'info_routes']");
         let custom = jwt(json!({"admin_jwt_scope": "llm.admin", "admin_allowed_routes": ["openai_routes", "/admin/*"]}));
         let admin = json!({"scope": ["llm.admin"]});
         assert!(call(&custom, admin.clone(), CHAT, None).is_ok());
@@ -774,11 +806,12 @@ mod tests {
     }
 
     #[test]
-    fn role_permissions_are_ignored_without_enforce_rbac() {
-        let p = policy(json!({"role_permissions": [{"role": "team", "models": ["gpt-4o"]}],
-            "litellm_jwtauth": {"team_id_jwt_field": "tid"}}));
-        assert!(call(&p, json!({"tid": "t"}), CHAT, Some("other")).is_ok());
-        assert!(!p.needs_model(&claims(json!({"tid": "t"})), false));
+    fn role_permissions_without_enforce_rbac_are_refused_at_load_not_ignored() {
+        let cfg = json!({"public_key_url": "http://idp/jwks", "general_settings": {
+            "role_permissions": [{"role": "team", "models": ["gpt-4o"]}],
+            "litellm_jwtauth": {"team_id_jwt_field": "tid"}}});
+        let e = compile(cfg.to_string().as_bytes(), &|_| None).unwrap_err();
+        assert!(e.contains("role_permissions: only applies with"), "{e}");
     }
 
     #[test]
@@ -824,6 +857,69 @@ mod tests {
         let id = call(&p, json!({"roles": ["human"], "oid": "user-7"}), CHAT, None).unwrap();
         assert_eq!(id.user_id.as_deref(), Some("user-7"));
         assert_eq!(id.team_id, None);
+    }
+
+    #[test]
+    fn an_object_id_team_is_loaded_and_checked_like_any_team() {
+        let p = jwt(json!({"roles_jwt_field": "roles", "object_id_jwt_field": "oid",
+            "role_mappings": [{"role": "svc", "internal_role": "team"}]}));
+        let blocked = Team { blocked: true, ..team("t-blocked", &[]) };
+        let broke = Team { max_budget: Some(1.0), spend: 2.0, ..team("t-broke", &[]) };
+        let mut table = Table::new(vec![Record::Team(blocked), Record::Team(broke), Record::Team(team("t-mini", &["gpt-4o-mini"]))]);
+        let svc = |oid: &str| json!({"roles": ["svc"], "oid": oid});
+        let deny = |o: Outcome| match o { Outcome::Deny(e) => e, other => panic!("{other:?}") };
+        let e = deny(with(&p, &mut table, svc("t-blocked"), CHAT, None));
+        assert_eq!(e.message(), "Authentication Error, Team=t-blocked is blocked. Update via `/team/unblock` if you're an admin.");
+        let e = deny(with(&p, &mut table, svc("ghost"), CHAT, None));
+        assert!(e.message().contains("Team doesn't exist in db. Team=ghost."), "{}", e.message());
+        let e = deny(with(&p, &mut table, svc("t-mini"), CHAT, Some("o1")));
+        assert_eq!(e.error_type(), "team_model_access_denied");
+        assert_eq!(deny(with(&p, &mut table, svc("t-broke"), CHAT, None)).error_type(), "budget_exceeded");
+        match with(&p, &mut table, svc("t-mini"), CHAT, Some("gpt-4o-mini")) {
+            Outcome::Allow { identity, .. } => assert_eq!(identity.team_id.as_deref(), Some("t-mini")),
+            other => panic!("{other:?}"),
+        }
+        table.pending = vec!["t-new".into()];
+        assert_eq!(with(&p, &mut table, svc("t-new"), CHAT, None), Outcome::Need(vec![RecordKey { kind: Kind::Team, id: "t-new".into() }]));
+    }
+
+    #[test]
+    fn an_allowed_email_domain_refuses_tokens_without_an_email() {
+        let p = jwt(json!({"user_email_jwt_field": "email", "user_allowed_email_domain": "example.com"}));
+        assert!(call(&p, json!({"email": "a@example.com"}), CHAT, None).is_ok());
+        let e = call(&p, json!({"sub": "no-email"}), CHAT, None).unwrap_err();
+        assert_eq!(e, AuthError::EmailDomain("Email domain not allowed. User email: None. Allowed domain: example.com".into()));
+        assert_eq!((e.status(), e.param()), (403, Some("user_email")));
+        let admin = call(&p, json!({"scope": "litellm_proxy_admin"}), "/key/generate", None);
+        assert!(admin.is_ok(), "LiteLLM does not apply the domain to admins: {admin:?}");
+        let e = call(&p, json!({"email": "not-an-address"}), CHAT, None).unwrap_err();
+        assert_eq!(e.status(), 403);
+    }
+
+    #[test]
+    fn an_admins_own_user_record_budget_holds() {
+        let p = jwt(json!({"user_id_jwt_field": "uid"}));
+        let broke = User { user_id: "root".into(), max_budget: Some(5.0), spend: 5.0, ..User::default() };
+        let mut table = Table::new(vec![Record::User(broke)]);
+        let admin = |uid: &str| json!({"uid": uid, "scope": "litellm_proxy_admin"});
+        let Outcome::Deny(e) = with(&p, &mut table, admin("root"), "/key/generate", None) else { panic!() };
+        assert_eq!(e, AuthError::BudgetExceeded("ExceededBudget: User=root over budget. Spend=5.0, Budget=5.0".into()));
+        assert!(matches!(with(&p, &mut table, admin("other"), "/key/generate", None), Outcome::Allow { .. }), "no record: admitted");
+        table.down = true;
+        assert!(matches!(with(&p, &mut table, admin("root"), "/key/generate", None), Outcome::Deny(AuthError::RecordsUnavailable(_))));
+    }
+
+    #[test]
+    fn sub_is_never_the_user_id_when_a_user_id_or_email_field_is_configured() {
+        let p = jwt(json!({"user_id_jwt_field": "uid"}));
+        assert_eq!(call(&p, json!({"sub": "s-1"}), CHAT, None).unwrap().user_id, None, "no uid claim: no user id");
+        assert_eq!(call(&p, json!({"sub": "s-1", "uid": "u"}), CHAT, None).unwrap().user_id.as_deref(), Some("u"));
+        let by_email = jwt(json!({"user_email_jwt_field": "email"}));
+        assert_eq!(call(&by_email, json!({"sub": "s-1"}), CHAT, None).unwrap().user_id, None);
+        let admin = call(&p, json!({"sub": "s-1", "scope": "litellm_proxy_admin"}), "/key/generate", None).unwrap();
+        assert_eq!(admin.user_id, None, "admins alike");
+        assert_eq!(call(&jwt(json!({})), json!({"sub": "s-1"}), CHAT, None).unwrap().user_id.as_deref(), Some("s-1"),
+            "neither configured: sub is forwarded, as documented");
     }
 
     #[test]
@@ -893,10 +989,10 @@ mod tests {
         assert_eq!(e.message(), "team not allowed to access model. This team can only access models=['gpt-4o', 'openai/*']. Tried to access claude-3");
 
         let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-blocked"}), CHAT, None) else { panic!() };
-        assert_eq!(e.message(), "Authentication Error, Team=t-blocked is blocked. Update via `/team/unblock` if your admin.");
+        assert_eq!(e.message(), "Authentication Error, Team=t-blocked is blocked. Update via `/team/unblock` if you're an admin.");
         let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-broke"}), CHAT, None) else { panic!() };
         assert_eq!((e.status(), e.error_type()), (400, "budget_exceeded"));
-        assert_eq!(e.message(), "Budget has been exceeded! Team=t-broke Current cost: 10, Max budget: 10");
+        assert_eq!(e.message(), "Budget has been exceeded! Team=t-broke Current cost: 10.0, Max budget: 10.0");
         let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "ghost"}), CHAT, None) else { panic!() };
         assert_eq!(e.message(), "Authentication Error, Team doesn't exist in db. Team=ghost. Create team via `/team/new` call.");
     }
@@ -994,7 +1090,7 @@ mod tests {
         let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u2"}), CHAT, None) else { panic!() };
         assert_eq!(e.error_type(), "budget_exceeded");
         let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u1", "cust": "c1"}), CHAT, None) else { panic!() };
-        assert_eq!(e.message(), "ExceededBudget: End User=c1 over budget. Spend=6, Budget=5");
+        assert_eq!(e.message(), "ExceededBudget: End User=c1 over budget. Spend=6.0, Budget=5.0");
         assert!(matches!(with(&p, &mut table, json!({"uid": "u1", "cust": "unknown"}), CHAT, None), Outcome::Allow { .. }), "unknown end users are fine");
         let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "ghost"}), CHAT, None) else { panic!() };
         assert_eq!(e.message(), "Authentication Error, User doesn't exist in db. 'user_id'=ghost. Create user via `/user/new` call.");

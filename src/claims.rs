@@ -1,12 +1,14 @@
 //! Registered-claim checks after the signature verified, in PyJWT's order and with its texts
-//! (as LiteLLM reports them): `iat`, `nbf`, `exp` (each only when present), then issuer and
-//! audience when configured.
+//! (as LiteLLM reports them): `iat`, `nbf`, `exp`, then issuer and audience when configured.
+//! Unlike PyJWT, `exp` is required by default (`require_exp`): a token without one never
+//! expires. `max_token_lifetime` bounds how long a token may be valid, as Envoy's
+//! `jwt_authn` `max_lifetime` does.
 
 use crate::error::AuthError;
 use serde_json::{Map, Value};
 
 /// What the configuration asks of a token's registered claims.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRules {
     /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: u64,
@@ -15,6 +17,16 @@ pub struct ClaimRules {
     pub audience: Vec<String>,
     /// When set, `iss` must equal it.
     pub issuer: Option<String>,
+    /// A token must carry `exp` (default; `false` = PyJWT/LiteLLM, where `exp` is optional).
+    pub require_exp: bool,
+    /// Longest accepted lifetime in seconds: `exp − iat`, or `exp − now` without `iat`.
+    pub max_lifetime: Option<u64>,
+}
+
+impl Default for ClaimRules {
+    fn default() -> Self {
+        ClaimRules { leeway: 0, audience: Vec::new(), issuer: None, require_exp: true, max_lifetime: None }
+    }
 }
 
 /// A NumericDate (RFC 7519 §2): an integer or a finite number, as PyJWT accepts. Strings,
@@ -45,14 +57,25 @@ pub fn validate(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -> Re
             return Err(AuthError::NotYetValid("nbf"));
         }
     }
-    if let Some(exp) = numeric_date(claims, "exp", "Expiration Time claim (exp)")? {
-        if exp <= now - leeway {
-            return Err(AuthError::Expired);
+    let exp = numeric_date(claims, "exp", "Expiration Time claim (exp)")?;
+    match exp {
+        Some(exp) if exp <= now - leeway => return Err(AuthError::Expired),
+        Some(exp) => {
+            if let Some(max) = rules.max_lifetime {
+                let issued = numeric_date(claims, "iat", "Issued At claim (iat)")?.unwrap_or(now);
+                if exp - issued > max as f64 {
+                    return Err(AuthError::LifetimeTooLong(max));
+                }
+            }
         }
+        None if rules.require_exp => return Err(AuthError::ClaimMissing("exp")),
+        None => {}
     }
     if let Some(issuer) = &rules.issuer {
-        if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
-            return Err(AuthError::IssuerMismatch);
+        match claims.get("iss") {
+            None => return Err(AuthError::ClaimMissing("iss")),
+            Some(iss) if iss.as_str() != Some(issuer.as_str()) => return Err(AuthError::IssuerMismatch),
+            Some(_) => {}
         }
     }
     if !rules.audience.is_empty() {
@@ -86,8 +109,9 @@ mod tests {
         validate(claims.as_object().unwrap(), rules, NOW)
     }
 
+    /// Nothing required: PyJWT's rules (`exp` optional).
     fn none() -> ClaimRules {
-        ClaimRules::default()
+        ClaimRules { require_exp: false, ..ClaimRules::default() }
     }
 
     #[test]
@@ -158,6 +182,27 @@ mod tests {
         let rules = ClaimRules { issuer: Some("https://idp".into()), ..none() };
         assert_eq!(check(json!({"iss": "https://idp"}), &rules), Ok(()));
         assert_eq!(check(json!({"iss": "https://idp/"}), &rules), Err(AuthError::IssuerMismatch));
-        assert_eq!(check(json!({}), &rules), Err(AuthError::IssuerMismatch));
+        assert_eq!(check(json!({}), &rules), Err(AuthError::ClaimMissing("iss")), "missing, not mismatched");
+        assert_eq!(AuthError::ClaimMissing("iss").message(), "Authentication Error, Validation fails: Token is missing the \"iss\" claim");
+        assert_eq!(check(json!({"iss": 5}), &rules), Err(AuthError::IssuerMismatch));
+    }
+
+    #[test]
+    fn exp_is_required_by_default_and_optional_as_in_pyjwt_when_asked() {
+        assert_eq!(check(json!({"sub": "x"}), &ClaimRules::default()), Err(AuthError::ClaimMissing("exp")));
+        assert_eq!(AuthError::ClaimMissing("exp").message(), "Authentication Error, Validation fails: Token is missing the \"exp\" claim");
+        assert_eq!(check(json!({"sub": "x"}), &none()), Ok(()), "require_exp: false");
+        assert_eq!(check(json!({"exp": NOW + 60}), &ClaimRules::default()), Ok(()));
+    }
+
+    #[test]
+    fn max_lifetime_bounds_exp_minus_iat_or_exp_minus_now() {
+        let rules = ClaimRules { max_lifetime: Some(3600), ..ClaimRules::default() };
+        assert_eq!(check(json!({"iat": NOW - 10, "exp": NOW + 3590}), &rules), Ok(()), "exactly the maximum");
+        assert_eq!(check(json!({"iat": NOW - 10, "exp": NOW + 3591}), &rules), Err(AuthError::LifetimeTooLong(3600)));
+        assert_eq!(check(json!({"exp": NOW + 3600}), &rules), Ok(()), "no iat: from now");
+        assert_eq!(check(json!({"exp": NOW + 3601}), &rules), Err(AuthError::LifetimeTooLong(3600)));
+        assert_eq!(check(json!({"iat": NOW - 7200, "exp": NOW + 60}), &rules), Err(AuthError::LifetimeTooLong(3600)),
+            "an old long-lived token is refused even close to its expiry");
     }
 }

@@ -6,6 +6,25 @@
 
 use serde_json::json;
 
+/// Why a dependency (the IdP's keys, the record source) could not be had. The detail is for the
+/// log and the counters; a client only learns whether retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub detail: String,
+    /// The gateway's configuration is at fault (e.g. no Envoy cluster for the URL): retrying
+    /// will not help until an operator fixes it.
+    pub misconfigured: bool,
+}
+
+impl Outage {
+    pub fn transient(detail: impl Into<String>) -> Self {
+        Outage { detail: detail.into(), misconfigured: false }
+    }
+    pub fn misconfigured(detail: impl Into<String>) -> Self {
+        Outage { detail: detail.into(), misconfigured: true }
+    }
+}
+
 /// Why a request was refused. Each variant maps to one status, `type` and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
@@ -29,6 +48,10 @@ pub enum AuthError {
     AudienceMissing,
     /// Issuer configured, token's `iss` differs.
     IssuerMismatch,
+    /// A required registered claim (`exp`, or `iss` with an issuer configured) is absent.
+    ClaimMissing(&'static str),
+    /// `exp` lies further from `iat` (or now) than `max_token_lifetime` seconds.
+    LifetimeTooLong(u64),
     /// Only configured issuers are trusted and the token's `iss` names none of them.
     UnknownIssuer,
     /// No configured key matches the token's `kid` (LiteLLM's `parse_keys` found nothing).
@@ -36,23 +59,26 @@ pub enum AuthError {
     /// The selected JWK could not be used (unsupported type, bad encoding, `use: enc`).
     UnusableKey(String),
     /// No keys could be had: the JWKS endpoint failed and nothing usable is cached.
-    KeysUnavailable(String),
+    KeysUnavailable(Outage),
     /// A LiteLLM authorization rule refused the request (LiteLLM's `HTTPException(403)`);
     /// the text is LiteLLM's `detail`.
     Forbidden(String),
     /// A LiteLLM check that raises a plain exception (rendered as 401 `Authentication Error, …`).
     Denied(String),
+    /// `user_allowed_email_domain` refused the token's email (403, LiteLLM's param `user_email`).
+    EmailDomain(String),
     /// The body had to be inspected (a rule needs the model) but is larger than the limit.
     BodyTooLarge(usize),
     /// The body had to be inspected but is not what its content type says.
     InvalidBody(String),
     /// Team/user records are needed but the source is failing and no servable copy exists.
-    RecordsUnavailable(String),
+    RecordsUnavailable(Outage),
     /// LiteLLM's `team_model_access_denied` (401, param `model`).
     TeamModelDenied { model: String, allowed: Vec<String> },
     /// LiteLLM's `BudgetExceededError` (400, type `budget_exceeded`).
     BudgetExceeded(String),
-    /// The Envoy configuration around the filter keeps it from deciding (500).
+    /// The Envoy configuration around the filter keeps it from deciding (500). The detail is
+    /// for the log.
     EnvoyMisconfigured(String),
     /// A per-route rule of this filter's configuration refused the request (403).
     RouteRule(String),
@@ -72,7 +98,7 @@ impl AuthError {
             AuthError::KeysUnavailable(_) | AuthError::RecordsUnavailable(_) => 503,
             AuthError::BudgetExceeded(_) => 400,
             AuthError::EnvoyMisconfigured(_) => 500,
-            AuthError::Forbidden(_) | AuthError::RouteRule(_) => 403,
+            AuthError::Forbidden(_) | AuthError::RouteRule(_) | AuthError::EmailDomain(_) => 403,
             AuthError::BodyTooLarge(_) => 413,
             AuthError::InvalidBody(_) => 400,
             _ => 401,
@@ -93,8 +119,43 @@ impl AuthError {
         }
     }
 
-    /// The user-visible message, LiteLLM's text where LiteLLM has one.
+    /// The user-visible message, LiteLLM's text where LiteLLM has one, at most
+    /// [`MAX_MESSAGE_CHARS`] long (lists in some texts come from the token or a record).
     pub fn message(&self) -> String {
+        let full = self.text();
+        match full.char_indices().nth(MAX_MESSAGE_CHARS) {
+            Some((cut, _)) => format!("{}…", full.get(..cut).unwrap_or_default()),
+            None => full,
+        }
+    }
+
+    /// What the log may say beyond the message: the cause of an outage or misconfiguration.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            AuthError::KeysUnavailable(o) | AuthError::RecordsUnavailable(o) => Some(&o.detail),
+            AuthError::EnvoyMisconfigured(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Whether the token itself was accepted and only the request was refused (authorization):
+    /// such refusals must not call the token invalid (RFC 6750 §3.1).
+    pub fn token_accepted(&self) -> bool {
+        matches!(
+            self,
+            AuthError::Forbidden(_)
+                | AuthError::EmailDomain(_)
+                | AuthError::Denied(_)
+                | AuthError::TeamModelDenied { .. }
+                | AuthError::BudgetExceeded(_)
+                | AuthError::RouteRule(_)
+                | AuthError::RecordsUnavailable(_)
+                | AuthError::BodyTooLarge(_)
+                | AuthError::InvalidBody(_)
+        )
+    }
+
+    fn text(&self) -> String {
         const AUTH: &str = "Authentication Error, ";
         const FAILS: &str = "Authentication Error, Validation fails: ";
         match self {
@@ -110,6 +171,10 @@ impl AuthError {
             AuthError::AudienceMismatch => format!("{FAILS}Audience doesn't match"),
             AuthError::AudienceMissing => format!("{FAILS}Token is missing the \"aud\" claim"),
             AuthError::IssuerMismatch => format!("{FAILS}Invalid issuer"),
+            AuthError::ClaimMissing(claim) => format!("{FAILS}Token is missing the \"{claim}\" claim"),
+            AuthError::LifetimeTooLong(max) => {
+                format!("{FAILS}The token is valid for longer than the allowed maximum of {max} seconds")
+            }
             AuthError::UnknownIssuer => format!("{FAILS}Token issuer is not a configured issuer"),
             AuthError::NoMatchingKey { kid, known } => {
                 // Bounded: the kid is attacker-chosen and must not make the answer large.
@@ -121,28 +186,40 @@ impl AuthError {
                 format!("{AUTH}No matching public key found. keys=[{}], kid={kid}", kids.join(", "))
             }
             AuthError::UnusableKey(detail) => format!("{AUTH}{detail}"),
-            AuthError::KeysUnavailable(detail) => format!(
-                "Service Unavailable, the identity provider's JWKS endpoint is temporarily \
-                 unreachable ({detail}). Please retry."
-            ),
-            AuthError::Forbidden(detail) => detail.clone(),
+            AuthError::KeysUnavailable(o) if o.misconfigured => "Service Unavailable, the gateway cannot fetch \
+                 the identity provider's keys: it is misconfigured (its log says what to fix)."
+                .to_string(),
+            AuthError::KeysUnavailable(_) => {
+                "Service Unavailable, the identity provider's JWKS endpoint is temporarily unreachable. Please retry."
+                    .to_string()
+            }
+            AuthError::Forbidden(detail) | AuthError::EmailDomain(detail) => detail.clone(),
             AuthError::Denied(detail) => format!("{AUTH}{detail}"),
             AuthError::BodyTooLarge(limit) => {
                 format!("Request body too large to inspect: the limit is {limit} bytes")
             }
             AuthError::InvalidBody(detail) => format!("Invalid request body: {detail}"),
-            AuthError::RecordsUnavailable(detail) => format!(
-                "Service Unavailable, the team/user source is temporarily unreachable ({detail}). Please retry."
-            ),
+            AuthError::RecordsUnavailable(o) if o.misconfigured => "Service Unavailable, the gateway cannot reach \
+                 the team/user source: it is misconfigured (its log says what to fix)."
+                .to_string(),
+            AuthError::RecordsUnavailable(_) => {
+                "Service Unavailable, the team/user source is temporarily unreachable. Please retry.".to_string()
+            }
             AuthError::TeamModelDenied { model, allowed } => {
-                let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+                let mut allowed: Vec<&str> = allowed.iter().take(MAX_LISTED).map(String::as_str).collect();
+                if allowed.len() == MAX_LISTED {
+                    allowed.push("…");
+                }
                 format!(
                     "team not allowed to access model. This team can only access models={}. Tried to access {model}",
-                    crate::routes::py_list(&allowed)
+                    crate::pytext::py_list(&allowed)
                 )
             }
             AuthError::BudgetExceeded(detail) => detail.clone(),
-            AuthError::EnvoyMisconfigured(detail) => format!("llm-jwt-auth cannot decide: {detail}"),
+            AuthError::EnvoyMisconfigured(_) => {
+                "llm-jwt-auth cannot decide this request: the gateway is misconfigured (its log says what to fix)."
+                    .to_string()
+            }
             AuthError::RouteRule(detail) => detail.clone(),
         }
     }
@@ -158,12 +235,15 @@ impl AuthError {
             AuthError::NotYetValid(_) => "not_yet_valid",
             AuthError::InvalidClaim(_) => "invalid_claim",
             AuthError::AudienceMismatch | AuthError::AudienceMissing => "audience",
-            AuthError::IssuerMismatch => "issuer",
+            AuthError::IssuerMismatch | AuthError::ClaimMissing("iss") => "issuer",
+            AuthError::ClaimMissing(_) => "missing_claim",
+            AuthError::LifetimeTooLong(_) => "lifetime_too_long",
             AuthError::UnknownIssuer => "unknown_issuer",
             AuthError::NoMatchingKey { .. } => "unknown_kid",
             AuthError::UnusableKey(_) => "unusable_key",
             AuthError::KeysUnavailable(_) => "keys_unavailable",
             AuthError::Forbidden(_) => "forbidden",
+            AuthError::EmailDomain(_) => "email_domain",
             AuthError::Denied(_) => "denied",
             AuthError::BodyTooLarge(_) => "body_too_large",
             AuthError::InvalidBody(_) => "invalid_body",
@@ -179,6 +259,7 @@ impl AuthError {
     pub fn param(&self) -> Option<&'static str> {
         match self {
             AuthError::TeamModelDenied { .. } => Some("model"),
+            AuthError::EmailDomain(_) => Some("user_email"),
             _ => None,
         }
     }
@@ -195,33 +276,54 @@ impl AuthError {
             }
         });
         let mut headers = vec![("content-type", "application/json".to_string())];
-        match status {
-            401 => headers.push(("www-authenticate", self.challenge())),
-            403 => headers.push((
-                "www-authenticate",
-                format!("Bearer error=\"insufficient_scope\", error_description=\"{}\"", quoted_safe(&self.message())),
-            )),
+        if let Some(challenge) = self.challenge() {
+            headers.push(("www-authenticate", challenge));
+        }
+        match self {
+            // Seconds until a retry can help: the fetch back-off, or (misconfigured) much later.
+            AuthError::KeysUnavailable(o) | AuthError::RecordsUnavailable(o) => {
+                headers.push(("retry-after", if o.misconfigured { "60" } else { "1" }.to_string()))
+            }
             _ => {}
         }
         ErrorResponse { status, headers, body: body.to_string().into_bytes() }
     }
 
-    /// RFC 6750 §3: no error code when the request carried no credential at all.
-    fn challenge(&self) -> String {
-        match self {
-            AuthError::MissingToken => "Bearer".to_string(),
-            other => {
-                let message = other.message();
-                let description = quoted_safe(message.strip_prefix("Authentication Error, ").unwrap_or(&message));
-                format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
-            }
+    /// RFC 6750 §3 challenges: `invalid_token` only when the token itself failed; no error
+    /// code without a credential or when the token was fine but the request was refused with a
+    /// 401 (LiteLLM's status for several authorization rules); `insufficient_scope` on 403.
+    fn challenge(&self) -> Option<String> {
+        let described = |code: &str| {
+            let message = self.message();
+            let description = quoted_safe(message.strip_prefix("Authentication Error, ").unwrap_or(&message));
+            format!("Bearer error=\"{code}\", error_description=\"{description}\"")
+        };
+        match self.status() {
+            401 if matches!(self, AuthError::MissingToken) || self.token_accepted() => Some("Bearer".to_string()),
+            401 => Some(described("invalid_token")),
+            403 => Some(described("insufficient_scope")),
+            _ => None,
         }
     }
 }
 
-/// RFC 6750 `error_description`: visible ASCII except `"` and `\`, kept short.
+/// Longest client-facing message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 512;
+/// Most entries of a list (models, teams) a message names.
+const MAX_LISTED: usize = 20;
+/// Longest `error_description`, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// RFC 6750 `error_description`: visible ASCII except `"` and `\`, cut at a word with `...`
+/// when long, so the header stays short and well formed.
 fn quoted_safe(text: &str) -> String {
-    text.chars().filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\').take(300).collect()
+    let clean: String = text.chars().filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\').collect();
+    if clean.len() <= MAX_DESCRIPTION_CHARS {
+        return clean;
+    }
+    let head = clean.get(..MAX_DESCRIPTION_CHARS - 3).unwrap_or_default();
+    let cut = head.rfind(' ').filter(|at| *at > MAX_DESCRIPTION_CHARS / 2).unwrap_or(head.len());
+    format!("{}...", head.get(..cut).unwrap_or_default().trim_end_matches([',', ' ']))
 }
 
 #[cfg(test)]
@@ -250,14 +352,67 @@ mod tests {
         assert_eq!(v["error"]["message"], "Token Expired");
     }
 
+    fn header<'a>(r: &'a ErrorResponse, name: &str) -> Option<&'a str> {
+        r.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
     #[test]
-    fn keys_unavailable_is_503_without_challenge() {
-        let r = AuthError::KeysUnavailable("connection refused".into()).to_response();
-        assert_eq!(r.status, 503);
-        assert!(r.headers.iter().all(|(k, _)| *k != "www-authenticate"));
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(v["error"]["type"], "auth_provider_unavailable");
-        assert_eq!(v["error"]["code"], "503");
+    fn keys_unavailable_is_503_with_retry_after_and_without_challenge_or_internals() {
+        let cause = "public_key_url https://login.example.com/jwks: Envoy refused to call cluster \"login.example.com:443\"";
+        for (outage, retry, says) in [
+            (Outage::transient(cause), "1", "temporarily unreachable"),
+            (Outage::misconfigured(cause), "60", "misconfigured"),
+        ] {
+            let e = AuthError::KeysUnavailable(outage);
+            let r = e.to_response();
+            assert_eq!(r.status, 503);
+            assert_eq!(header(&r, "www-authenticate"), None);
+            assert_eq!(header(&r, "retry-after"), Some(retry));
+            let body = String::from_utf8(r.body.clone()).unwrap();
+            for internal in ["login.example.com", "cluster", "public_key_url", "https://"] {
+                assert!(!body.contains(internal), "{internal} reaches the client: {body}");
+            }
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"]["type"], "auth_provider_unavailable");
+            assert!(v["error"]["message"].as_str().unwrap().contains(says));
+            assert_eq!(e.detail(), Some(cause), "the log still has it");
+        }
+        let records = AuthError::RecordsUnavailable(Outage::transient("source returned status 500 for team t")).to_response();
+        assert_eq!(header(&records, "retry-after"), Some("1"));
+        assert!(!String::from_utf8(records.body).unwrap().contains("status 500"));
+    }
+
+    #[test]
+    fn authorization_refusals_do_not_call_a_valid_token_invalid() {
+        for e in [
+            AuthError::Denied("Admin not allowed to access this route.".into()),
+            AuthError::Denied("No team id found in token. Checked team_id field 'team'".into()),
+            AuthError::TeamModelDenied { model: "o1".into(), allowed: vec!["gpt-4o".into()] },
+        ] {
+            assert_eq!(header(&e.to_response(), "www-authenticate"), Some("Bearer"), "{e:?}");
+        }
+        let c = AuthError::Expired.to_response();
+        assert!(header(&c, "www-authenticate").unwrap().starts_with("Bearer error=\"invalid_token\""));
+        let f = AuthError::RouteRule("closed".into()).to_response();
+        assert!(header(&f, "www-authenticate").unwrap().starts_with("Bearer error=\"insufficient_scope\""));
+        assert_eq!(header(&AuthError::BudgetExceeded("x".into()).to_response(), "www-authenticate"), None);
+    }
+
+    #[test]
+    fn messages_and_descriptions_are_bounded_and_well_formed() {
+        let models: Vec<String> = (0..500).map(|i| format!("model-{i}")).collect();
+        let e = AuthError::TeamModelDenied { model: "o1".into(), allowed: models };
+        assert!(e.message().contains("'model-19', '…']"), "{}", e.message());
+        let long = AuthError::Denied("x".repeat(5000));
+        assert_eq!(long.message().chars().count(), MAX_MESSAGE_CHARS + 1, "cut, with an ellipsis");
+        let listy = AuthError::Denied(format!("Allowed Routes={}", (0..200).map(|i| format!("'/r{i}'")).collect::<Vec<_>>().join(", ")));
+        let r = listy.to_response();
+        let challenge = header(&r, "www-authenticate").unwrap();
+        assert_eq!(challenge, "Bearer", "token accepted: no description at all");
+        let bad = AuthError::Malformed(format!("bad {}", "word ".repeat(100))).to_response();
+        let challenge = header(&bad, "www-authenticate").unwrap();
+        assert!(challenge.len() < 280 && challenge.ends_with("...\""), "{challenge}");
+        assert!(challenge.bytes().all(|b| (b' '..=b'~').contains(&b)));
     }
 
     #[test]

@@ -7,20 +7,20 @@
 
 use crate::error::AuthError;
 
-/// LiteLLM strips `Bearer ` or `bearer ` (case as written; `BEARER ` is not recognised by LiteLLM
-/// either). A header without a recognised prefix counts as no credential, as in LiteLLM.
-const PREFIXES: [&str; 2] = ["Bearer ", "bearer "];
-
-/// The credential from an `Authorization` header value, or `MissingToken`.
+/// The credential from an `Authorization` header value, or `MissingToken`. The `Bearer` scheme
+/// is matched without regard to case (RFC 7235 §2.1; LiteLLM knows only `Bearer` and `bearer`).
+/// A header with another scheme counts as no credential, as in LiteLLM.
+///
+/// Envoy joins repeated headers with `,` — a character no JWS (and no API key) contains — so a
+/// comma means two credentials were sent: refused, whichever one a later hop would read.
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
     let value = authorization.ok_or(AuthError::MissingToken)?;
-    let token = PREFIXES
-        .iter()
-        .find_map(|p| value.strip_prefix(p))
-        .ok_or(AuthError::MissingToken)?
-        .trim_matches(' ');
+    let token = strip_prefix_ignore_case(value, "Bearer ").ok_or(AuthError::MissingToken)?.trim_matches(' ');
     if token.is_empty() {
         return Err(AuthError::MissingToken);
+    }
+    if token.contains(',') {
+        return Err(smuggled("more than one Authorization header"));
     }
     Ok(token)
 }
@@ -81,6 +81,10 @@ impl Locations {
         let mut take = |token: &'a str, at: Found<'a>| -> Result<(), AuthError> {
             if found.is_some() {
                 return Err(smuggled("a credential in more than one place"));
+            }
+            if token.contains(',') {
+                // Repeated headers reach the filter joined by `,`, which no JWS contains.
+                return Err(smuggled("more than one value in one place"));
             }
             found = Some((token, at));
             Ok(())
@@ -230,6 +234,20 @@ mod tests {
         let two = h(&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer d.e.f")]);
         assert!(matches!(d.find(&two, "/"), Err(AuthError::Malformed(_))));
         assert_eq!(d.find(&[], "/?access_token=a.b.c"), Err(AuthError::MissingToken));
+        // Envoy hands repeated headers over joined with a comma.
+        let joined = h(&[("authorization", "Bearer a.b.c,Bearer d.e.f")]);
+        assert_eq!(d.find(&joined, "/"), Err(smuggled("more than one Authorization header")));
+        assert!(smuggled("x").message().ends_with("send exactly one credential"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer a.b.c", "bearer a.b.c", "BEARER a.b.c", "bEaReR   a.b.c  "] {
+            assert_eq!(bearer_token(Some(value)), Ok("a.b.c"), "{value:?}");
+        }
+        for value in ["Basic a.b.c", "Bearer", "Bearer   ", "Bearera.b.c", "Token a.b.c"] {
+            assert_eq!(bearer_token(Some(value)), Err(AuthError::MissingToken), "{value:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! fetch, so a flood of made-up kids costs no more than one fetch per interval.
 
 use crate::authn::KeyLookup;
+use crate::error::Outage;
 use crate::keys::jwks::KeySet;
 pub use crate::shared_data::{init_lease, try_lease, FetchState, SharedData};
 use std::collections::HashMap;
@@ -187,7 +188,7 @@ impl JwksCache {
 
     fn fetch_state_lookup(&self, store: &dyn SharedData, url: &str, now_ms: u64) -> KeyLookup {
         match fetch_state(store, url) {
-            FetchState::Failed { retry_ms, why } if now_ms < retry_ms => KeyLookup::Unavailable(why),
+            FetchState::Failed { retry_ms, outage } if now_ms < retry_ms => KeyLookup::Unavailable(outage),
             _ => KeyLookup::Pending,
         }
     }
@@ -264,10 +265,10 @@ impl JwksCache {
         url: &str,
         now_ms: u64,
         (ttl_ms, stale_ms): (u64, u64),
-        outcome: Result<Vec<u8>, String>,
-    ) -> Result<(), String> {
+        outcome: Result<Vec<u8>, Outage>,
+    ) -> Result<(), Outage> {
         let fetch_key = format!("{FETCH_PREFIX}{url}");
-        let parsed = outcome.and_then(|body| KeySet::parse(&body).map(|set| (body, set)));
+        let parsed = outcome.and_then(|body| KeySet::parse(&body).map(|set| (body, set)).map_err(Outage::transient));
         match parsed {
             Ok((body, set)) => {
                 let expires_ms = now_ms + ttl_ms;
@@ -285,12 +286,13 @@ impl JwksCache {
                 let _ = store.set(&fetch_key, &FetchState::Idle.encode(), None);
                 Ok(())
             }
-            Err(why) => {
-                // One line, no newlines: this text is shown to clients in the 503 message.
-                let why: String = why.chars().filter(|c| !c.is_control()).take(200).collect();
-                let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, why: why.clone() };
+            Err(outage) => {
+                // One line, no newlines: the state is one shared-data value, read back by its spaces.
+                let detail: String = outage.detail.chars().filter(|c| !c.is_control()).take(200).collect();
+                let outage = Outage { detail, ..outage };
+                let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, outage: outage.clone() };
                 let _ = store.set(&fetch_key, &failed.encode(), None);
-                Err(why)
+                Err(outage)
             }
         }
     }
@@ -332,7 +334,8 @@ mod tests {
             FetchState::Idle,
             FetchState::Fetching { until_ms: 9, after_failure: false },
             FetchState::Fetching { until_ms: 9, after_failure: true },
-            FetchState::Failed { retry_ms: 7, why: "HTTP 500 from idp".into() },
+            FetchState::Failed { retry_ms: 7, outage: Outage::transient("HTTP 500 from idp") },
+            FetchState::Failed { retry_ms: 7, outage: Outage::misconfigured("no cluster") },
         ] {
             assert_eq!(FetchState::decode(Some(&s.encode())), s);
         }
@@ -412,7 +415,7 @@ mod tests {
         a.complete_fetch(&store, URL, 0, (1000, 5000), Ok(body())).unwrap();
         assert!(JwksCache::try_begin_fetch(&store, URL, 1500, 6000));
         assert_eq!(a.need(&store, URL, 1600, 30_000), Need::Nothing, "one refresh at a time");
-        b.complete_fetch(&store, URL, 1700, (1000, 5000), Err("IdP down".into())).unwrap_err();
+        b.complete_fetch(&store, URL, 1700, (1000, 5000), Err(Outage::transient("IdP down"))).unwrap_err();
         let KeyLookup::Ready(_, until) = a.lookup(&store, URL, 2000) else { panic!("outage: the stale copy") };
         assert_eq!(until, 2000 + RETRY_AFTER_FAILURE_MS, "verifications with it are reused for one retry interval");
         assert!(JwksCache::try_begin_fetch(&store, URL, 2700, 6000), "the retry");
@@ -463,7 +466,7 @@ mod tests {
         let mut a = JwksCache::new(0);
         assert!(JwksCache::try_begin_fetch(&store, URL, 0, 6000));
         let e = a.complete_fetch(&store, URL, 10, (1000, 0), Ok(b"<html>502</html>".to_vec())).unwrap_err();
-        assert!(e.contains("not valid JSON"));
+        assert!(e.detail.contains("not valid JSON"));
         assert!(store.get(&format!("{KEY_PREFIX}{URL}")).0.is_none());
         assert!(matches!(a.lookup(&store, URL, 20), KeyLookup::Unavailable(_)));
         assert!(!JwksCache::try_begin_fetch(&store, URL, 20, 6000), "no refetch during backoff");
@@ -476,8 +479,8 @@ mod tests {
     fn transport_errors_are_sanitised_for_the_client_message() {
         let store = MockShared::default();
         let mut a = JwksCache::new(0);
-        let e = a.complete_fetch(&store, URL, 0, (1000, 0), Err("line1\nline2".into())).unwrap_err();
-        assert_eq!(e, "line1line2");
+        let e = a.complete_fetch(&store, URL, 0, (1000, 0), Err(Outage::transient("line1\nline2"))).unwrap_err();
+        assert_eq!(e.detail, "line1line2");
     }
 
     #[test]
@@ -510,7 +513,7 @@ mod tests {
         assert!(!a.refetch_for_unknown_kid(&store, URL, 100_000, 0, 6000), "0 = off");
         assert!(a.refetch_for_unknown_kid(&store, URL, 100_000, 30_000, 6000));
         assert!(JwksCache::try_begin_fetch(&store, URL, 100_000, 6000));
-        a.complete_fetch(&store, URL, 100_100, (600_000, 600_000), Err("down".into())).unwrap_err();
+        a.complete_fetch(&store, URL, 100_100, (600_000, 600_000), Err(Outage::transient("down"))).unwrap_err();
         assert!(!a.refetch_for_unknown_kid(&store, URL, 100_200, 30_000, 6000), "refetch failed: refuse");
         assert!(matches!(a.lookup(&store, URL, 100_200), KeyLookup::Ready(..)), "known kids still served");
     }

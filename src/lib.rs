@@ -34,6 +34,7 @@ pub mod jwks_cache;
 pub mod jws;
 pub mod keys;
 pub mod model;
+pub mod pytext;
 pub mod record_store;
 pub mod records;
 pub mod route_groups;

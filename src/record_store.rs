@@ -11,7 +11,8 @@
 //! request waits for a fetch, or gets 503 if the source is failing. "Not found" answers are
 //! kept for `negative_ttl`. Static records from the configuration always win.
 
-use crate::records::{Kind, Record, RecordKey};
+use crate::error::Outage;
+use crate::records::{Record, RecordKey};
 use crate::shared_data::{try_lease, FetchState, SharedData};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -50,7 +51,7 @@ pub enum RecordLookup {
     /// Not known yet: a fetch is needed or under way.
     Pending,
     /// The source is failing and no servable copy exists.
-    Unavailable(String),
+    Unavailable(Outage),
 }
 
 /// `namespace` names the source the record came from (see [`RecordStore::for_source`]).
@@ -80,15 +81,7 @@ impl RecordStore {
     pub fn new(statics: Vec<Record>, has_source: bool, lifetimes: Lifetimes) -> Self {
         let statics = statics
             .into_iter()
-            .map(|r| {
-                let kind = match r {
-                    Record::Team(_) => Kind::Team,
-                    Record::User(_) => Kind::User,
-                    Record::Org(_) => Kind::Org,
-                    Record::EndUser(_) => Kind::EndUser,
-                };
-                (RecordKey { kind, id: r.id().to_string() }, Rc::new(r))
-            })
+            .map(|r| (r.key(), Rc::new(r)))
             .collect();
         RecordStore { statics, has_source, lifetimes, parsed: HashMap::new(), wanted: BTreeMap::new(), namespace: String::new() }
     }
@@ -148,7 +141,7 @@ impl RecordStore {
             }
         }
         match FetchState::decode(store.get(&lease_key(&self.namespace, key)).0.as_deref()) {
-            FetchState::Failed { retry_ms, why } if now_ms < retry_ms => RecordLookup::Unavailable(why),
+            FetchState::Failed { retry_ms, outage } if now_ms < retry_ms => RecordLookup::Unavailable(outage),
             _ => RecordLookup::Pending,
         }
     }
@@ -167,7 +160,7 @@ impl RecordStore {
 
     /// Store a fetch's outcome: `Ok(Some)` found, `Ok(None)` not found, `Err` source failure
     /// (the last good copy stays; the failure is remembered for the retry interval).
-    pub fn complete(&mut self, store: &dyn SharedData, key: &RecordKey, now_ms: u64, outcome: Result<Option<Record>, String>) {
+    pub fn complete(&mut self, store: &dyn SharedData, key: &RecordKey, now_ms: u64, outcome: Result<Option<Record>, Outage>) {
         let l = self.lifetimes;
         match outcome {
             Ok(record) => {
@@ -181,9 +174,9 @@ impl RecordStore {
                 });
                 let _ = store.set(&lease_key(&self.namespace, key), &FetchState::Idle.encode(), None);
             }
-            Err(why) => {
-                let why: String = why.chars().filter(|c| !c.is_control()).take(200).collect();
-                let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, why };
+            Err(outage) => {
+                let detail: String = outage.detail.chars().filter(|c| !c.is_control()).take(200).collect();
+                let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, outage: Outage { detail, ..outage } };
                 let _ = store.set(&lease_key(&self.namespace, key), &failed.encode(), None);
             }
         }
@@ -224,7 +217,7 @@ impl RecordStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Team;
+    use crate::records::{Kind, Team};
     use crate::shared_data::mock::MockShared;
 
     const L: Lifetimes = Lifetimes { ttl_ms: 1000, negative_ttl_ms: 100, stale_ttl_ms: 5000 };
@@ -293,12 +286,12 @@ mod tests {
         a.complete(&store, &key("t1"), 0, Ok(Some(team("t1", &[]))));
         assert!(matches!(a.lookup(&store, &key("t1"), 2000), RecordLookup::Found(_)));
         assert_eq!(a.take_fetches(&store, 2000, 3000), vec![key("t1")]);
-        a.complete(&store, &key("t1"), 2100, Err("connect refused".into()));
+        a.complete(&store, &key("t1"), 2100, Err(Outage::transient("connect refused")));
         assert!(matches!(a.lookup(&store, &key("t1"), 5999), RecordLookup::Found(_)), "within stale window");
         assert_eq!(a.lookup(&store, &key("t1"), 6000), RecordLookup::Pending, "beyond it, retry allowed: wait");
         assert_eq!(a.take_fetches(&store, 6000, 3000), vec![key("t1")]);
-        a.complete(&store, &key("t1"), 6001, Err("connect refused".into()));
-        assert_eq!(a.lookup(&store, &key("t1"), 6002), RecordLookup::Unavailable("connect refused".into()));
+        a.complete(&store, &key("t1"), 6001, Err(Outage::transient("connect refused")));
+        assert_eq!(a.lookup(&store, &key("t1"), 6002), RecordLookup::Unavailable(Outage::transient("connect refused")));
     }
 
     #[test]

@@ -131,12 +131,6 @@ impl RouteList {
     }
 }
 
-/// Python's `repr` of a list of strings, as LiteLLM's messages print lists.
-pub fn py_list(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +181,5 @@ mod tests {
         assert_eq!(expanded.first(), Some(&"/a"));
         assert!(expanded.contains(&"/v1/messages"));
         assert_eq!(l.entries(), ["/a", "anthropic_routes"]);
-        assert_eq!(py_list(&["/a", "/b"]), "['/a', '/b']");
     }
 }

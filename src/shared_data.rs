@@ -2,6 +2,8 @@
 //! no TTL, no delete) and the fetch lease every cached thing uses so that one worker of an
 //! Envoy process fetches while the others wait.
 
+use crate::error::Outage;
+
 /// The host's shared key/value store, as the cache needs it.
 pub trait SharedData {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
@@ -17,7 +19,8 @@ pub enum FetchState {
     /// A fetch is under way until `until_ms` (then the lease may be taken over).
     /// `after_failure`: it retries a failed one, so the source counts as failing meanwhile.
     Fetching { until_ms: u64, after_failure: bool },
-    Failed { retry_ms: u64, why: String },
+    /// The last fetch failed; no new one before `retry_ms`.
+    Failed { retry_ms: u64, outage: Outage },
 }
 
 impl FetchState {
@@ -26,7 +29,10 @@ impl FetchState {
             FetchState::Idle => Vec::new(),
             FetchState::Fetching { until_ms, after_failure: false } => format!("fetching {until_ms}").into_bytes(),
             FetchState::Fetching { until_ms, after_failure: true } => format!("retrying {until_ms}").into_bytes(),
-            FetchState::Failed { retry_ms, why } => format!("failed {retry_ms} {why}").into_bytes(),
+            FetchState::Failed { retry_ms, outage } => {
+                let state = if outage.misconfigured { "misconfigured" } else { "failed" };
+                format!("{state} {retry_ms} {}", outage.detail).into_bytes()
+            }
         }
     }
 
@@ -45,9 +51,10 @@ impl FetchState {
         match (parts.next(), parts.next().and_then(|t| t.parse().ok())) {
             (Some("fetching"), Some(until_ms)) => FetchState::Fetching { until_ms, after_failure: false },
             (Some("retrying"), Some(until_ms)) => FetchState::Fetching { until_ms, after_failure: true },
-            (Some("failed"), Some(retry_ms)) => {
-                FetchState::Failed { retry_ms, why: parts.next().unwrap_or("").to_string() }
-            }
+            (Some(state @ ("failed" | "misconfigured")), Some(retry_ms)) => FetchState::Failed {
+                retry_ms,
+                outage: Outage { detail: parts.next().unwrap_or("").to_string(), misconfigured: state == "misconfigured" },
+            },
             _ => FetchState::Idle,
         }
     }

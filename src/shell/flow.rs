@@ -198,9 +198,13 @@ pub fn send_denial(error: &AuthError, mode: Mode, filter_state: bool, log_ctx: O
         return false;
     }
     let response = error.to_response();
-    if super::debug_enabled() {
+    // The client's body names no cluster, URL or field; the log has the cause.
+    if let AuthError::EnvoyMisconfigured(detail) = error {
+        log(LogLevel::Error, &format!("cannot decide a request: {detail}"));
+    } else if super::debug_enabled() {
+        let detail = error.detail().map(|d| format!(" detail={d:?}")).unwrap_or_default();
         log(LogLevel::Debug, &format!(
-            "decision=deny reason={} status={} {}", error.reason(), response.status, log_ctx.unwrap_or_default()
+            "decision=deny reason={} status={} {}{detail}", error.reason(), response.status, log_ctx.unwrap_or_default()
         ));
     }
     let mut headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -7,7 +7,7 @@ use super::host::{now_micros, now_ms};
 use super::metrics::{count, Metric};
 use super::worker::{authorize, pump, Caller, SharedFlow, SharedWorker, Verification};
 use crate::config::{ApiKeys, Mode};
-use crate::error::AuthError;
+use crate::error::{AuthError, Outage};
 use crate::extract::{is_jwt_shaped, without_cookie, without_param, Found};
 use crate::route_rules::{self, RuleAction, Target};
 use crate::identity::{IDENTITY_HEADER_PREFIX, REASON_HEADER};
@@ -81,10 +81,10 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let Some(worker) = self.worker.clone() else {
-            return self.deny(&AuthError::KeysUnavailable("filter is not configured".into()));
+            return self.deny(&AuthError::KeysUnavailable(Outage::transient("filter is not configured")));
         };
         let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else {
-            return self.deny(&AuthError::KeysUnavailable("worker busy".into()));
+            return self.deny(&AuthError::KeysUnavailable(Outage::transient("worker busy")));
         };
         // One host call for every header this filter reads.
         let mut credentials: Vec<(String, String)> = Vec::new();
@@ -149,7 +149,7 @@ impl HttpContext for Request {
         let now = now_us / 1000;
         let verification = match worker.try_borrow_mut() {
             Ok(mut w) => w.verify(token, now_us),
-            Err(_) => Verification::Deny(AuthError::KeysUnavailable("worker busy".into())),
+            Err(_) => Verification::Deny(AuthError::KeysUnavailable(Outage::transient("worker busy"))),
         };
         let (jws, waiting) = match verification {
             Verification::Deny(e) => return self.deny(&e),

@@ -36,6 +36,9 @@ pub enum Metric {
     RecordFetchFailure,
     /// Time to verify a token that was not in the cache, in microseconds (histogram).
     VerifyMicros,
+    /// Fetches Envoy refused because the gateway's configuration is incomplete (a missing
+    /// cluster); the critical log line names the cluster and the field.
+    Misconfigured,
 }
 
 impl Metric {
@@ -56,6 +59,7 @@ impl Metric {
             Metric::RecordFetchNotFound => "record_fetch_not_found",
             Metric::RecordFetchFailure => "record_fetch_failure",
             Metric::VerifyMicros => "verify_us",
+            Metric::Misconfigured => "misconfigured",
         };
         format!("llm_jwt_auth.{name}")
     }

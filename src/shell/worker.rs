@@ -14,16 +14,16 @@ use crate::authn::{authenticate, Decision, KeyLookup, KeySets};
 use crate::authz::Records;
 use crate::config::{FilterConfig, JwksSource, RecordSource, SourceKind};
 use crate::discovery;
-use crate::error::AuthError;
+use crate::error::{AuthError, Outage};
 use crate::jwks_cache::{JwksCache, Need};
 use crate::jws::{self, Jws};
 use crate::record_store::{RecordLookup, RecordStore};
-use crate::records::{Kind, Record, RecordKey};
+use crate::records::{Record, RecordKey};
 use crate::token_cache::TokenCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -95,6 +95,8 @@ pub struct Worker {
     waiters: BTreeMap<u32, Waiter>,
     in_flight: HashMap<u32, Fetch>,
     crypto: HostVerifier,
+    /// Configuration faults already logged as critical (see [`Worker::report_misconfigured`]).
+    reported: HashSet<String>,
 }
 
 /// The shared key sets as the decision sees them, at one instant.
@@ -143,13 +145,7 @@ impl WorkerRecords<'_> {
     /// Store LiteLLM's upserted default records, and create them at LiteLLM when configured.
     pub fn upsert(&mut self, records: Vec<Record>) {
         for record in records {
-            let kind = match record {
-                Record::Team(_) => Kind::Team,
-                Record::User(_) => Kind::User,
-                Record::Org(_) => Kind::Org,
-                Record::EndUser(_) => Kind::EndUser,
-            };
-            let key = RecordKey { kind, id: record.id().to_string() };
+            let key = record.key();
             if let Some(source) = self.source.filter(|s| s.write_through && s.kind == SourceKind::Litellm) {
                 write_through(source, &record, &key, self.in_flight, self.now_ms);
             }
@@ -167,7 +163,9 @@ fn url_encode(id: &str) -> String {
         .collect()
 }
 
-fn dispatch(source_cluster: &str, method: &str, authority: &str, path: &str, extra: &[(String, String)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String> {
+/// `dispatch_http_call`. Envoy refuses it (BadArgument) when it has no such cluster: the
+/// gateway's configuration is incomplete, which retrying will not fix.
+fn dispatch(source_cluster: &str, method: &str, authority: &str, path: &str, extra: &[(String, String)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, Outage> {
     let mut headers: Vec<(&str, &str)> =
         vec![(":method", method), (":path", path), (":authority", authority), ("accept", "application/json")];
     if body.is_some() {
@@ -175,7 +173,12 @@ fn dispatch(source_cluster: &str, method: &str, authority: &str, path: &str, ext
     }
     headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     hostcalls::dispatch_http_call(source_cluster, headers, body, vec![], Duration::from_millis(timeout_ms))
-        .map_err(|status| format!("cannot call cluster \"{source_cluster}\" ({status:?}); is the cluster defined?"))
+        .map_err(|status| {
+            Outage::misconfigured(format!(
+                "Envoy refused to call cluster \"{source_cluster}\" ({status:?}): define that cluster, or map the URL's \
+                 host:port to an existing one in `clusters`"
+            ))
+        })
 }
 
 fn write_through(source: &RecordSource, record: &Record, key: &RecordKey, in_flight: &mut HashMap<u32, Fetch>, now_ms: u64) {
@@ -190,7 +193,7 @@ fn write_through(source: &RecordSource, record: &Record, key: &RecordKey, in_fli
         Ok(token) => {
             in_flight.insert(token, Fetch { target: Target::WriteThrough(key.clone()), started_ms: now_ms });
         }
-        Err(why) => log(LogLevel::Warn, &format!("write-through of {} {} failed: {why}", key.kind.as_str(), key.id)),
+        Err(o) => log(LogLevel::Warn, &format!("write-through of {} {} failed: {}", key.kind.as_str(), key.id, o.detail)),
     }
 }
 
@@ -209,6 +212,7 @@ impl Worker {
             waiters: BTreeMap::new(),
             in_flight: HashMap::new(),
             crypto: HostVerifier::default(),
+            reported: HashSet::new(),
         }
     }
 
@@ -307,13 +311,14 @@ impl Worker {
             let started = match source.discovery {
                 false => self.fetch(source, Target::Jwks(source.url.clone()), now_ms),
                 true => match discovery::remembered(&HostShared, &source.url, now_ms) {
-                    Some(uri) => crate::config::locate(&uri, &config.clusters)
+                    Some(uri) => crate::config::locate(&uri, &format!("the jwks_uri of {}", source.url), &config.clusters)
+                        .map_err(Outage::transient)
                         .and_then(|at| self.fetch_discovered(&at, &source.url, now_ms)),
                     None => self.fetch(source, Target::Discovery(source.url.clone()), now_ms),
                 },
             };
-            if let Err(why) = started {
-                self.jwks_failed(&source.url, why, now_ms);
+            if let Err(outage) = started {
+                self.jwks_failed(&source.url, outage, now_ms);
             }
         }
         let Some(source) = config.record_source.as_ref() else { return };
@@ -329,23 +334,24 @@ impl Worker {
                     log(LogLevel::Debug, &format!("fetching {} {}", key.kind.as_str(), key.id));
                     self.in_flight.insert(token, Fetch { target: Target::Record(key), started_ms: now_ms });
                 }
-                Err(why) => {
-                    log(LogLevel::Error, &why);
-                    self.records.complete(&HostShared, &key, now_ms, Err(why));
+                Err(o) => {
+                    let outage = Outage { detail: format!("record_source.url: {}", o.detail), ..o };
+                    self.report_misconfigured(&outage);
+                    self.records.complete(&HostShared, &key, now_ms, Err(outage));
                 }
             }
         }
     }
 
     /// GET the keys of the discovery URL `key_url` from the `jwks_uri` its document named.
-    fn fetch_discovered(&mut self, at: &JwksSource, key_url: &str, now_ms: u64) -> Result<(), String> {
+    fn fetch_discovered(&mut self, at: &JwksSource, key_url: &str, now_ms: u64) -> Result<(), Outage> {
         let target = Target::DiscoveredJwks { key_url: key_url.to_string(), jwks_uri: at.url.clone() };
         self.fetch(at, target, now_ms)
     }
 
-    fn fetch(&mut self, at: &JwksSource, target: Target, now_ms: u64) -> Result<(), String> {
+    fn fetch(&mut self, at: &JwksSource, target: Target, now_ms: u64) -> Result<(), Outage> {
         let token = dispatch(&at.cluster, "GET", &at.authority, &at.path, &[], None, self.config.fetch_timeout_ms)
-            .map_err(|why| format!("{why} for {}", at.url))?;
+            .map_err(|o| Outage { detail: format!("{} {}: {}", at.field, at.url, o.detail), ..o })?;
         log(LogLevel::Debug, &format!("fetching {}", at.url));
         self.in_flight.insert(token, Fetch { target, started_ms: now_ms });
         Ok(())
@@ -353,11 +359,24 @@ impl Worker {
 
     /// A key fetch (or its discovery step) failed: remember it so requests get a 503 and the
     /// next try waits for the back-off.
-    fn jwks_failed(&mut self, url: &str, why: String, now_ms: u64) {
+    fn jwks_failed(&mut self, url: &str, outage: Outage, now_ms: u64) {
         count(Metric::JwksFetchFailure);
-        log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
+        if outage.misconfigured {
+            self.report_misconfigured(&outage);
+        } else {
+            log(LogLevel::Warn, &format!("JWKS fetch failed: {}", outage.detail));
+        }
         let ttls = (self.config.public_key_ttl_ms, self.config.public_key_stale_ttl_ms);
-        let _ = self.cache.complete_fetch(&HostShared, url, now_ms, ttls, Err(why));
+        let _ = self.cache.complete_fetch(&HostShared, url, now_ms, ttls, Err(outage));
+    }
+
+    /// A configuration fault found at run time (a missing cluster): `critical`, once per worker
+    /// and fault (every retry would repeat it), and counted.
+    fn report_misconfigured(&mut self, outage: &Outage) {
+        count(Metric::Misconfigured);
+        if self.reported.insert(outage.detail.clone()) {
+            log(LogLevel::Critical, &outage.detail);
+        }
     }
 
     /// A key set for `key_url` arrived from `from`; `true` if it was stored.
@@ -366,7 +385,8 @@ impl Worker {
             None => Err(format!("no response from {from} (timeout or connection failure)")),
             Some("200") => body().map_err(|e| format!("JWKS from {from}: {e}")),
             Some(other) => Err(format!("JWKS endpoint {from} returned status {other}")),
-        };
+        }
+        .map_err(Outage::transient);
         let ttls = (self.config.public_key_ttl_ms, self.config.public_key_stale_ttl_ms);
         match self.cache.complete_fetch(&HostShared, key_url, now_ms, ttls, outcome) {
             Ok(()) => {
@@ -374,9 +394,9 @@ impl Worker {
                 log(LogLevel::Info, &format!("JWKS {from} loaded"));
                 true
             }
-            Err(why) => {
+            Err(outage) => {
                 count(Metric::JwksFetchFailure);
-                log(LogLevel::Warn, &format!("JWKS fetch failed: {why}"));
+                log(LogLevel::Warn, &format!("JWKS fetch failed: {}", outage.detail));
                 false
             }
         }
@@ -389,13 +409,14 @@ impl Worker {
             .and_then(|b| discovery::jwks_uri(&b))
             .and_then(|uri| {
                 discovery::remember(&HostShared, url, &uri, now_ms + config.public_key_ttl_ms);
-                crate::config::locate(&uri, &config.clusters).map_err(|e| format!("jwks_uri {uri:?} from {url}: {e}"))
+                crate::config::locate(&uri, &format!("the jwks_uri of {url}"), &config.clusters)
             })
+            .map_err(|why| Outage::transient(format!("OIDC discovery {url}: {why}")))
             .and_then(|at| self.fetch_discovered(&at, url, now_ms));
-        if let Err(why) = started {
+        if let Err(outage) = started {
             // Read the document again next time: it may name another jwks_uri by then.
             discovery::forget(&HostShared, url);
-            self.jwks_failed(url, format!("OIDC discovery {url}: {why}"), now_ms);
+            self.jwks_failed(url, outage, now_ms);
         }
     }
 
@@ -421,7 +442,7 @@ impl Worker {
                         }
                         Decision::Deny(e) => Ready::Deny(e),
                         Decision::NeedKeys if now_ms < deadline => continue,
-                        Decision::NeedKeys => Ready::Deny(AuthError::KeysUnavailable("timed out waiting for the JWKS".into())),
+                        Decision::NeedKeys => Ready::Deny(AuthError::KeysUnavailable(Outage::transient("timed out waiting for the JWKS"))),
                     }
                 }
                 Awaiting::Body if now_ms < deadline => continue,
@@ -436,7 +457,7 @@ impl Worker {
                     match (known, now_ms < deadline) {
                         (true, _) => Ready::Records,
                         (false, true) => continue,
-                        (false, false) => Ready::Deny(AuthError::RecordsUnavailable("timed out waiting for the team/user source".into())),
+                        (false, false) => Ready::Deny(AuthError::RecordsUnavailable(Outage::transient("timed out waiting for the team/user source"))),
                     }
                 }
             };
@@ -497,7 +518,7 @@ impl Worker {
                         log(LogLevel::Warn, &format!("record fetch failed: {why}"));
                     }
                 }
-                self.records.complete(&HostShared, &key, now_ms, outcome);
+                self.records.complete(&HostShared, &key, now_ms, outcome.map_err(Outage::transient));
             }
             Target::WriteThrough(key) => {
                 let ok = matches!(status.as_deref(), Some("200") | Some("201"));
@@ -556,7 +577,7 @@ pub fn on_fetch_response(worker: &SharedWorker, token: u32, num_headers: usize, 
 /// flow. The caller applies the returned step (outside any borrow).
 pub fn authorize(worker: &SharedWorker, context_id: u32, flow: &SharedFlow, now: u64) -> Step {
     let (Ok(mut w), Ok(mut f)) = (worker.try_borrow_mut(), flow.try_borrow_mut()) else {
-        return Step::Deny(AuthError::KeysUnavailable("worker busy".into()));
+        return Step::Deny(AuthError::KeysUnavailable(Outage::transient("worker busy")));
     };
     f.verified = true;
     f.waiting_for_records = false;

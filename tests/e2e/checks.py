@@ -24,8 +24,10 @@ AUDIENCE_MISMATCH = "Authentication Error, Validation fails: Audience doesn't ma
 AUDIENCE_MISSING = 'Authentication Error, Validation fails: Token is missing the "aud" claim'
 INVALID_ISSUER = "Authentication Error, Validation fails: Invalid issuer"
 NO_MATCHING_KEY = "Authentication Error, No matching public key found."
-JWKS_UNAVAILABLE = "Service Unavailable, the identity provider's JWKS endpoint is temporarily unreachable"
-RECORDS_UNAVAILABLE = "Service Unavailable, the team/user source is temporarily unreachable"
+JWKS_UNAVAILABLE = "Service Unavailable, the identity provider's JWKS endpoint is temporarily unreachable. Please retry."
+JWKS_MISCONFIGURED = ("Service Unavailable, the gateway cannot fetch the identity provider's keys: it is misconfigured "
+                      "(its log says what to fix).")
+RECORDS_UNAVAILABLE = "Service Unavailable, the team/user source is temporarily unreachable. Please retry."
 
 
 class Reply:
@@ -113,9 +115,12 @@ def send_raw(envoy: harness.Envoy, headers: Sequence[tuple[str, str]], *, upstre
 
 
 def assert_error(reply: Reply, status: int, err_type: str, *, message: str | None = None,
-                 prefix: str | None = None, contains: Iterable[str] = (), param: str | None = None) -> dict:
+                 prefix: str | None = None, contains: Iterable[str] = (), param: str | None = None,
+                 token_accepted: bool = False) -> dict:
     """LiteLLM's error envelope with exactly this status, type, param (None unless given) and
-    message (or message prefix); on 401 the RFC 6750 challenge; and the request must not have
+    message (or message prefix); on 401 the RFC 6750 challenge — `invalid_token` when the token
+    itself failed, a bare `Bearer` without a credential or when the token was fine and an
+    authorization rule refused the request (`token_accepted`); and the request must not have
     reached the upstream."""
     assert reply.status == status, f"expected {status}, got {reply!r}"
     assert reply.headers.get("content-type", "").startswith("application/json"), reply
@@ -136,11 +141,13 @@ def assert_error(reply: Reply, status: int, err_type: str, *, message: str | Non
     if status == 401:
         challenge = reply.headers.get("www-authenticate")
         assert challenge is not None, f"401 without www-authenticate: {reply!r}"
-        if (reply.sent_authorization or "").strip():
+        if (reply.sent_authorization or "").strip() and not token_accepted:
             assert challenge.startswith('Bearer error="invalid_token"'), challenge
             assert "error_description=" in challenge, challenge
         else:
-            assert challenge.strip() == "Bearer", challenge
+            assert challenge.strip() == "Bearer", f"a valid token must not be called invalid: {challenge}"
+    if status == 503:
+        assert reply.headers.get("retry-after", "").isdigit(), f"503 without Retry-After: {reply!r}"
     if reply.upstream is not None:
         copies = reply.upstream_copies()
         assert not copies, f"the upstream received a request the filter should have stopped: {copies}"
@@ -148,8 +155,14 @@ def assert_error(reply: Reply, status: int, err_type: str, *, message: str | Non
 
 
 def assert_auth_error(reply: Reply, message: str | None = None, **kwargs: Any) -> dict:
-    """401 `auth_error`."""
+    """401 `auth_error`: the token itself failed."""
     return assert_error(reply, 401, "auth_error", message=message, **kwargs)
+
+
+def assert_denied(reply: Reply, message: str | None = None, **kwargs: Any) -> dict:
+    """401 `auth_error` for a token that verified but a LiteLLM rule refused (LiteLLM answers
+    these with 401): the challenge must not call the token invalid."""
+    return assert_error(reply, 401, "auth_error", message=message, token_accepted=True, **kwargs)
 
 
 def assert_unavailable(reply: Reply) -> dict:

@@ -21,7 +21,7 @@ import pytest
 import harness
 import jwt_fixtures as jf
 from checks import (
-    NO_API_KEY, assert_auth_error, assert_forbidden, assert_forwarded, assert_invalid_request,
+    NO_API_KEY, assert_auth_error, assert_denied, assert_forbidden, assert_forwarded, assert_invalid_request,
 )
 
 CHAT = "/v1/chat/completions"
@@ -125,9 +125,10 @@ def assert_allowed(reply, identity: Mapping[str, str], *, body: bytes | None = N
     return echo
 
 
-def user(user_id: str, **more: str) -> dict:
-    """The identity headers of a non-admin: `user(id, team_id=..., ...)`."""
-    out = {"x-litellm-user-id": user_id}
+def user(user_id: str | None, **more: str) -> dict:
+    """The identity headers of a non-admin: `user(id, team_id=..., ...)`; `None`: no user id (a
+    user id or email field is configured and the token lacks the claim; `sub` never stands in)."""
+    out = {} if user_id is None else {"x-litellm-user-id": user_id}
     out.update({f"x-litellm-{k.replace('_', '-')}": v for k, v in more.items()})
     out["x-litellm-user-role"] = "internal_user"
     return out
@@ -188,12 +189,12 @@ def test_default_token_may_call_llm_api_and_info_routes(default, sign, path):
 @pytest.mark.parametrize("path", ["/key/generate", "/team/new", "/custom/thing", "/health/readiness"])
 def test_default_token_on_other_routes_is_only_proxy_admin(default, sign, path):
     reply = default.request(sign("alice"), method="POST", path=path)
-    assert_auth_error(reply, ONLY_ADMIN.format(route=path, user_id="unknown"))
+    assert_denied(reply, ONLY_ADMIN.format(route=path, user_id="unknown"))
 
 
 def test_route_is_the_path_without_query_string(default, sign):
     reply = default.request(sign("alice"), path="/key/generate?next=/v1/chat/completions")
-    assert_auth_error(reply, ONLY_ADMIN.format(route="/key/generate", user_id="unknown"))
+    assert_denied(reply, ONLY_ADMIN.format(route="/key/generate", user_id="unknown"))
 
 
 @pytest.mark.parametrize("scope", [f"openid {ADMIN_SCOPE}", ["profile", ADMIN_SCOPE]], ids=["string", "list"])
@@ -206,9 +207,9 @@ def test_admin_scope_may_call_admin_allowed_routes(default, sign, scope, path):
 def test_admin_scope_may_not_call_llm_routes_by_default(default, sign):
     reply = default.request(sign("root", scope=ADMIN_SCOPE), method="POST", data=chat_body("gpt-4o"),
                             headers={"content-type": "application/json"})
-    error = assert_auth_error(reply, prefix=ADMIN_NOT_ALLOWED.format(route=CHAT) + "'/user/new', ")
-    assert "'/key/generate'" in error["message"] and "'/global/spend/logs'" in error["message"], error
-    assert error["message"].endswith("]"), error
+    # LiteLLM lists every route of the groups (~6 KB); the filter names the groups.
+    assert_denied(reply, ADMIN_NOT_ALLOWED.format(route=CHAT)
+                  + "'management_routes', 'spend_tracking_routes', 'global_spend_tracking_routes', 'info_routes']")
 
 
 def test_default_config_does_not_inspect_bodies(default, sign):
@@ -287,16 +288,13 @@ def test_configured_admin_scope_on_configured_routes(admin_routes, sign, path):
 @pytest.mark.parametrize("path", ["/key/generate", "/exact/admin/more", "/custom/administrator"])
 def test_configured_admin_scope_elsewhere_is_refused_listing_the_routes(admin_routes, sign, path):
     reply = admin_routes.request(sign("root", scope=["llm.admin"]), path=path)
-    error = assert_auth_error(reply, prefix=ADMIN_NOT_ALLOWED.format(route=path) + "'")
-    message = error["message"]
-    assert "'/v1/chat/completions'" in message, "group names are listed as their routes"
-    assert "openai_routes" not in message, message
-    assert message.endswith("'/custom/admin/*', '/exact/admin']"), message
+    # Route groups by name, not their expansion: the answer stays short.
+    assert_denied(reply, ADMIN_NOT_ALLOWED.format(route=path) + "'openai_routes', '/custom/admin/*', '/exact/admin']")
 
 
 def test_default_admin_scope_is_not_admin_when_another_is_configured(admin_routes, sign):
     token = sign("root", scope=ADMIN_SCOPE)
-    assert_auth_error(admin_routes.request(token, path="/key/generate"),
+    assert_denied(admin_routes.request(token, path="/key/generate"),
                       ONLY_ADMIN.format(route="/key/generate", user_id="unknown"))
     assert_allowed(admin_routes.request(token), user("root"))
 
@@ -329,15 +327,15 @@ def test_team_token_with_other_model_is_refused(rbac_team, sign):
 
 
 def test_team_token_without_model_skips_the_model_gate(rbac_team, sign):
-    assert_allowed(rbac_team.request(sign("s1", team="t-1"), path="/v1/models"), user("s1", team_id="t-1"))
+    assert_allowed(rbac_team.request(sign("s1", team="t-1"), path="/v1/models"), user(None, team_id="t-1"))
     body = chat_body(None)
-    assert_allowed(post(rbac_team, sign("s1", team="t-1"), body), user("s1", team_id="t-1"), body=body)
+    assert_allowed(post(rbac_team, sign("s1", team="t-1"), body), user(None, team_id="t-1"), body=body)
 
 
 def test_team_token_on_a_route_group_member(rbac_team, sign):
     body = chat_body("claude-3-5-sonnet")
     reply = post(rbac_team, sign("s1", team=["t-a", "t-b"]), body, path="/v1/messages")
-    assert_allowed(reply, user("s1", team_id="t-a"), body=body)
+    assert_allowed(reply, user(None, team_id="t-a"), body=body)
 
 
 def test_team_token_on_a_route_outside_its_routes_is_refused(rbac_team, sign):
@@ -347,7 +345,7 @@ def test_team_token_on_a_route_outside_its_routes_is_refused(rbac_team, sign):
 
 def test_team_routes_do_not_lift_the_non_admin_route_check(rbac_team, sign):
     reply = rbac_team.request(sign("s1", uid="u-1", team="t-1"), path="/custom/team/x")
-    assert_auth_error(reply, ONLY_ADMIN.format(route="/custom/team/x", user_id="u-1"))
+    assert_denied(reply, ONLY_ADMIN.format(route="/custom/team/x", user_id="u-1"))
 
 
 @pytest.mark.parametrize("path,model", [("/openai/deployments/gpt-4o-mini/chat/completions", "gpt-4o-mini"),
@@ -358,7 +356,7 @@ def test_team_model_from_the_path_is_gated(rbac_team, sign, path, model):
 
 def test_team_model_from_the_path_is_allowed(rbac_team, sign):
     reply = rbac_team.request(sign("s1", team="t-1"), path="/openai/deployments/gpt-4o/chat/completions")
-    assert_allowed(reply, user("s1", team_id="t-1"))
+    assert_allowed(reply, user(None, team_id="t-1"))
 
 
 def test_team_token_with_invalid_json_body_is_a_bad_request(rbac_team, sign):
@@ -367,7 +365,7 @@ def test_team_token_with_invalid_json_body_is_a_bad_request(rbac_team, sign):
 
 
 def test_user_without_team_claim_needs_the_team_id(rbac_team, sign):
-    assert_auth_error(rbac_team.request(sign("s1", uid="u-1")), NO_TEAM_ID.format(field="team"))
+    assert_denied(rbac_team.request(sign("s1", uid="u-1")), NO_TEAM_ID.format(field="team"))
 
 
 def test_token_matching_no_rbac_role_is_unmatched(rbac_team, sign):
@@ -376,7 +374,8 @@ def test_token_matching_no_rbac_role_is_unmatched(rbac_team, sign):
 
 def test_admin_under_rbac_keeps_admin_routes(rbac_team, sign):
     reply = rbac_team.request(sign("root", scope=ADMIN_SCOPE), path="/team/new")
-    assert_forwarded(reply, sub="root", role="proxy_admin")
+    echo = assert_forwarded(reply, sub=None, role="proxy_admin")
+    assert "x-litellm-user-id" not in echo["headers"], "user_id_jwt_field is set and the token has no uid"
 
 
 # ==========================================================================================
@@ -416,8 +415,9 @@ def test_keycloak_realm_role_user_with_allowed_model(keycloak, sign):
     assert_allowed(reply, user("ann@corp.example", user_email="ann@corp.example"), body=body)
 
 
-def test_keycloak_user_without_email_is_identified_by_sub(keycloak, sign):
-    assert_allowed(keycloak.request(kc_user(sign), path="/v1/models"), user("5f1c-kc-uuid"))
+def test_keycloak_user_without_username_or_email_has_no_user_id(keycloak, sign):
+    # LiteLLM has no user id then; forwarding `sub` would mix it into the username namespace.
+    assert_allowed(keycloak.request(kc_user(sign), path="/v1/models"), user(None))
 
 
 def test_keycloak_realm_role_user_with_other_model_is_refused(keycloak, sign):
@@ -449,7 +449,7 @@ def test_keycloak_client_role_mapped_to_team(keycloak, sign):
                  resource_access={"litellm": {"roles": ["service"]}})
     # The team role has no model list: the body is not inspected.
     body = b'{"model": "anything", "input": ["a", "b"]} trailing garbage'
-    assert_allowed(post(keycloak, token, body, path="/v1/embeddings"), user("svc-uuid"), body=body)
+    assert_allowed(post(keycloak, token, body, path="/v1/embeddings"), user(None), body=body)
     assert_forbidden(keycloak.request(token), role_route_denied("team", CHAT, ["/v1/embeddings"]))
 
 
@@ -669,7 +669,7 @@ def test_azure_scope_claim_still_counts_with_scope_claims(azure, sign):
 
 def test_azure_app_role_is_a_team_identified_by_object_id(azure, sign):
     token = sign("app-sub", roles=["LLM.Service"], oid="sp-oid-1", tid=TENANT, azp="client-app-id")
-    assert_allowed(azure.request(token, path="/v1/models"), user("app-sub", team_id="sp-oid-1", org_id=TENANT))
+    assert_allowed(azure.request(token, path="/v1/models"), user(None, team_id="sp-oid-1", org_id=TENANT))
     # An app token has no delegated scopes: no model is allowed to it.
     assert_forbidden(post(azure, token, chat_body("gpt-4o")), model_not_available("gpt-4o"))
 
@@ -754,21 +754,21 @@ def test_identity_headers_from_claim_paths_replace_spoofed_ones(identity, sign):
                                user_email="ann@corp.example"))
 
 
-def test_user_id_falls_back_to_email_then_sub(identity, sign):
+def test_user_id_falls_back_to_email_never_to_sub(identity, sign):
     reply = identity.request(sign("s-1", **full_claims(user=None, groups="team-z")))
     assert_allowed(reply, user("ann@corp.example", team_id="team-z", org_id="org-9", end_user_id="cust-7",
                                user_email="ann@corp.example"))
     reply = identity.request(sign("s-1", **full_claims(user=None, email=None, org=None, **{"customer.id": None})))
-    assert_allowed(reply, user("s-1", team_id="team-a"))
+    assert_allowed(reply, user(None, team_id="team-a"))
 
 
 def test_missing_team_claim_is_refused_naming_the_field(identity, sign):
-    assert_auth_error(identity.request(sign("s-1", **full_claims(groups=None))), NO_TEAM_ID.format(field="groups"))
+    assert_denied(identity.request(sign("s-1", **full_claims(groups=None))), NO_TEAM_ID.format(field="groups"))
 
 
 def test_other_route_message_names_the_litellm_user_id(identity, sign):
     reply = identity.request(sign("s-1", **full_claims()), path="/team/new")
-    assert_auth_error(reply, ONLY_ADMIN.format(route="/team/new", user_id="u-1"))
+    assert_denied(reply, ONLY_ADMIN.format(route="/team/new", user_id="u-1"))
 
 
 def test_identity_is_published_as_filter_state(identity, sign):
@@ -807,9 +807,10 @@ def test_team_id_default_when_the_claim_is_missing(team_default, sign):
 
 @pytest.fixture(scope="module")
 def general_rbac(make):
+    # general_settings.enforce_rbac alone (role_permissions would need litellm_jwtauth.enforce_rbac:
+    # without it they are refused at load, see test_config_strictness.py).
     return make("authz-general-rbac", {
         "enforce_rbac": True,
-        "role_permissions": [{"role": "internal_user", "models": ["nothing"], "routes": ["/nowhere"]}],
         "litellm_jwtauth": {"user_id_jwt_field": "uid", "user_email_jwt_field": "email"},
     })
 
@@ -819,8 +820,7 @@ def test_general_enforce_rbac_refuses_tokens_without_user_or_team_id(general_rba
 
 
 def test_general_enforce_rbac_accepts_a_user_id_or_email(general_rbac, sign):
-    # role_permissions are not consulted: neither the model nor the route list applies, and
-    # the body is not even read.
+    # No rule reads the model: the body is not even read.
     body = b'{"model": "gpt-4o", broken'
     assert_allowed(post(general_rbac, sign("alice", uid="u-1"), body), user("u-1"), body=body)
     assert_allowed(general_rbac.request(sign("alice", email="a@corp.example")),
@@ -829,7 +829,8 @@ def test_general_enforce_rbac_accepts_a_user_id_or_email(general_rbac, sign):
 
 def test_general_enforce_rbac_exempts_admins(general_rbac, sign):
     reply = general_rbac.request(sign("root", scope=ADMIN_SCOPE), path="/key/generate")
-    assert_forwarded(reply, sub="root", role="proxy_admin")
+    echo = assert_forwarded(reply, sub=None, role="proxy_admin")
+    assert "x-litellm-user-id" not in echo["headers"]
 
 
 # ==========================================================================================
@@ -877,12 +878,15 @@ def test_email_in_the_allowed_domain_is_the_user_id(email_domain, sign):
     reply = email_domain.request(sign("s-1", email="ann@corp.example"))
     assert_allowed(reply, user("ann@corp.example", user_email="ann@corp.example"))
     reply = email_domain.request(sign("s-1", email="ann@corp.example"), path="/key/generate")
-    assert_auth_error(reply, ONLY_ADMIN.format(route="/key/generate", user_id="ann@corp.example"))
+    assert_denied(reply, ONLY_ADMIN.format(route="/key/generate", user_id="ann@corp.example"))
 
 
 def test_email_in_another_domain_is_refused(email_domain, sign):
     reply = email_domain.request(sign("s-1", email="eve@evil.example"))
-    assert_forbidden(reply, "Email domain not allowed. User email: eve@evil.example. Allowed domain: corp.example")
+    # LiteLLM's ProxyException names the parameter.
+    assert_forbidden(reply, "Email domain not allowed. User email: eve@evil.example. Allowed domain: corp.example",
+                     param="user_email")
+    assert reply.headers.get("x-llm-jwt-auth-reason") == "email_domain", reply
 
 
 # ==========================================================================================
@@ -894,7 +898,7 @@ REFUSED = {
     "roles_without_allowed_roles": ({"user_roles_jwt_field": "realm_access.roles"},
                                     "user_allowed_roles must be provided if user_roles_jwt_field is set."),
     "team_ids_groups_path_without_records": ({"team_ids_jwt_field": "groups"}, "needs team/user records"),
-    "unsupported_newest_feature": ({"sync_user_role_and_teams": True}, "does not enforce yet"),
+    "unsupported_newest_feature": ({"sync_user_role_and_teams": True}, "does not support yet"),
 }
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 import jwt_fixtures as jf
-from checks import assert_auth_error, assert_forwarded, assert_records_unavailable
+from checks import assert_auth_error, assert_denied, assert_forwarded, assert_records_unavailable
 
 MASTER_KEY = "sk-master"
 CHAT = "/v1/chat/completions"
@@ -113,14 +113,16 @@ def post(proxy, token: str, model: str = "gpt-4o", timeout: float = REQUEST_TIME
                          headers={"content-type": "application/json"}, timeout=timeout)
 
 
-def assert_admitted(reply, *, team: str, user: str = "alice") -> dict:
-    """Forwarded, with the team the token named (and no other)."""
+def assert_admitted(reply, *, team: str, user: str | None = None) -> dict:
+    """Forwarded, with the team the token named (and no other), and the token's `uid` as the
+    user id — none without one (`sub` never stands in for a configured user id field)."""
     echo = assert_forwarded(reply, sub=user)
+    assert echo["headers"].get("x-litellm-user-id") == user, echo["headers"]
     assert echo["headers"].get("x-litellm-team-id") == team, echo["headers"]
     return echo
 
 
-def wait_for_success(proxy, token: str, team: str, user: str = "alice", timeout: float = RECOVERY_DEADLINE):
+def wait_for_success(proxy, token: str, team: str, user: str | None = None, timeout: float = RECOVERY_DEADLINE):
     """Poll until a 200; everything before it must be a proper 503."""
     started = time.monotonic()
     while True:
@@ -159,8 +161,10 @@ def test_source_down_at_start_fails_closed_only_where_a_record_is_needed(envoys,
     reply = post(proxy, sign(team_id=team, exp_in=-60, iat_in=-3600))
     assert reply.status == 401 and reply.headers.get("x-llm-jwt-auth-reason") == "expired", reply
     # Requests that need no record do not depend on the source.
-    assert_forwarded(proxy.request(sign("root", scope="litellm_proxy_admin"), path="/key/info"),
-                     sub="root", role="proxy_admin")
+    # (An admin with a uid would have its user record looked up: LiteLLM checks admins' budgets.)
+    echo = assert_forwarded(proxy.request(sign("root", scope="litellm_proxy_admin"), path="/key/info"),
+                            sub=None, role="proxy_admin")
+    assert "x-litellm-user-id" not in echo["headers"]
     assert proxy.request(None, path="/health/liveliness").status == 200
 
     src.start()
@@ -382,7 +386,7 @@ def test_burst_against_a_source_slower_than_its_timeout_is_503_with_few_fetches(
     assert 1 <= fetches <= int(elapsed) + 2, f"{fetches} fetches for {n} concurrent requests in {elapsed:.1f}s"
 
     del src.slow_ids[team]
-    wait_for_success(proxy, sign("after", team_id=team), team, user="after")
+    wait_for_success(proxy, sign("after", team_id=team), team)
 
 
 # ==========================================================================================
@@ -464,7 +468,7 @@ def test_not_found_after_the_ttl_replaces_the_stale_copy(stale, litellm_src, sig
         assert_admitted(reply, team=team)
         assert time.monotonic() < deadline, "a deleted team is still served from the stale copy"
         time.sleep(0.15)
-    assert_auth_error(reply, team_not_found(team))
+    assert_denied(reply, team_not_found(team))
 
 
 # ==========================================================================================

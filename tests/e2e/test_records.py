@@ -24,7 +24,7 @@ import pytest
 import harness
 import jwt_fixtures as jf
 from checks import (
-    assert_auth_error, assert_error, assert_forbidden, assert_forwarded, assert_invalid_request,
+    assert_auth_error, assert_denied, assert_error, assert_forbidden, assert_forwarded, assert_invalid_request,
     assert_records_unavailable,
 )
 
@@ -50,7 +50,7 @@ def team_not_found(team_id: str) -> str:
 
 
 def team_blocked(team_id: str) -> str:
-    return f"Authentication Error, Team={team_id} is blocked. Update via `/team/unblock` if your admin."
+    return f"Authentication Error, Team={team_id} is blocked. Update via `/team/unblock` if you're an admin."
 
 
 def team_model_denied(models: list[str], model: str) -> str:
@@ -58,12 +58,17 @@ def team_model_denied(models: list[str], model: str) -> str:
             f"Tried to access {model}")
 
 
+def py(number: str) -> str:
+    """How LiteLLM prints a budget or spend: pydantic reads them as floats, Python's repr."""
+    return repr(float(number))
+
+
 def team_budget(team_id: str, spend: str, max_budget: str) -> str:
-    return f"Budget has been exceeded! Team={team_id} Current cost: {spend}, Max budget: {max_budget}"
+    return f"Budget has been exceeded! Team={team_id} Current cost: {py(spend)}, Max budget: {py(max_budget)}"
 
 
 def user_budget(user_id: str, spend: str, max_budget: str) -> str:
-    return f"Budget has been exceeded! User={user_id} Current cost: {spend}, Max budget: {max_budget}"
+    return f"ExceededBudget: User={user_id} over budget. Spend={py(spend)}, Budget={py(max_budget)}"
 
 
 def no_team_has_model(model: str, teams: list[str]) -> str:
@@ -91,7 +96,7 @@ def org_not_found(org_id: str) -> str:
 
 
 def end_user_over_budget(user_id: str, spend: str, budget: str) -> str:
-    return f"ExceededBudget: End User={user_id} over budget. Spend={spend}, Budget={budget}"
+    return f"ExceededBudget: End User={user_id} over budget. Spend={py(spend)}, Budget={py(budget)}"
 
 
 def end_user_blocked(user_id: str) -> str:
@@ -159,9 +164,10 @@ def post(proxy, token: str, model: str | None = None, *, body: bytes | None = No
                          headers={"content-type": "application/json"}, timeout=timeout)
 
 
-def ident(user_id: str, **more: str) -> dict:
-    """The `x-litellm-*` headers of a non-admin: `ident(user, team_id=..., team_alias=...)`."""
-    out = {"x-litellm-user-id": user_id}
+def ident(user_id: str | None, **more: str) -> dict:
+    """The `x-litellm-*` headers of a non-admin: `ident(user, team_id=..., team_alias=...)`;
+    `None`: no user id (a configured `user_id_jwt_field` whose claim the token lacks)."""
+    out = {} if user_id is None else {"x-litellm-user-id": user_id}
     out.update({f"x-litellm-{k.replace('_', '-')}": v for k, v in more.items()})
     out["x-litellm-user-role"] = "internal_user"
     return out
@@ -183,7 +189,7 @@ def assert_allowed(reply, identity: Mapping[str, str]) -> dict:
 
 def assert_team_model_denied(reply, models: list[str], model: str) -> dict:
     return assert_error(reply, 401, "team_model_access_denied", message=team_model_denied(models, model),
-                        param="model")
+                        param="model", token_accepted=True)
 
 
 def assert_budget_exceeded(reply, message: str) -> dict:
@@ -241,18 +247,18 @@ def static(module_envoys, idp):
 
 def test_static_team_is_admitted_with_its_headers(static, sign):
     reply = post(static, sign("alice", team_id="team-static", org="org-1"), "gpt-4o")
-    assert_allowed(reply, ident("alice", team_id="team-static", team_alias="Static Team", team_tpm_limit="100",
+    assert_allowed(reply, ident(None, team_id="team-static", team_alias="Static Team", team_tpm_limit="100",
                                 team_rpm_limit="5", org_id="org-1"))
     reply = post(static, sign("alice", team_id="team-org", org="org-1"), "gpt-4o")
-    assert_allowed(reply, ident("alice", team_id="team-org", team_alias="Org Team", org_id="org-1"))
+    assert_allowed(reply, ident(None, team_id="team-org", team_alias="Org Team", org_id="org-1"))
 
 
 def test_static_minimal_team_forwards_only_its_id(static, sign):
-    assert_allowed(post(static, sign("alice", team_id="team-open"), "gpt-4o"), ident("alice", team_id="team-open"))
+    assert_allowed(post(static, sign("alice", team_id="team-open"), "gpt-4o"), ident(None, team_id="team-open"))
 
 
 def test_static_unknown_team_is_refused(static, sign):
-    assert_auth_error(post(static, sign("alice", team_id="team-nope"), "gpt-4o"), team_not_found("team-nope"))
+    assert_denied(post(static, sign("alice", team_id="team-nope"), "gpt-4o"), team_not_found("team-nope"))
 
 
 ALLOWED_MODELS = {
@@ -274,7 +280,7 @@ ALLOWED_MODELS = {
 def test_static_team_may_use_model(static, sign, team, model):
     extra = {"team_alias": "Static Team", "team_tpm_limit": "100", "team_rpm_limit": "5"} \
         if team == "team-static" else {}
-    assert_allowed(post(static, sign("alice", team_id=team), model), ident("alice", team_id=team, **extra))
+    assert_allowed(post(static, sign("alice", team_id=team), model), ident(None, team_id=team, **extra))
 
 
 DENIED_MODELS = {
@@ -293,7 +299,7 @@ def test_static_team_may_not_use_model(static, sign, team, models, model):
 
 
 def test_static_blocked_team_is_refused(static, sign):
-    assert_auth_error(post(static, sign("alice", team_id="team-blocked"), "gpt-4o"), team_blocked("team-blocked"))
+    assert_denied(post(static, sign("alice", team_id="team-blocked"), "gpt-4o"), team_blocked("team-blocked"))
 
 
 @pytest.mark.parametrize("team,spend,max_budget", [
@@ -313,21 +319,22 @@ def test_static_records_admin_body_is_not_read(static, sign):
     body = b'{"model": "gpt-4o", broken'
     reply = static.request(sign("root", scope="litellm_proxy_admin"), method="POST", path="/key/generate", data=body,
                            headers={"content-type": "application/json"}, timeout=REQUEST_TIMEOUT)
-    echo = assert_forwarded(reply, sub="root", role="proxy_admin")
+    echo = assert_forwarded(reply, sub=None, role="proxy_admin")
+    assert "x-litellm-user-id" not in echo["headers"], "user_id_jwt_field is set and the token has no uid: no user id"
     assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
 def test_static_org_known_is_forwarded_and_unknown_is_refused(static, sign):
     assert_allowed(post(static, sign("alice", team_id="team-open", org="org-1"), "gpt-4o"),
-                   ident("alice", team_id="team-open", org_id="org-1"))
-    assert_auth_error(post(static, sign("alice", team_id="team-open", org="org-404"), "gpt-4o"),
+                   ident(None, team_id="team-open", org_id="org-1"))
+    assert_denied(post(static, sign("alice", team_id="team-open", org="org-404"), "gpt-4o"),
                       org_not_found("org-404"))
 
 
 @pytest.mark.parametrize("customer", ["cust-ok", "cust-at-limit", "cust-unknown"])
 def test_static_end_user_within_budget_or_unknown_is_admitted(static, sign, customer):
     reply = post(static, sign("alice", team_id="team-open", customer=customer), "gpt-4o")
-    assert_allowed(reply, ident("alice", team_id="team-open", end_user_id=customer))
+    assert_allowed(reply, ident(None, team_id="team-open", end_user_id=customer))
 
 
 def test_static_end_user_over_budget_is_refused(static, sign):
@@ -349,7 +356,7 @@ def test_static_user_rules_do_not_apply_when_a_team_is_selected(static, sign):
 
 def test_static_unknown_user_is_refused_even_with_a_team(static, sign):
     reply = post(static, sign("alice", team_id="team-open", uid="u-ghost"), "gpt-4o")
-    assert_auth_error(reply, user_not_found("u-ghost"))
+    assert_denied(reply, user_not_found("u-ghost"))
 
 
 # ==========================================================================================
@@ -383,7 +390,7 @@ def test_litellm_team_is_fetched_once_and_its_rules_apply(from_litellm, litellm_
                          litellm_model_table={"id": 7, "model_aliases": {"fast": "gpt-4o-mini"}})
     litellm_src.put_org(org, organization_alias="Source Org")
     token = sign("alice", team_id=team, org=org)
-    expected = ident("alice", team_id=team, team_alias="Source Team", team_tpm_limit="1000", team_rpm_limit="10",
+    expected = ident(None, team_id=team, team_alias="Source Team", team_tpm_limit="1000", team_rpm_limit="10",
                      org_id=org)
     assert_allowed(post(from_litellm, token, "gpt-4o"), expected)
     assert_allowed(post(from_litellm, token, "fast"), expected)  # alias from litellm_model_table
@@ -396,7 +403,7 @@ def test_litellm_team_is_fetched_once_and_its_rules_apply(from_litellm, litellm_
 def test_litellm_source_sees_the_master_key(from_litellm, litellm_src, sign):
     team = uid("key-team")
     litellm_src.put_team(team)
-    assert_allowed(post(from_litellm, sign("alice", team_id=team), "gpt-4o"), ident("alice", team_id=team))
+    assert_allowed(post(from_litellm, sign("alice", team_id=team), "gpt-4o"), ident(None, team_id=team))
     seen = litellm_src.requests_for(team_path(team))
     assert len(seen) == 1, litellm_src.counts()
     assert seen[0]["headers"].get("authorization") == f"Bearer {MASTER_KEY}", seen[0]["headers"]
@@ -405,7 +412,7 @@ def test_litellm_source_sees_the_master_key(from_litellm, litellm_src, sign):
 def test_litellm_blocked_team_is_refused(from_litellm, litellm_src, sign):
     team = uid("src-blocked")
     litellm_src.put_team(team, blocked=True, models=["gpt-4o"])
-    assert_auth_error(post(from_litellm, sign("alice", team_id=team), "gpt-4o"), team_blocked(team))
+    assert_denied(post(from_litellm, sign("alice", team_id=team), "gpt-4o"), team_blocked(team))
 
 
 @pytest.mark.parametrize("row,spend,max_budget", [
@@ -427,7 +434,7 @@ def test_litellm_unknown_team_is_refused_and_the_answer_cached(from_litellm, lit
         litellm_src.null_not_found = {team}
     started = time.monotonic()
     for _ in range(4):
-        assert_auth_error(post(from_litellm, sign("alice", team_id=team), "gpt-4o"), team_not_found(team))
+        assert_denied(post(from_litellm, sign("alice", team_id=team), "gpt-4o"), team_not_found(team))
     assert time.monotonic() - started < 10, "too slow to observe the 10 s negative cache"
     assert litellm_src.count(team_path(team)) == 1, \
         f"not-found answers are cached for negative_ttl: {litellm_src.counts()}"
@@ -445,7 +452,7 @@ def test_litellm_source_error_is_503_and_not_taken_for_not_found(from_litellm, l
     if time.monotonic() - first < MIN_RETRY_GAP:
         assert litellm_src.count(team_path(team)) == 1, "a failed fetch is retried no sooner than ~1 s later"
     del litellm_src.fail_ids[team]
-    assert_allowed(_wait_for_success(from_litellm, token), ident("alice", team_id=team))
+    assert_allowed(_wait_for_success(from_litellm, token), ident(None, team_id=team))
     times = [r["at"] for r in litellm_src.requests_for(team_path(team))]
     assert all(b - a >= MIN_RETRY_GAP for a, b in zip(times, times[1:])), times
 
@@ -466,7 +473,7 @@ def test_litellm_unknown_org_is_refused(from_litellm, litellm_src, sign):
     team, org = uid("org-team"), uid("org-ghost")
     litellm_src.put_team(team)
     reply = post(from_litellm, sign("alice", team_id=team, org=org), "gpt-4o")
-    assert_auth_error(reply, org_not_found(org))
+    assert_denied(reply, org_not_found(org))
     assert litellm_src.count(f"/organization/info?organization_id={org}") == 1
 
 
@@ -481,8 +488,8 @@ def test_litellm_end_users(from_litellm, litellm_src, sign):
     def call(customer):
         return post(from_litellm, sign("alice", team_id=team, customer=customer), "gpt-4o")
 
-    assert_allowed(call(ok), ident("alice", team_id=team, end_user_id=ok))
-    assert_allowed(call(unknown), ident("alice", team_id=team, end_user_id=unknown))
+    assert_allowed(call(ok), ident(None, team_id=team, end_user_id=ok))
+    assert_allowed(call(unknown), ident(None, team_id=team, end_user_id=unknown))
     assert_budget_exceeded(call(broke), end_user_over_budget(broke, "6", "5"))
     assert_forbidden(call(blocked), end_user_blocked(blocked))
     for customer in (ok, broke, blocked, unknown):
@@ -494,7 +501,7 @@ def test_litellm_user_exists_but_team_decides(from_litellm, litellm_src, sign):
     litellm_src.put_team(team, models=["gpt-4o"])
     litellm_src.put_user(user, models=["o1"], max_budget=1.0, spend=3.0)
     assert_allowed(post(from_litellm, sign("alice", team_id=team, uid=user), "gpt-4o"), ident(user, team_id=team))
-    assert_auth_error(post(from_litellm, sign("alice", team_id=team, uid=ghost), "gpt-4o"), user_not_found(ghost))
+    assert_denied(post(from_litellm, sign("alice", team_id=team, uid=ghost), "gpt-4o"), user_not_found(ghost))
     assert litellm_src.count(user_path(user)) == 1 and litellm_src.count(user_path(ghost)) == 1, litellm_src.counts()
 
 
@@ -545,7 +552,7 @@ def test_unknown_user_is_refused(users, litellm_src, sign, style):
     user = uid("user-ghost")
     if style != "404":
         litellm_src.null_not_found = {user}
-    assert_auth_error(post(users, sign("alice", uid=user), "gpt-4o"), user_not_found(user))
+    assert_denied(post(users, sign("alice", uid=user), "gpt-4o"), user_not_found(user))
 
 
 # ==========================================================================================
@@ -591,9 +598,9 @@ def test_http_source_team_user_org_and_end_user(from_http, http_src, sign):
 def test_http_source_blocked_team_and_unknown_team(from_http, http_src, sign):
     blocked, ghost = uid("h-blocked"), uid("h-ghost")
     http_src.put_team(blocked, blocked=True)
-    assert_auth_error(post(from_http, sign("alice", team_id=blocked), "gpt-4o"), team_blocked(blocked))
+    assert_denied(post(from_http, sign("alice", team_id=blocked), "gpt-4o"), team_blocked(blocked))
     for _ in range(3):
-        assert_auth_error(post(from_http, sign("alice", team_id=ghost), "gpt-4o"), team_not_found(ghost))
+        assert_denied(post(from_http, sign("alice", team_id=ghost), "gpt-4o"), team_not_found(ghost))
     assert http_src.count(f"/api/teams/{ghost}") == 1, http_src.counts()
 
 
@@ -747,9 +754,9 @@ def test_record_updated_at_the_source_is_picked_up_after_the_ttl(users, litellm_
 def test_not_found_expires_after_the_negative_ttl(users, litellm_src, sign):
     user = uid("late-user")
     token = sign("alice", uid=user)
-    assert_auth_error(post(users, token, "gpt-4o"), user_not_found(user))
+    assert_denied(post(users, token, "gpt-4o"), user_not_found(user))
     first = litellm_src.requests_for(user_path(user))[0]["at"]
-    assert_auth_error(post(users, token, "gpt-4o"), user_not_found(user))
+    assert_denied(post(users, token, "gpt-4o"), user_not_found(user))
     if time.monotonic() - first < SHORT_NEGATIVE_TTL - SLACK:
         assert litellm_src.count(user_path(user)) == 1, "not-found answers are cached for negative_ttl"
     litellm_src.put_user(user)  # created at LiteLLM right after
@@ -758,7 +765,7 @@ def test_not_found_expires_after_the_negative_ttl(users, litellm_src, sign):
         now = time.monotonic()
         if reply.status == 200:
             break
-        assert_auth_error(reply, user_not_found(user))
+        assert_denied(reply, user_not_found(user))
         assert now < first + SHORT_NEGATIVE_TTL + 4, "the not-found answer outlived negative_ttl"
         time.sleep(0.1)
     assert_allowed(reply, ident(user))
@@ -930,5 +937,8 @@ def test_body_withheld_by_envoy_config_is_answered_500_not_hung(envoys, idp, sig
     started = time.monotonic()
     reply = post(proxy, sign("alice", team_id="team-x"), "gpt-4o", timeout=20)
     elapsed = time.monotonic() - started
-    assert_error(reply, 500, "configuration_error", contains=["allow_on_headers_stop_iteration"])
+    error = assert_error(reply, 500, "configuration_error", contains=["the gateway is misconfigured"])
+    assert "allow_on_headers_stop_iteration" not in error["message"], "configuration text is for the log, not the client"
     assert 8.5 <= elapsed <= 14, f"answered after {elapsed:.1f}s; the contract says ~10 s"
+    time.sleep(0.2)
+    assert "allow_on_headers_stop_iteration" in proxy.envoy.log_text(), "the log names what to fix"

@@ -29,7 +29,7 @@ import pytest
 
 import harness
 import jwt_fixtures as jf
-from checks import Reply, assert_auth_error, assert_forbidden, send
+from checks import Reply, assert_auth_error, assert_denied, assert_forbidden, send
 
 ADMIN_SCOPE = "litellm_proxy_admin"
 REASON = "x-llm-jwt-auth-reason"
@@ -99,7 +99,9 @@ RULES = [
     # 9. Narrowing an info route LiteLLM lets every token read — for GET only.
     {"match": {"path": "/model/info", "methods": ["GET"]}, "require": {"admin": True}},
     # 10. An empty requirement on a route LiteLLM refuses non-admins: still refused.
-    {"match": {"path": "/user/new"}, "require": {}},
+    # A requirement both callers meet; it must not open what LiteLLM refuses. (An empty
+    # `require` is refused at load: it would check nothing.)
+    {"match": {"path": "/user/new"}, "require": {"claims": [{"claim": "sub", "any_of": ["alice", "root"]}]}},
 ]
 
 
@@ -326,13 +328,13 @@ def test_admin_routes_admit_admins(policy, sign, path):
 def test_admin_routes_refuse_others_with_litellm_answer(policy, sign, path):
     # LiteLLM's own rule refuses first; the plugin rule is a second lock.
     reply = policy.request(sign("alice", groups=["team-a"]), method="POST", path=path)
-    assert_auth_error(reply, ONLY_ADMIN.format(route=path, user_id="unknown"))
+    assert_denied(reply, ONLY_ADMIN.format(route=path, user_id="unknown"))
     assert reply.headers.get(REASON) == "denied", reply
 
 
-def test_empty_requirement_does_not_open_a_route_litellm_refuses(policy, sign):
+def test_a_met_requirement_does_not_open_a_route_litellm_refuses(policy, sign):
     reply = policy.request(sign("alice", groups=["team-a"]), method="POST", path="/user/new")
-    assert_auth_error(reply, ONLY_ADMIN.format(route="/user/new", user_id="unknown"))
+    assert_denied(reply, ONLY_ADMIN.format(route="/user/new", user_id="unknown"))
     assert_through(policy.request(sign("root", scope=ADMIN_SCOPE), method="POST", path="/user/new"), admin("root"))
 
 
@@ -340,7 +342,7 @@ def test_admin_requirement_does_not_let_admins_past_litellm_admin_routes(policy,
     # Rule 6 requires an admin on /v1/batches, but LiteLLM's admin_allowed_routes (default:
     # management, spend and info routes) keep admins off LLM API routes: still refused.
     reply = policy.request(sign("root", scope=ADMIN_SCOPE), method="POST", path="/v1/batches")
-    assert_auth_error(reply, prefix=ADMIN_NOT_ALLOWED.format(route="/v1/batches"))
+    assert_denied(reply, prefix=ADMIN_NOT_ALLOWED.format(route="/v1/batches"))
     assert reply.headers.get(REASON) == "denied", reply
     assert_rule_refused(policy.request(sign("alice", groups=["team-a"]), method="POST", path="/v1/batches"),
                         requires("/v1/batches", "a proxy admin token"))
@@ -485,7 +487,7 @@ def test_paths_next_to_a_disabled_prefix_are_still_checked(switched, sign, path)
     # Envoy's prefix match is on characters, so "/static/" covers neither; the filter runs
     # and LiteLLM's rules refuse a non-admin off the LLM routes.
     assert_auth_error(switched.request(None, path=path), "Authentication Error, No api key passed in.")
-    assert_auth_error(switched.request(sign("alice"), path=path), ONLY_ADMIN.format(route=path, user_id="unknown"))
+    assert_denied(switched.request(sign("alice"), path=path), ONLY_ADMIN.format(route=path, user_id="unknown"))
 
 
 def test_disable_keyed_by_the_plugin_name_is_ignored_and_the_filter_stays_on(switched):

@@ -79,7 +79,7 @@ def pass_through(make):
     return make("api-keys-pass", api_keys="pass_through",
                 rules=[{"match": {"prefix": "/internal/"}, "deny": True},
                        {"match": {"path": "/model/info"}, "require": {"admin": True}},
-                       {"match": {"path": "/v1/models"}, "require": {}}])
+                       {"match": {"path": "/v1/models"}, "require": {"claims": [{"claim": "sub", "any_of": ["alice"]}]}}])
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,8 @@ def refused(reply: Reply, reason: str, *, message: str | None = None, prefix: st
     for part in contains:
         assert part in msg, msg
     challenge = reply.headers.get("www-authenticate", "")
-    if reason == "missing_token":
+    if reason in ("missing_token", "denied", "forbidden_model"):
+        # No credential, or a valid one an authorization rule refused: no error code.
         assert challenge == "Bearer", challenge
     else:
         assert challenge.startswith('Bearer error="invalid_token"'), challenge
