@@ -124,6 +124,8 @@ def _matches(row: dict, where: dict | None) -> bool:
                     return False
                 if op == "contains" and (a is None or b not in a):
                     return False
+                if op == "is_empty" and bool(value) == bool(arg):
+                    return False
         elif value != cond:
             return False
     return True
@@ -244,7 +246,13 @@ class FakeDB:
                     "rpm_limit": None, "model_max_budget": {}, "budget_duration": None,
                     "budget_reset_at": None, "object_permission_id": None}
         elif table == "litellm_organizationtable":
-            base = {"organization_alias": None, "budget_id": None, "metadata": {}, "models": [],
+            # budget_id is a required string column; limits live in the joined budget row
+            row = dict(row)
+            budget = {k: row.pop(k) for k in ("max_budget", "tpm_limit", "rpm_limit") if k in row}
+            row.setdefault("budget_id", f"oracle-budget-{row.get('organization_id')}")
+            if row.get("litellm_budget_table") is None:
+                row["litellm_budget_table"] = {"budget_id": row["budget_id"], **budget}
+            base = {"organization_alias": None, "metadata": {}, "models": [],
                     "spend": 0.0, "model_spend": {}, "litellm_budget_table": None,
                     "object_permission_id": None, "created_by": "oracle", "updated_by": "oracle",
                     "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z"}
@@ -255,7 +263,8 @@ class FakeDB:
                     "default_model": None, "blocked": False, "budget_id": None,
                     "litellm_budget_table": None, "object_permission_id": None}
             if budget and row.get("litellm_budget_table") is None:
-                row["litellm_budget_table"] = {"budget_id": f"oracle-{row.get('user_id')}", **budget}
+                row["budget_id"] = row.get("budget_id") or f"oracle-{row.get('user_id')}"
+                row["litellm_budget_table"] = {"budget_id": row["budget_id"], **budget}
         else:
             base = {}
         return {**base, **row}
