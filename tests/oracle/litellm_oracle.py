@@ -474,6 +474,12 @@ def _configure(case: dict, prisma: FakePrisma) -> None:
         table = getattr(auth_checks, name, None)
         if table is not None and hasattr(table, "clear"):
             table.clear()
+    # budget counters: an admitted request reserves its estimated cost in the spend counters
+    # (memory-only without Redis), which the next case's budget check would read
+    from litellm.redis.stores.connection import connect
+    from litellm.redis.stores.spend_counters import SpendCounterStore
+    ps.spend_counter_store = SpendCounterStore(connect(None).spend_counters())
+    ps.spend_counter_cache.in_memory_cache.flush_cache()
     _state["upserts"].clear()
 
 

@@ -173,3 +173,16 @@ def test_cases_do_not_leak_into_each_other():
     assert oracle.decide(blocked)["status"] == 401
     assert oracle.decide(open_team)["allow"]
     assert oracle.decide(blocked)["status"] == 401
+
+
+def test_answers_do_not_depend_on_case_order():
+    """Generated cases (tests/diff/cases.py) answered in order and in reverse: any difference is
+    state one case left for another (caches, spend counters, budget reservations)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diff"))
+    import cases as casegen
+
+    generated = [c for cfg in casegen.configs(11, 80, now=NOW) for c in cfg.cases()]
+    forward = [oracle.decide(c) for c in generated]
+    backward = [oracle.decide(c) for c in reversed(generated)][::-1]
+    differing = [(c, f, b) for c, f, b in zip(generated, forward, backward) if f != b]
+    assert not differing, f"{len(differing)} answers depend on order, e.g. {differing[0]}"
