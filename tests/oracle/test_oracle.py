@@ -186,3 +186,29 @@ def test_answers_do_not_depend_on_case_order():
     backward = [oracle.decide(c) for c in reversed(generated)][::-1]
     differing = [(c, f, b) for c, f, b in zip(generated, forward, backward) if f != b]
     assert not differing, f"{len(differing)} answers depend on order, e.g. {differing[0]}"
+
+
+def test_spend_of_one_case_is_not_seen_by_the_next():
+    """LiteLLM seeds its in-memory spend counter for a team from the DB row on first read; the
+    next case's team of the same id (spend 0) must not see the previous case's spend."""
+    def team_case(team):
+        return case({"sub": "u", "team": "t2"}, jwtauth={"team_id_jwt_field": "team"}, records={"teams": [team]})
+
+    over = oracle.decide(team_case({"team_id": "t2", "max_budget": 100.0, "spend": 101.0}))
+    assert over["status"] == 422 and "Current cost: 101.0" in over["message"], over
+    fresh = oracle.decide(team_case({"team_id": "t2", "max_budget": 50.0, "spend": 0.0}))
+    assert fresh["allow"], fresh
+
+
+def test_budget_check_counts_the_requests_own_reservation():
+    """LiteLLM 1.110.2 reserves the request's estimated worst-case cost before the team budget
+    check: a team exactly at its budget is refused for a priced model (the message's 'Current
+    cost' includes the reservation) and admitted without a model (`spend > max_budget`)."""
+    team = {"team_id": "t4", "max_budget": 10.0, "spend": 10.0}
+    priced = oracle.decide(case({"sub": "u", "team": "t4"}, jwtauth={"team_id_jwt_field": "team"},
+                                model="gpt-4o", records={"teams": [team]}))
+    assert priced["status"] == 422, priced
+    assert priced["message"].startswith("Budget has been exceeded! Team=t4 Current cost: 10.4"), priced
+    no_model = oracle.decide(case({"sub": "u", "team": "t4"}, jwtauth={"team_id_jwt_field": "team"},
+                                  records={"teams": [team]}))
+    assert no_model["allow"], no_model
