@@ -317,7 +317,8 @@ def _get(d: dict, dotted: str) -> Any:
 def matches(entry: dict, case: dict, lite: dict, filt: dict, diffs: list[dict]) -> bool:
     """Whether an allow-list entry's `match` holds for this case. Every condition must hold:
     `litellm.<field>` / `filter.<field>` / `case.<dotted path>` equal to the value, or, with a
-    `~` suffix on the key, matching it as a glob (fnmatch), or with `^`, starting with it. A value
+    `~` suffix on the key, matching it as a glob (fnmatch), with `^`, starting with it, or with
+    `@`, being one of the values of a list. A value
     `{"$ref": "<root>.<path>"}` stands for that other field of the same case."""
     ctx = {"litellm": lite, "filter": filt, "case": case}
     for key, want in entry.get("match", {}).items():
@@ -325,7 +326,7 @@ def matches(entry: dict, case: dict, lite: dict, filt: dict, diffs: list[dict]) 
             r_root, _, r_rest = want["$ref"].partition(".")
             want = _get(ctx.get(r_root, {}), r_rest) if r_rest else ctx.get(r_root)
         op = "="
-        if key.endswith("~") or key.endswith("^"):
+        if key[-1:] in ("~", "^", "@"):
             op, key = key[-1], key[:-1]
         root, _, rest = key.partition(".")
         got = _get(ctx.get(root, {}), rest) if rest else ctx.get(root)
@@ -334,6 +335,8 @@ def matches(entry: dict, case: dict, lite: dict, filt: dict, diffs: list[dict]) 
         if op == "~" and not (isinstance(got, str) and fnmatch.fnmatchcase(got, want)):
             return False
         if op == "^" and not (isinstance(got, str) and got.startswith(want)):
+            return False
+        if op == "@" and got not in want:
             return False
     return True
 

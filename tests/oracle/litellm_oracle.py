@@ -33,6 +33,7 @@ A case:
 An answer:
     {"allow": bool, "status": int, "message": str, "type": str | null, "param": str | null,
      "user_id", "team_id", "org_id", "end_user_id", "user_role", "user_email",
+     "db_user_role" (the resolved user row's user_role, on success),
      "upserts": [{"kind": "team" | "user" | "team_member" | "team_membership", ...}],
      "exception": "<class of what LiteLLM raised>" | null,
      "extra": {"team_models", "team_tpm_limit", "team_rpm_limit", "team_alias"}}   (success only)
@@ -522,7 +523,7 @@ def decide(case: dict) -> dict:
     answer: dict[str, Any] = {
         "allow": False, "status": 0, "message": "", "type": None, "param": None,
         "user_id": None, "team_id": None, "org_id": None, "end_user_id": None, "user_role": None,
-        "user_email": None, "upserts": [], "exception": None, "extra": {},
+        "user_email": None, "db_user_role": None, "upserts": [], "exception": None, "extra": {},
     }
     coro = _state["user_api_key_auth"](
         request=request, api_key=f"Bearer {token}", azure_api_key_header=None,
@@ -543,6 +544,10 @@ def decide(case: dict) -> dict:
                       user_role=_role(auth.user_role), user_email=auth.user_email,
                       extra={"team_models": auth.team_models, "team_tpm_limit": auth.team_tpm_limit,
                              "team_rpm_limit": auth.team_rpm_limit, "team_alias": auth.team_alias})
+    if answer["allow"] and answer["user_id"] is not None:
+        # the role of the user row LiteLLM resolved (what its non-admin route rules read)
+        row = next((r for r in prisma.db.litellm_usertable.rows if r.get("user_id") == answer["user_id"]), None)
+        answer["db_user_role"] = row.get("user_role") if row is not None else None
     ups = list(_state["upserts"])
     for write in prisma.db.writes:
         if write["table"] == "litellm_usertable" and write["op"] == "create":
