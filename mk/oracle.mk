@@ -3,7 +3,8 @@
 #   make oracle-venv            .venv-oracle from tests/oracle/requirements.txt (~520 MB, once)
 #   make oracle-test            the oracle's self-check (LiteLLM's own asserted behaviours)
 #   make diff [N=300 SEED=1]    N generated cases through LiteLLM and through the filter in Envoy;
-#                               summary printed and written to tests/diff/last-run.md
+#                               summary printed and written to tests/diff/last-run.md, every case
+#                               with both answers to tests/diff/last-run.jsonl (difftool.py --replay)
 #   make diff-subset            the fixed-seed pytest subset: fails on any disagreement that
 #                               tests/diff/known_differences.json does not list
 # The filter is $(DIFF_WASM): LLM_JWT_AUTH_WASM when set, else the release build (run `make build`).
@@ -37,7 +38,8 @@ diff-venv: $(VENV)/.diff-installed oracle-venv
 diff: diff-venv
 	@test -f "$(DIFF_WASM)" || { echo "no filter at $(DIFF_WASM): run make build or set LLM_JWT_AUTH_WASM"; exit 1; }
 	LLM_JWT_AUTH_WASM=$(DIFF_WASM) ORACLE_PYTHON=$(CURDIR)/$(ORACLE_PYTHON) \
-	  $(PYTHON) tests/diff/difftool.py --n $(N) --seed $(SEED) --out tests/diff/last-run.md
+	  $(PYTHON) tests/diff/difftool.py --n $(N) --seed $(SEED) --out tests/diff/last-run.md \
+	  --json tests/diff/last-run.jsonl $(DIFF_ARGS)
 
 diff-subset: diff-venv
 	@test -f "$(DIFF_WASM)" || { echo "no filter at $(DIFF_WASM): run make build or set LLM_JWT_AUTH_WASM"; exit 1; }

@@ -33,7 +33,8 @@ A case:
 An answer:
     {"allow": bool, "status": int, "message": str, "type": str | null, "param": str | null,
      "user_id", "team_id", "org_id", "end_user_id", "user_role", "user_email",
-     "db_user_role" (the resolved user row's user_role, on success),
+     "db_user_role" (on success: the effective role of the resolved user row, which LiteLLM's
+                     non-admin route rules read; a row without a valid role counts as internal_user),
      "upserts": [{"kind": "team" | "user" | "team_member" | "team_membership", ...}],
      "exception": "<class of what LiteLLM raised>" | null,
      "extra": {"team_models", "team_tpm_limit", "team_rpm_limit", "team_alias"}}   (success only)
@@ -545,9 +546,12 @@ def decide(case: dict) -> dict:
                       extra={"team_models": auth.team_models, "team_tpm_limit": auth.team_tpm_limit,
                              "team_rpm_limit": auth.team_rpm_limit, "team_alias": auth.team_alias})
     if answer["allow"] and answer["user_id"] is not None:
-        # the role of the user row LiteLLM resolved (what its non-admin route rules read)
+        # the role LiteLLM's non-admin route rules read from the resolved user row
+        # (auth_checks.get_user_role: a row without a valid role counts as internal_user)
         row = next((r for r in prisma.db.litellm_usertable.rows if r.get("user_id") == answer["user_id"]), None)
-        answer["db_user_role"] = row.get("user_role") if row is not None else None
+        if row is not None:
+            from litellm.proxy.auth.auth_checks import effective_user_role
+            answer["db_user_role"] = _role(effective_user_role(row.get("user_role")))
     ups = list(_state["upserts"])
     for write in prisma.db.writes:
         if write["table"] == "litellm_usertable" and write["op"] == "create":
