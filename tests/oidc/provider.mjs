@@ -19,7 +19,7 @@
 //     kept in <dir>/<name>.json (private JWKs, generated on first use), so a restart with the
 //     same name serves the same keys and a restart with another name rotates them. Several
 //     names ("new,old") publish all their keys; the first set's keys sign.
-//   * clients (confidential, client_secret_basic or _post): `client-<alg>` / `secret-<alg>` for
+//   * clients (confidential, client_secret_basic): `client-<alg>` / `secret-<alg>` for
 //     RS256, PS256, ES256, EdDSA, Ed25519 — grant types client_credentials and
 //     authorization_code. The client's `id_token_signed_response_alg` is also the alg of the
 //     access tokens issued to it, so the client picks the algorithm of everything it gets.
