@@ -9,6 +9,7 @@ OIDC_DIR   := tests/oidc
 OIDC_STAMP := $(OIDC_DIR)/node_modules/.oidc-deps.stamp
 OIDC_PORT  ?= 9091
 NPM        ?= npm
+NODE       ?= node
 
 .PHONY: oidc-deps oidc-e2e oidc-run
 
@@ -23,4 +24,4 @@ oidc-e2e: build venv oidc-deps
 	$(PYTHON) -m pytest tests/e2e/test_oidc_provider.py -q -ra
 
 oidc-run: oidc-deps
-	node $(OIDC_DIR)/provider.mjs --port $(OIDC_PORT)
+	$(NODE) $(OIDC_DIR)/provider.mjs --port $(OIDC_PORT)

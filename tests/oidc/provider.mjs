@@ -7,7 +7,7 @@
 //
 // The first line on stdout is one JSON object, printed once the port is bound:
 //   {"port": N, "issuer": "http://127.0.0.1:N", "discovery_url": ..., "jwks_uri": ...,
-//    "token_endpoint": ..., "keyset": [...], "keys": [{"kid", "kty", "crv", "alg"}, ...],
+//    "token_endpoint": ..., "keyset": [...], "keys": [{"kid", "kty", "crv", "alg", "signs"}, ...],
 //    "clients": {"RS256": "client-rs256", ...}}
 // Everything else (oidc-provider's warnings, errors, --log-requests lines) goes to stderr.
 //
