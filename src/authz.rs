@@ -431,6 +431,13 @@ impl Policy {
             }
         };
         let org = lookup(Kind::Org, &org_id, &mut need)?;
+        // Without an org claim, the selected team's organization is the org (LiteLLM's
+        // organization budget check and its org_id read it from the team).
+        let team_org_id = match (&org_id, team.as_deref()) {
+            (None, Some(Record::Team(t))) => t.organization_id.clone(),
+            _ => None,
+        };
+        let team_org = lookup(Kind::Org, &team_org_id, &mut need)?;
         let user = lookup(Kind::User, &user_id, &mut need)?;
         let end_user = lookup(Kind::EndUser, &end_user_id, &mut need)?;
         if !need.is_empty() {
@@ -484,6 +491,18 @@ impl Policy {
             _ => None,
         });
         self.common_checks(team, user.as_deref(), end_user.as_deref(), request.model)?;
+        // LiteLLM's organization_max_budget_check: the token's org, else the team's.
+        if let Some(Record::Org(o)) = org.as_deref().or(team_org.as_deref()) {
+            if let Some(max) = o.max_budget.filter(|max| o.spend >= *max) {
+                return Err(AuthError::BudgetExceeded(format!(
+                    "Budget has been exceeded! Organization={} Current cost: {}, Max budget: {}",
+                    o.organization_id,
+                    py_float(o.spend),
+                    py_float(max)
+                )));
+            }
+        }
+        let org_id = org_id.or(team_org_id);
         let identity = Identity {
             user_id: user_id.or(sub),
             user_role: ROLE_INTERNAL_USER,
@@ -712,6 +731,15 @@ mod tests {
     }
 
     #[test]
+    fn non_admins_may_not_apply_guardrails_as_in_litellm() {
+        // In `llm_api_routes`, but LiteLLM's is_llm_api_route leaves it out: admin only.
+        let e = call(&jwt(json!({})), json!({"sub": "u1"}), "/guardrails/apply_guardrail", None).unwrap_err();
+        assert!(e.message().contains("Only proxy admin can be used"), "{}", e.message());
+        let admin = jwt(json!({"admin_allowed_routes": ["/guardrails/apply_guardrail"]}));
+        assert!(call(&admin, json!({"scope": "litellm_proxy_admin"}), "/guardrails/apply_guardrail", None).is_ok());
+    }
+
+    #[test]
     fn non_admin_on_management_route_gets_litellms_401() {
         let e = call(&jwt(json!({})), json!({"sub": "u1"}), "/key/generate", None).unwrap_err();
         assert_eq!(e.status(), 401);
@@ -881,6 +909,29 @@ mod tests {
         }
         table.pending = vec!["t-new".into()];
         assert_eq!(with(&p, &mut table, svc("t-new"), CHAT, None), Outcome::Need(vec![RecordKey { kind: Kind::Team, id: "t-new".into() }]));
+    }
+
+    #[test]
+    fn the_organization_budget_holds_for_the_token_org_or_the_teams() {
+        let p = jwt(json!({"team_id_jwt_field": "tid", "org_id_jwt_field": "org"}));
+        let broke = Org { organization_id: "globex".into(), max_budget: Some(50.0), spend: 50.0, ..Org::default() };
+        let fine = Org { organization_id: "acme".into(), max_budget: Some(50.0), spend: 1.0, ..Org::default() };
+        let member = Team { organization_id: Some("globex".into()), ..team("t-globex", &[]) };
+        let mut table = Table::new(vec![Record::Org(broke), Record::Org(fine), Record::Team(member), Record::Team(team("t-free", &[]))]);
+        let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-globex"}), CHAT, None) else { panic!() };
+        assert_eq!(e, AuthError::BudgetExceeded("Budget has been exceeded! Organization=globex Current cost: 50.0, Max budget: 50.0".into()));
+        match with(&p, &mut table, json!({"tid": "t-globex", "org": "acme"}), CHAT, None) {
+            Outcome::Allow { identity, .. } => assert_eq!(identity.org_id.as_deref(), Some("acme"), "the token's org decides"),
+            other => panic!("{other:?}"),
+        }
+        let Outcome::Deny(_) = with(&p, &mut table, json!({"tid": "t-free", "org": "globex"}), CHAT, None) else { panic!() };
+        table.records.retain(|r| !matches!(r, Record::Org(o) if o.organization_id == "globex"));
+        match with(&p, &mut table, json!({"tid": "t-globex"}), CHAT, None) {
+            // A team's org that is not on record is no error (LiteLLM skips the check), but it
+            // is forwarded as the org, as LiteLLM's org_id.
+            Outcome::Allow { identity, .. } => assert_eq!(identity.org_id.as_deref(), Some("globex")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -107,6 +107,14 @@ impl RouteList {
         list
     }
 
+    /// The list without these exact routes (a group member LiteLLM's own checks leave out).
+    pub fn without(mut self, routes: &[&str]) -> Self {
+        for r in routes {
+            self.exact.remove(*r);
+        }
+        self
+    }
+
     /// LiteLLM's `_allowed_routes_check`: does any entry match the route?
     pub fn matches(&self, route: &str) -> bool {
         self.exact.contains(route)

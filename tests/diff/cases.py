@@ -142,8 +142,7 @@ def _records(rng: random.Random, jwt: dict) -> dict[str, list[dict]]:
         team.update(_budget(rng))
         if _p(rng, 0.2):
             team["organization_id"] = rng.choice(ORGS)
-        if _p(rng, 0.15):
-            team["members_with_roles"] = [{"user_id": rng.choice(USERS), "role": "user"}]
+        # (No members_with_roles: static records refuse fields the filter does not read.)
         teams.append(team)
     users = []
     for uid, email in zip(USERS + EMAILS, EMAILS + [None] * len(EMAILS)):
@@ -243,7 +242,8 @@ def gen_config(rng: random.Random, cid: str) -> Config:
         jwt["scope_mappings"] = rng.choice([
             [{"scope": "llm.basic", "models": ["gpt-4o-mini"]}],
             [{"scope": "llm.basic", "models": ["gpt-4o-mini"]}, {"scope": "llm.pro", "models": ["gpt-4o", "o1"]}],
-            [{"scope": "llm.pro", "models": ["gpt-4o", "claude-3-5-sonnet"], "routes": ["/v1/chat/completions"]}],
+            # (No `routes`: LiteLLM ignores them and the filter refuses them at load.)
+            [{"scope": "llm.pro", "models": ["gpt-4o", "claude-3-5-sonnet"]}],
         ])
     if _p(rng, 0.2):
         gs["enforce_rbac"] = True

@@ -104,6 +104,26 @@ def test_an_allowed_email_domain_refuses_a_token_without_an_email(module_envoys,
     assert_forwarded(proxy.request(sign("a", email="ann@example.com")), sub="ann@example.com")
 
 
+def test_non_admins_may_not_apply_guardrails(object_ids, sign):
+    # In LiteLLM's `llm_api_routes` group, yet its route check refuses non-admins there.
+    reply = object_ids.request(sign("app", roles=["svc"], oid="t-mini"), method="POST",
+                               path="/guardrails/apply_guardrail", data=b"{}", headers=JSON)
+    assert_denied(reply, prefix="Authentication Error, Only proxy admin can be used to generate")
+
+
+def test_the_teams_organization_budget_holds(module_envoys, idp, sign):
+    proxy = module_envoys.scenario("fc-org-budget", jwks=[idp], plugin_config={
+        "public_key_url": idp.jwks_url,
+        "teams": [{"team_id": "t-globex", "organization_id": "globex"}, {"team_id": "t-initech", "organization_id": "initech"}],
+        "organizations": [{"organization_id": "globex", "litellm_budget_table": {"max_budget": 50}, "spend": 50},
+                          {"organization_id": "initech", "max_budget": 50, "spend": 10}],
+        "general_settings": {"litellm_jwtauth": {"team_id_jwt_field": "team"}}})
+    assert_error(post(proxy, sign("alice", team="t-globex"), "gpt-4o"), 400, "budget_exceeded",
+                 message="Budget has been exceeded! Organization=globex Current cost: 50.0, Max budget: 50.0")
+    echo = assert_forwarded(post(proxy, sign("alice", team="t-initech"), "gpt-4o"), sub="alice")
+    assert echo["headers"]["x-litellm-org-id"] == "initech", "the team's organization is the org"
+
+
 # -- 4. Tokens that never expire or live too long -------------------------------------------
 
 
