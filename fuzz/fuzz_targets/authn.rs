@@ -57,7 +57,7 @@ fn decide(token: &str) {
     assert_eq!(authenticate(&jws, &f.config, &mut lookup, &GuestOnly, f.now), decision, "not deterministic");
 
     // Claims with an audience and issuer required: what passes names them.
-    let rules = ClaimRules { leeway: 30, audience: vec!["api".into(), "litellm".into()], issuer: Some("idp".into()) };
+    let rules = ClaimRules { leeway: 30, audience: vec!["api".into(), "litellm".into()], issuer: Some("idp".into()), ..ClaimRules::default() };
     if claims::validate(&jws.claims, &rules, f.now).is_ok() {
         assert_eq!(jws.claims.get("iss"), Some(&json!("idp")));
         let aud = jws.claims.get("aud").expect("audience required");

@@ -74,14 +74,15 @@ fn check_jwk(obj: &Map<String, Value>) {
             assert!(!n.is_empty() && spki_der.windows(n.len()).any(|w| w == n), "SPKI does not carry the JWK's modulus");
         }
         (KeyMaterial::P256 { spki_der, .. }, "EC", "P-256")
-        | (KeyMaterial::P384 { spki_der, .. }, "EC", "P-384") => {
+        | (KeyMaterial::P384 { spki_der, .. }, "EC", "P-384")
+        | (KeyMaterial::P521 { spki_der, .. }, "EC", "P-521") => {
             let point = [vec![4u8], bytes("x"), bytes("y")].concat();
             assert!(spki_der.ends_with(&point), "SPKI does not carry the JWK's point");
         }
         (KeyMaterial::Ed25519 { key: ed }, "OKP", "Ed25519") => assert_eq!(ed.as_bytes().as_slice(), bytes("x")),
         (material, kty, crv) => panic!("{kty}/{crv} JWK became a {} key", material.kind()),
     }
-    for alg in [Algorithm::RS256, Algorithm::PS512, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+    for alg in [Algorithm::RS256, Algorithm::PS512, Algorithm::ES256, Algorithm::ES384, Algorithm::ES512, Algorithm::EdDSA, Algorithm::Ed25519] {
         assert_eq!(key.accepts(alg), key.material.fits(alg) && key.alg.is_none_or(|a| a == alg));
     }
 }

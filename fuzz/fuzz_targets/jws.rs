@@ -10,7 +10,7 @@ use llm_jwt_auth::strict_json;
 use llm_jwt_auth_fuzz::Structured;
 use serde_json::Value;
 
-const ACCEPTED: [&str; 9] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+const ACCEPTED: [&str; 11] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"];
 
 fuzz_target!(|data: &[u8]| {
     if let Some(parts) = Structured::split(data) {

@@ -20,9 +20,10 @@ fn armor(label: &str, der: &[u8]) -> String {
 /// The key's SubjectPublicKeyInfo DER (Ed25519 keys keep only their 32 bytes).
 fn spki(material: &KeyMaterial) -> Vec<u8> {
     match material {
-        KeyMaterial::Rsa { spki_der, .. } | KeyMaterial::P256 { spki_der, .. } | KeyMaterial::P384 { spki_der, .. } => {
-            spki_der.clone()
-        }
+        KeyMaterial::Rsa { spki_der, .. }
+        | KeyMaterial::P256 { spki_der, .. }
+        | KeyMaterial::P384 { spki_der, .. }
+        | KeyMaterial::P521 { spki_der, .. } => spki_der.clone(),
         // RFC 8410: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (32 bytes) }
         KeyMaterial::Ed25519 { key } => {
             [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], key.as_bytes()].concat()
