@@ -21,30 +21,13 @@
 
 pub mod authn;
 pub mod authz;
-pub mod claim_path;
-pub mod claims;
 pub mod config;
-pub mod discovery;
 pub mod error;
-pub mod extract;
-pub mod host_verify_proto;
-pub mod identity;
-pub mod issuers;
-pub mod jwks_cache;
-pub mod jws;
-pub mod keys;
-pub mod model;
 pub mod pytext;
-pub mod record_store;
 pub mod records;
-pub mod route_groups;
-pub mod route_rules;
 pub mod routes;
-pub mod shared_data;
 pub mod shell;
-pub mod strict_json;
-pub mod token_cache;
-pub mod verify;
+pub mod store;
 
 #[cfg(test)]
 pub(crate) mod testkeys;

@@ -12,7 +12,7 @@
 
 use llm_jwt_auth::config::{compile, FilterConfig, LITELLM_JWTAUTH_FIELDS};
 use llm_jwt_auth::records::{EndUser, Org, Record, Team, User};
-use llm_jwt_auth::route_rules::RuleAction;
+use llm_jwt_auth::authz::route_rules::RuleAction;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 

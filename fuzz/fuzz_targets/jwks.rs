@@ -4,10 +4,10 @@
 
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use llm_jwt_auth::jws::{Algorithm, B64URL};
-use llm_jwt_auth::keys::jwks::KeySet;
-use llm_jwt_auth::keys::{jwk, KeyMaterial};
-use llm_jwt_auth::strict_json;
+use llm_jwt_auth::authn::jws::{Algorithm, B64URL};
+use llm_jwt_auth::authn::keys::jwks::KeySet;
+use llm_jwt_auth::authn::keys::{jwk, KeyMaterial};
+use llm_jwt_auth::authn::strict_json;
 use serde_json::{Map, Value};
 
 fuzz_target!(|data: &[u8]| {

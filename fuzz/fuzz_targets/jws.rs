@@ -5,8 +5,8 @@
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use llm_jwt_auth::error::AuthError;
-use llm_jwt_auth::jws::{self, Algorithm, B64URL, MAX_TOKEN_BYTES};
-use llm_jwt_auth::strict_json;
+use llm_jwt_auth::authn::jws::{self, Algorithm, B64URL, MAX_TOKEN_BYTES};
+use llm_jwt_auth::authn::strict_json;
 use llm_jwt_auth_fuzz::Structured;
 use serde_json::Value;
 

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llm_jwt_auth::model::from_json;
-use llm_jwt_auth::strict_json;
+use llm_jwt_auth::authz::model::from_json;
+use llm_jwt_auth::authn::strict_json;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

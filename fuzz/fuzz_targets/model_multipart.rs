@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llm_jwt_auth::model::{from_multipart, multipart_boundary, BodyError};
+use llm_jwt_auth::authz::model::{from_multipart, multipart_boundary, BodyError};
 
 fn occurrences(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
     if needle.is_empty() || needle.len() > haystack.len() {

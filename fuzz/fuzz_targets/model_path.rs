@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llm_jwt_auth::model::from_path;
+use llm_jwt_auth::authz::model::from_path;
 use llm_jwt_auth_fuzz::percent_encode_all;
 
 const PREFIXES: [&str; 6] =

@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use llm_jwt_auth::keys::{pem, KeyMaterial};
+use llm_jwt_auth::authn::keys::{pem, KeyMaterial};
 
 const LABELS: [&str; 4] = ["PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE", "PRIVATE KEY"];
 

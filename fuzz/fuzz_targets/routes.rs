@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llm_jwt_auth::route_groups;
+use llm_jwt_auth::routes::groups;
 use llm_jwt_auth::routes::RouteList;
 use regex::Regex;
 use std::collections::HashMap;
@@ -31,10 +31,10 @@ fn template_regex(template: &str) -> Regex {
 fn groups() -> &'static HashMap<&'static str, Vec<Result<Regex, &'static str>>> {
     static GROUPS: OnceLock<HashMap<&'static str, Vec<Result<Regex, &'static str>>>> = OnceLock::new();
     GROUPS.get_or_init(|| {
-        route_groups::GROUP_NAMES
+        groups::GROUP_NAMES
             .iter()
             .map(|&name| {
-                let members = route_groups::members(name).expect("listed group has members");
+                let members = groups::members(name).expect("listed group has members");
                 let compiled =
                     members.iter().map(|&m| if m.contains('{') { Ok(template_regex(m)) } else { Err(m) }).collect();
                 (name, compiled)
@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
     let list = RouteList::compile(entries);
     assert_eq!(list.entries(), entries);
     for entry in entries {
-        match (route_groups::members(entry), entry.strip_suffix('*')) {
+        match (groups::members(entry), entry.strip_suffix('*')) {
             (Some(members), _) => {
                 for m in members.iter().filter(|m| !m.contains('{')) {
                     assert!(list.matches(m), "group {entry} does not match its member {m}");

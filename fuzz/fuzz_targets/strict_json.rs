@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llm_jwt_auth::strict_json;
+use llm_jwt_auth::authn::strict_json;
 use serde_json::Value;
 
 /// Equal values, except that a float may move by a few ULPs: serde_json (without its

@@ -2,7 +2,7 @@
 //! forms that let libFuzzer mutate the JSON inside a token instead of its base64 text.
 
 use base64::Engine;
-use llm_jwt_auth::jws::B64URL;
+use llm_jwt_auth::authn::jws::B64URL;
 use serde_json::Value;
 
 /// tests/fixtures/unit_vectors.json (keys and tokens minted by PyJWT/cryptography).

@@ -9,10 +9,10 @@ use crate::authz::{Outcome, Request as AuthzRequest};
 use crate::records::RecordKey;
 use crate::config::{FilterConfig, Mode};
 use crate::error::AuthError;
-use crate::identity::Identity;
-use crate::jws::Jws;
-use crate::model;
-use crate::route_rules::RuleAction;
+use crate::authz::identity::Identity;
+use crate::authn::jws::Jws;
+use crate::authz::model;
+use crate::authz::route_rules::RuleAction;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::rc::Rc;
@@ -94,7 +94,7 @@ impl Flow {
     }
 
     fn policy(&self) -> Result<&crate::authz::Policy, AuthError> {
-        crate::issuers::select(&self.config, &self.jws.claims).map(|t| t.policy)
+        crate::authn::trust::select(&self.config, &self.jws.claims).map(|t| t.policy)
     }
 
     /// The request's model: from the buffered body when there is one, else from the path.
@@ -194,7 +194,7 @@ pub fn send_denial(error: &AuthError, mode: Mode, filter_state: bool, log_ctx: O
         log(LogLevel::Info, &format!(
             "decision=report_deny reason={} status={} {}", error.reason(), error.status(), log_ctx.unwrap_or_default()
         ));
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, crate::identity::REASON_HEADER, Some(error.reason()));
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, crate::authz::identity::REASON_HEADER, Some(error.reason()));
         return false;
     }
     let response = error.to_response();
@@ -208,7 +208,7 @@ pub fn send_denial(error: &AuthError, mode: Mode, filter_state: bool, log_ctx: O
         ));
     }
     let mut headers: Vec<(&str, &str)> = response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    headers.push((crate::identity::REASON_HEADER, error.reason()));
+    headers.push((crate::authz::identity::REASON_HEADER, error.reason()));
     let _ = hostcalls::send_http_response(response.status, headers, Some(&response.body));
     true
 }

@@ -1,8 +1,8 @@
 //! Host services behind the core's traits.
 
-use crate::host_verify_proto::{decode_result, encode_arguments};
-use crate::shared_data::SharedData;
-use crate::verify::{HashFn, HostCrypto};
+use crate::shell::host_verify_proto::{decode_result, encode_arguments};
+use crate::store::SharedData;
+use crate::authn::verify::{HashFn, HostCrypto};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 use std::cell::Cell;

@@ -9,6 +9,7 @@
 
 pub mod flow;
 pub mod host;
+pub mod host_verify_proto;
 pub mod http;
 pub mod metrics;
 pub mod root;

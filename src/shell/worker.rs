@@ -13,13 +13,13 @@ use super::metrics::{count, record, Metric};
 use crate::authn::{authenticate, Decision, KeyLookup, KeySets};
 use crate::authz::Records;
 use crate::config::{FilterConfig, JwksSource, RecordSource, SourceKind};
-use crate::discovery;
+use crate::store::discovery;
 use crate::error::{AuthError, Outage};
-use crate::jwks_cache::{JwksCache, Need};
-use crate::jws::{self, Jws};
-use crate::record_store::{RecordLookup, RecordStore};
+use crate::store::jwks::{JwksCache, Need};
+use crate::authn::jws::{self, Jws};
+use crate::store::records::{RecordLookup, RecordStore};
 use crate::records::{Record, RecordKey};
-use crate::token_cache::TokenCache;
+use crate::store::token_cache::TokenCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::cell::RefCell;
@@ -238,8 +238,8 @@ impl Worker {
         let now = now_ms / 1000;
         if let Some(jws) = self.tokens.get(token, now_ms, self.cache.generation()) {
             count(Metric::TokenCacheHit);
-            let rules = crate::issuers::select(&self.config, &jws.claims).map(|t| t.claim_rules);
-            return match rules.and_then(|rules| crate::claims::validate(&jws.claims, rules, now)) {
+            let rules = crate::authn::trust::select(&self.config, &jws.claims).map(|t| t.claim_rules);
+            return match rules.and_then(|rules| crate::authn::claims::validate(&jws.claims, rules, now)) {
                 Ok(()) => Verification::Verified(jws),
                 Err(e) => Verification::Deny(e),
             };

@@ -6,7 +6,7 @@
 //! in `kid` selection, as in LiteLLM) and report why when selected.
 
 use super::{jwk, PublicKey};
-use crate::strict_json;
+use crate::authn::strict_json;
 use serde_json::Value;
 use std::sync::Arc;
 

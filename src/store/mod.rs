@@ -2,6 +2,12 @@
 //! no TTL, no delete) and the fetch lease every cached thing uses so that one worker of an
 //! Envoy process fetches while the others wait.
 
+
+pub mod discovery;
+pub mod jwks;
+pub mod records;
+pub mod token_cache;
+
 use crate::error::Outage;
 
 /// The host's shared key/value store, as the cache needs it.

@@ -8,10 +8,10 @@
 //! additive — or, when no global keys are configured, are refused as from an unknown issuer.
 
 use crate::authz::Policy;
-use crate::claims::ClaimRules;
+use crate::authn::claims::ClaimRules;
 use crate::config::{FilterConfig, JwksSource};
 use crate::error::AuthError;
-use crate::keys::PublicKey;
+use crate::authn::keys::PublicKey;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 

@@ -5,15 +5,15 @@
 //! is; LiteLLM settings whose rules this version does not enforce yet are refused unless they
 //! hold their do-nothing value — ignoring a rule the operator asked for would fail open.
 
-use crate::claims::ClaimRules;
+use crate::authn::claims::ClaimRules;
 use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
-use crate::record_store::Lifetimes;
+use crate::store::records::Lifetimes;
 use crate::records::{Kind, Record};
-use crate::claim_path::ClaimPath;
-use crate::extract::{HeaderLocation, Locations};
-use crate::issuers::Issuer;
-use crate::route_rules::{PathMatch, Requirements, RouteRule, RuleAction};
-use crate::keys::{pem, PublicKey};
+use crate::authz::claim_path::ClaimPath;
+use crate::authn::extract::{HeaderLocation, Locations};
+use crate::authn::trust::Issuer;
+use crate::authz::route_rules::{PathMatch, Requirements, RouteRule, RuleAction};
+use crate::authn::keys::{pem, PublicKey};
 use crate::routes::RouteList;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -330,7 +330,7 @@ pub struct FilterConfig {
     pub record_lifetimes: Lifetimes,
     pub mode: Mode,
     pub filter_state: bool,
-    /// Configured issuers, chosen by the token's `iss` (see [`crate::issuers`]).
+    /// Configured issuers, chosen by the token's `iss` (see [`crate::authn::trust`]).
     pub issuers: Vec<Issuer>,
     /// `clusters` as configured: also routes `jwks_uri`s found by OIDC discovery.
     pub clusters: BTreeMap<String, String>,
@@ -514,7 +514,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     if !(1..=64 * 1024 * 1024).contains(&max_body_bytes) {
         return Err(err("max_body_bytes", "must be between 1 and 67108864"));
     }
-    let token_cache_size = raw.token_cache_size.unwrap_or(crate::token_cache::DEFAULT_CAPACITY);
+    let token_cache_size = raw.token_cache_size.unwrap_or(crate::store::token_cache::DEFAULT_CAPACITY);
     if token_cache_size > 1_000_000 {
         return Err(err("token_cache_size", "must be at most 1000000"));
     }
@@ -607,7 +607,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
 /// (`openai_route`) would silently empty an allow-list or a deny rule: refused.
 fn route_list(entries: &[String], field: &str) -> Result<RouteList, String> {
     for (i, entry) in entries.iter().enumerate() {
-        if !entry.starts_with('/') && crate::route_groups::members(entry).is_none() {
+        if !entry.starts_with('/') && crate::routes::groups::members(entry).is_none() {
             return Err(err(&format!("{field}[{i}]"), format!(
                 "{entry:?} is neither a path (starting with /) nor a LiteLLM route group (e.g. openai_routes, info_routes, management_routes)"
             )));
@@ -642,7 +642,7 @@ fn compile_locations(headers: Vec<RawHeaderLocation>, params: Vec<String>, cooki
         if name.is_empty() || !name.chars().all(token_char) {
             return Err(err(&format!("from_headers[{i}].name"), "must be an HTTP header name"));
         }
-        if name == "cookie" || name.starts_with(crate::identity::IDENTITY_HEADER_PREFIX) {
+        if name == "cookie" || name.starts_with(crate::authz::identity::IDENTITY_HEADER_PREFIX) {
             return Err(err(&format!("from_headers[{i}].name"), "use from_cookies for cookies; x-litellm-* headers are the filter's own"));
         }
         out.headers.push(HeaderLocation { name, value_prefix: h.value_prefix });
@@ -1213,7 +1213,7 @@ fn general_settings(gs: &Map<String, Value>) -> Result<Settings, String> {
         // /guardrails/apply_guardrail, but `is_llm_api_route` does not pass it: non-admins are
         // refused there (found by running LiteLLM 1.110.2 on the same requests).
         non_admin_routes: RouteList::compile(&["llm_api_routes", "info_routes"])
-            .without(crate::route_groups::APPLY_GUARDRAIL_ROUTES),
+            .without(crate::routes::groups::APPLY_GUARDRAIL_ROUTES),
         team_ids_jwt_field: opt_path(jwt, "team_ids_jwt_field")?,
         team_id_upsert: flag(jwt, "team_id_upsert", &format!("{JWTAUTH}.team_id_upsert"))?,
         user_id_upsert: flag(jwt, "user_id_upsert", &format!("{JWTAUTH}.user_id_upsert"))?,
@@ -1698,7 +1698,7 @@ mod tests {
         assert!(!c.public_routes.matches("/v1/chat/completions"));
         assert_eq!(c.policy.scope_claims.len(), 2);
         let d = compile_json(json!({"public_key_url": "http://a/j"})).unwrap();
-        assert_eq!(d.policy.scope_claims, vec![crate::claim_path::ClaimPath::parse("scope").unwrap()]);
+        assert_eq!(d.policy.scope_claims, vec![crate::authz::claim_path::ClaimPath::parse("scope").unwrap()]);
         assert_eq!(d.max_body_bytes, 1024 * 1024);
     }
 

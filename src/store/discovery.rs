@@ -8,10 +8,10 @@
 //! |----------------------------------|-----------------------------|
 //! | `llm_jwt_auth/v1/oidc/<url>`     | `<expires_ms>\n<jwks_uri>`  |
 //!
-//! The key set itself is cached under the discovery URL (see [`crate::jwks_cache`]), so
+//! The key set itself is cached under the discovery URL (see [`crate::store::jwks`]), so
 //! lookups do not depend on what the document said.
 
-use crate::shared_data::SharedData;
+use crate::store::SharedData;
 use serde_json::Value;
 
 pub const KEY_PREFIX: &str = "llm_jwt_auth/v1/oidc/";
@@ -52,7 +52,7 @@ pub fn forget(store: &dyn SharedData, url: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared_data::mock::MockShared;
+    use crate::store::mock::MockShared;
 
     #[test]
     fn takes_jwks_uri_from_the_document() {

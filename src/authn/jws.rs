@@ -6,7 +6,7 @@
 //! reach key selection.
 
 use crate::error::AuthError;
-use crate::strict_json;
+use crate::authn::strict_json;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;

@@ -1,14 +1,22 @@
 //! The authentication decision for one token, pure: given the parsed token, the compiled
 //! configuration, what is known of the key sets and the time, decide allow / deny / wait.
 
-use crate::claims;
+
+pub mod claims;
+pub mod extract;
+pub mod jws;
+pub mod keys;
+pub mod strict_json;
+pub mod trust;
+pub mod verify;
+
 use crate::config::{FilterConfig, JwksSource};
 use crate::error::{AuthError, Outage};
-use crate::issuers::{self, Trust};
-use crate::jws::Jws;
-use crate::keys::jwks::KeySet;
-use crate::keys::PublicKey;
-use crate::verify::{verify_signature, HostCrypto};
+use trust::Trust;
+use crate::authn::jws::Jws;
+use crate::authn::keys::jwks::KeySet;
+use crate::authn::keys::PublicKey;
+use crate::authn::verify::{verify_signature, HostCrypto};
 use std::sync::Arc;
 
 /// What a worker knows of one JWKS URL's keys at this moment.
@@ -135,7 +143,7 @@ pub fn authenticate(
 ) -> Decision {
     // The unverified `iss` only chooses whose keys to try: a token verifies with that
     // issuer's keys or not at all.
-    let trust = match issuers::select(config, &jws.claims) {
+    let trust = match trust::select(config, &jws.claims) {
         Ok(trust) => trust,
         Err(e) => return Decision::Deny(e),
     };
@@ -154,7 +162,7 @@ mod tests {
     use super::*;
     use crate::config::compile;
     use crate::testkeys::{now, token, vectors};
-    use crate::verify::GuestOnly;
+    use crate::authn::verify::GuestOnly;
     use serde_json::{json, Value};
 
     fn config(v: Value) -> FilterConfig {
@@ -168,7 +176,7 @@ mod tests {
     }
 
     fn decide(cfg: &FilterConfig, tok: &str, mut lookup: impl FnMut(&JwksSource) -> KeyLookup) -> Decision {
-        let jws = crate::jws::parse(&token(tok)).unwrap();
+        let jws = crate::authn::jws::parse(&token(tok)).unwrap();
         authenticate(&jws, cfg, &mut lookup, &GuestOnly, now())
     }
 
@@ -254,14 +262,14 @@ mod tests {
 
     #[test]
     fn unknown_kid_waits_for_a_refetch_when_one_is_under_way() {
-        let jws = crate::jws::parse(&token("ES384")).unwrap();
+        let jws = crate::authn::jws::parse(&token("ES384")).unwrap();
         let mut keys = Rotating { refetching: true, asked: vec![] };
         assert_eq!(authenticate(&jws, &two_urls(), &mut keys, &GuestOnly, now()), Decision::NeedKeys);
         assert_eq!(keys.asked, ["http://a/jwks", "http://b/jwks"], "every URL may have rotated");
         let mut keys = Rotating { refetching: false, asked: vec![] };
         let d = authenticate(&jws, &two_urls(), &mut keys, &GuestOnly, now());
         assert!(matches!(d, Decision::Deny(AuthError::NoMatchingKey { .. })), "{d:?}");
-        let known = crate::jws::parse(&token("RS256")).unwrap();
+        let known = crate::authn::jws::parse(&token("RS256")).unwrap();
         let mut keys = Rotating { refetching: true, asked: vec![] };
         assert_eq!(authenticate(&known, &two_urls(), &mut keys, &GuestOnly, now()), Decision::Verified { keys_until_ms: u64::MAX });
         assert!(keys.asked.is_empty(), "a known kid never asks for a refetch");
@@ -284,7 +292,7 @@ mod tests {
         let d = decide(&cfg, "RS256_by_other_key", |_| KeyLookup::ready(jwks(&["rsa"])));
         assert_eq!(d, Decision::Deny(AuthError::BadSignature));
 
-        let jws = crate::jws::parse(&token("RS256")).unwrap();
+        let jws = crate::authn::jws::parse(&token("RS256")).unwrap();
         let mut lookup = |_: &JwksSource| KeyLookup::ready(jwks(&["rsa"]));
         let later = now() + 3600;
         assert_eq!(authenticate(&jws, &cfg, &mut lookup, &GuestOnly, later), Decision::Deny(AuthError::Expired));
@@ -302,7 +310,7 @@ mod tests {
         let v = vectors();
         let cfg = config(json!({"public_keys": [v["keys"]["p256"]["pem"], v["keys"]["rsa"]["cert"]]}));
         let mut never = |_: &JwksSource| -> KeyLookup { panic!("no JWKS configured") };
-        let jws = crate::jws::parse(&token("RS256_nokid")).unwrap();
+        let jws = crate::authn::jws::parse(&token("RS256_nokid")).unwrap();
         assert!(matches!(authenticate(&jws, &cfg, &mut never, &GuestOnly, now()), Decision::Verified { .. }));
         // A kid no JWKS knows still falls back to inline keys.
         assert!(matches!(decide(&cfg, "RS256", |_| KeyLookup::Pending), Decision::Verified { .. }));

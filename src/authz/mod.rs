@@ -4,10 +4,16 @@
 //! `validate_object_id` — plus the non-admin route check of `common_checks`. Pure: the
 //! caller supplies the route and, when [`Policy::needs_model`] says so, the requested model.
 
-use crate::claim_path::ClaimPath;
+
+pub mod claim_path;
+pub mod identity;
+pub mod model;
+pub mod route_rules;
+
+use crate::authz::claim_path::ClaimPath;
 use crate::error::AuthError;
-use crate::identity::{Identity, ROLE_INTERNAL_USER, ROLE_PROXY_ADMIN};
-use crate::record_store::RecordLookup;
+use crate::authz::identity::{Identity, ROLE_INTERNAL_USER, ROLE_PROXY_ADMIN};
+use crate::store::records::RecordLookup;
 use crate::records::{can_call_model, AccessGroups, EndUser, Kind, Record, RecordKey, Team, User};
 use crate::pytext::{py_float, py_list};
 use crate::routes::RouteList;

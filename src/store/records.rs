@@ -4,7 +4,7 @@
 //! | key                                           | value                                     |
 //! |-----------------------------------------------|-------------------------------------------|
 //! | `llm_jwt_auth/v1/rec/<kind>/<id>`             | JSON [`Stored`]: the record or `null` (not found), when it was fetched, until when it is fresh, until when it may be served stale |
-//! | `llm_jwt_auth/v1/rec-fetch/<kind>/<id>`       | the fetch lease ([`crate::shared_data::FetchState`]) |
+//! | `llm_jwt_auth/v1/rec-fetch/<kind>/<id>`       | the fetch lease ([`crate::store::FetchState`]) |
 //!
 //! A record is *fresh* for `ttl`; after that the last good copy is still served for
 //! `stale_ttl` while one worker refreshes it (or while the source is down); past that, the
@@ -13,7 +13,7 @@
 
 use crate::error::Outage;
 use crate::records::{Record, RecordKey};
-use crate::shared_data::{try_lease, FetchState, SharedData};
+use crate::store::{try_lease, FetchState, SharedData};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -218,7 +218,7 @@ impl RecordStore {
 mod tests {
     use super::*;
     use crate::records::{Kind, Team};
-    use crate::shared_data::mock::MockShared;
+    use crate::store::mock::MockShared;
 
     const L: Lifetimes = Lifetimes { ttl_ms: 1000, negative_ttl_ms: 100, stale_ttl_ms: 5000 };
 

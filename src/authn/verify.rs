@@ -4,8 +4,8 @@
 //! RustCrypto. Both paths are strict: a signature is accepted only when a verifier said yes.
 
 use crate::error::AuthError;
-use crate::jws::{Algorithm, Jws};
-use crate::keys::{KeyMaterial, PublicKey};
+use crate::authn::jws::{Algorithm, Jws};
+use crate::authn::keys::{KeyMaterial, PublicKey};
 use rsa::{Pkcs1v15Sign, Pss};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use p256::ecdsa::signature::Verifier;
@@ -134,7 +134,7 @@ fn rsa_guest(key: &rsa::PublicKey, hash: HashFn, pss: bool, msg: &[u8], sig: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::jwk;
+    use crate::authn::keys::jwk;
     use crate::testkeys::{token, vectors};
     use std::cell::RefCell;
 
@@ -143,7 +143,7 @@ mod tests {
     }
 
     fn jws(name: &str) -> Jws {
-        crate::jws::parse(&token(name)).unwrap()
+        crate::authn::jws::parse(&token(name)).unwrap()
     }
 
     const ALL: [(&str, &str); 11] = [

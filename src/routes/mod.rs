@@ -3,7 +3,9 @@
 //! non-empty segment, `{name:path}` anything — or a literal path, where a trailing `*` means
 //! "starts with". Lists are compiled once, at configure time.
 
-use crate::route_groups;
+
+pub mod groups;
+
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +92,7 @@ impl RouteList {
         for entry in entries {
             let text = entry.as_ref();
             list.texts.push(text.to_string());
-            let patterns = match route_groups::members(text) {
+            let patterns = match groups::members(text) {
                 Some(members) => members.iter().map(|m| Pattern::template(m)).collect(),
                 None => vec![Pattern::literal(text)],
             };
@@ -131,7 +133,7 @@ impl RouteList {
     pub fn expanded(&self) -> Vec<&str> {
         self.texts
             .iter()
-            .flat_map(|t| match route_groups::members(t) {
+            .flat_map(|t| match groups::members(t) {
                 Some(members) => members.to_vec(),
                 None => vec![t.as_str()],
             })

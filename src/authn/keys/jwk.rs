@@ -1,7 +1,7 @@
 //! JSON Web Keys (RFC 7517/7518/8037) → [`PublicKey`]. RSA, EC P-256/P-384, OKP Ed25519.
 
 use super::{KeyMaterial, PublicKey};
-use crate::jws::{Algorithm, B64URL};
+use crate::authn::jws::{Algorithm, B64URL};
 use base64::Engine;
 use rsa::BoxedUint;
 use serde_json::{Map, Value};

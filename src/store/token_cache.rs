@@ -12,7 +12,7 @@
 //! Hashing a fixed tail instead of the whole token (0.5–4 KiB) keeps a hit's cost flat: it
 //! was two SipHash passes over the whole token per hit before (measured in bench/PROFILE.md).
 
-use crate::jws::Jws;
+use crate::authn::jws::Jws;
 use lru::LruCache;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -114,7 +114,7 @@ impl TokenCache {
     pub fn insert(&mut self, token: &str, jws: Rc<Jws>, generation: u64, keys_until_ms: u64) {
         let slot = self.slot(token);
         if let Some(entries) = self.entries.as_mut() {
-            let expires = crate::claims::expiry(&jws.claims);
+            let expires = crate::authn::claims::expiry(&jws.claims);
             entries.put(slot, Entry { token: token.into(), jws, expires, generation, keys_until_ms });
         }
     }
@@ -144,7 +144,7 @@ mod tests {
 
     fn verified(name: &str) -> (String, Rc<Jws>) {
         let t = token(name);
-        let jws = Rc::new(crate::jws::parse(&t).unwrap());
+        let jws = Rc::new(crate::authn::jws::parse(&t).unwrap());
         (t, jws)
     }
 
@@ -162,7 +162,7 @@ mod tests {
     fn entries_die_at_exp_and_on_key_set_change() {
         let mut c = TokenCache::new(4);
         let (t, jws) = verified("ES256");
-        let exp = crate::claims::expiry(&jws.claims).unwrap();
+        let exp = crate::authn::claims::expiry(&jws.claims).unwrap();
         c.insert(&t, jws, 1, u64::MAX);
         assert!(c.get(&t, exp * 1000 - 1, 1).is_some());
         assert!(c.get(&t, exp * 1000, 1).is_none(), "expired at exp");

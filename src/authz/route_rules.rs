@@ -5,7 +5,7 @@
 
 use crate::authz::ClaimRequirement;
 use crate::error::AuthError;
-use crate::identity::{Identity, ROLE_PROXY_ADMIN};
+use crate::authz::identity::{Identity, ROLE_PROXY_ADMIN};
 use crate::routes::RouteList;
 use serde_json::{Map, Value};
 
@@ -119,7 +119,7 @@ impl Requirements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claim_path::ClaimPath;
+    use crate::authz::claim_path::ClaimPath;
     use serde_json::json;
 
     fn rule(path: PathMatch, action: RuleAction) -> RouteRule {

@@ -28,8 +28,8 @@
 
 use crate::authn::KeyLookup;
 use crate::error::Outage;
-use crate::keys::jwks::KeySet;
-pub use crate::shared_data::{init_lease, try_lease, FetchState, SharedData};
+use crate::authn::keys::jwks::KeySet;
+pub use crate::store::{init_lease, try_lease, FetchState, SharedData};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -315,7 +315,7 @@ fn kid_stamp(store: &dyn SharedData, url: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use crate::shared_data::mock::MockShared;
+    use crate::store::mock::MockShared;
     use super::*;
     use crate::testkeys::vectors;
     use serde_json::json;

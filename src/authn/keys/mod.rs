@@ -9,7 +9,7 @@ pub mod jwk;
 pub mod jwks;
 pub mod pem;
 
-use crate::jws::Algorithm;
+use crate::authn::jws::Algorithm;
 use spki::EncodePublicKey;
 
 /// The key itself, by kind. Host crypto gets `spki_der`; guest crypto uses the parsed key.
