@@ -62,7 +62,7 @@ lint: toolchain
 unit:
 	cargo test
 
-e2e: build venv oidc-deps
+e2e: build venv oidc-deps sdk-deps
 	$(PYTHON) -m pytest tests/e2e -q -ra
 
 test: lint unit e2e
