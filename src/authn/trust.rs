@@ -15,17 +15,6 @@ use crate::authn::keys::PublicKey;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// One configured issuer, compiled.
-#[derive(Debug, Clone)]
-pub struct Issuer {
-    /// The exact `iss` value this issuer's tokens carry.
-    pub iss: String,
-    pub jwks: Vec<JwksSource>,
-    pub claim_rules: ClaimRules,
-    /// The global policy with this issuer's claim fields in place.
-    pub policy: Policy,
-}
-
 /// What applies to one token: where its keys come from, the registered-claim rules and the
 /// authorization policy.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,199 @@
+//! Per-route rules, token locations and route lists as configured.
+
+use super::fields::{err, objects, only_keys, string_list};
+use super::raw::{RawHeaderLocation, RawRule};
+use super::url::valid_authority;
+use crate::authn::extract::{HeaderLocation, Locations};
+use crate::authz::claim_path::ClaimPath;
+use crate::authz::route_rules::{PathMatch, Requirements, RouteRule, RuleAction};
+use crate::authz::ClaimRequirement;
+use crate::routes::RouteList;
+use serde_json::Value;
+
+/// A configured route list: each entry a path (starting with `/`; `*` and `{param}` allowed)
+/// or a LiteLLM route group name. Anything else matches no request, so a misspelt group
+/// (`openai_route`) would silently empty an allow-list or a deny rule: refused.
+pub(super) fn route_list(entries: &[String], field: &str) -> Result<RouteList, String> {
+    for (i, entry) in entries.iter().enumerate() {
+        if !entry.starts_with('/') && crate::routes::groups::members(entry).is_none() {
+            return Err(err(&format!("{field}[{i}]"), format!(
+                "{entry:?} is neither a path (starting with /) nor a LiteLLM route group (e.g. openai_routes, info_routes, management_routes)"
+            )));
+        }
+    }
+    Ok(RouteList::compile(entries))
+}
+
+pub(super) fn compile_locations(headers: Vec<RawHeaderLocation>, params: Vec<String>, cookies: Vec<String>) -> Result<Locations, String> {
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut out = Locations::default();
+    for (i, h) in headers.into_iter().enumerate() {
+        let name = h.name.to_ascii_lowercase();
+        if name.is_empty() || !name.chars().all(token_char) {
+            return Err(err(&format!("from_headers[{i}].name"), "must be an HTTP header name"));
+        }
+        if name == "cookie" || name.starts_with(crate::authz::identity::IDENTITY_HEADER_PREFIX) {
+            return Err(err(&format!("from_headers[{i}].name"), "use from_cookies for cookies; x-litellm-* headers are the filter's own"));
+        }
+        out.headers.push(HeaderLocation { name, value_prefix: h.value_prefix });
+    }
+    for (field, names) in [("from_params", &params), ("from_cookies", &cookies)] {
+        if let Some(i) = names.iter().position(|n| n.is_empty() || !n.chars().all(token_char)) {
+            return Err(err(&format!("{field}[{i}]"), "must be a non-empty name"));
+        }
+    }
+    out.params = params;
+    out.cookies = cookies;
+    Ok(out)
+}
+
+pub(super) fn compile_rule(i: usize, raw: RawRule) -> Result<RouteRule, String> {
+    let here = format!("rules[{i}]");
+    let m = raw.matcher;
+    let path = match (m.path, m.prefix, m.routes) {
+        (Some(p), None, None) if p.starts_with('/') => PathMatch::Exact(p),
+        (None, Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p),
+        (None, None, Some(r)) if !r.is_empty() => PathMatch::Routes(route_list(&r, &format!("{here}.match.routes"))?),
+        _ => return Err(err(&format!("{here}.match"), "needs exactly one of path, prefix (each starting with /) or routes (a non-empty list)")),
+    };
+    let action = match (raw.public, raw.deny, raw.require) {
+        (true, false, None) => RuleAction::Public,
+        (false, true, None) => RuleAction::Deny,
+        (false, false, Some(r)) if !r.admin && !r.team && r.scopes.is_empty() && r.claims.as_ref().is_none_or(Value::is_null) => {
+            return Err(err(&format!("{here}.require"), "asks for nothing: name at least one of admin, team, scopes, claims"));
+        }
+        (false, false, Some(r)) => RuleAction::Require(Requirements {
+            admin: r.admin,
+            team: r.team,
+            scopes: r.scopes,
+            claims: claim_requirements(r.claims.as_ref(), &format!("{here}.require.claims"))?,
+        }),
+        _ => return Err(err(&here, "needs exactly one of \"public\": true, \"deny\": true or \"require\": {…}")),
+    };
+    // A method or host that no request can have would make the rule never apply.
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    let methods: Vec<String> = m.methods.iter().map(|x| x.to_ascii_uppercase()).collect();
+    if let Some(i) = methods.iter().position(|x| !METHODS.contains(&x.as_str())) {
+        return Err(err(&format!("{here}.match.methods[{i}]"), format!("must be an HTTP method ({})", METHODS.join(", "))));
+    }
+    let hosts: Vec<String> = m.hosts.iter().map(|x| x.to_ascii_lowercase()).collect();
+    for (i, host) in hosts.iter().enumerate() {
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        if !valid_authority(name) || name.contains(':') && !name.starts_with('[') {
+            return Err(err(&format!("{here}.match.hosts[{i}]"), "must be a host name (or *.domain), without scheme, port or path"));
+        }
+    }
+    Ok(RouteRule { path, methods, hosts, action })
+}
+
+/// Declarative claim conditions (`custom_validate`, rule requirements).
+pub(super) fn claim_requirements(value: Option<&Value>, field: &str) -> Result<Vec<ClaimRequirement>, String> {
+    let field = field.to_string();
+    if let Some(Value::String(callable)) = value {
+        return Err(err(&field, format!(
+            "{callable:?} is a Python callable, which cannot run in Envoy; write the rule as a list of \
+             {{\"claim\": \"<path>\", \"equals\" | \"any_of\" | \"all_of\": …}}"
+        )));
+    }
+    let mut rules = Vec::new();
+    for (i, rule) in objects(value, &field)?.into_iter().enumerate() {
+        let here = format!("{field}[{i}]");
+        only_keys(rule, &["claim", "equals", "any_of", "all_of"], &here)?;
+        let path = rule
+            .get("claim")
+            .and_then(Value::as_str)
+            .and_then(ClaimPath::parse)
+            .ok_or_else(|| err(&here, "needs \"claim\": a non-empty claim path"))?;
+        let mut made = Vec::new();
+        if let Some(v) = rule.get("equals") {
+            made.push(ClaimRequirement::Equals(path.clone(), v.clone()));
+        }
+        if let Some(list) = string_list(rule.get("any_of"), &format!("{here}.any_of"))? {
+            made.push(ClaimRequirement::AnyOf(path.clone(), list));
+        }
+        if let Some(list) = string_list(rule.get("all_of"), &format!("{here}.all_of"))? {
+            made.push(ClaimRequirement::AllOf(path, list));
+        }
+        if made.len() != 1 {
+            return Err(err(&here, "needs exactly one of \"equals\", \"any_of\", \"all_of\""));
+        }
+        rules.append(&mut made);
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::*;
+    use crate::authn::extract::HeaderLocation;
+    use crate::authz::route_rules::RuleAction;
+    use crate::config::ApiKeys;
+    use serde_json::json;
+
+    #[test]
+    fn token_locations_forwarding_and_api_keys() {
+        let d = compile_json(json!({"public_key_url": "https://idp/k"})).unwrap();
+        assert!(d.token_locations.is_default() && d.forward && d.api_keys == ApiKeys::Refuse);
+        let c = compile_json(json!({"public_key_url": "https://idp/k",
+            "from_headers": [{"name": "X-Token", "value_prefix": "Token "}], "from_params": ["access_token"],
+            "from_cookies": ["session"], "forward": false, "api_keys": "pass_through"}))
+        .unwrap();
+        assert_eq!(c.token_locations.headers, [HeaderLocation { name: "x-token".into(), value_prefix: "Token ".into() }]);
+        assert!(!c.forward && c.api_keys == ApiKeys::PassThrough);
+        for (bad, says) in [
+            (json!({"from_headers": [{"name": "bad name"}]}), "from_headers[0].name"),
+            (json!({"from_headers": [{"name": "cookie"}]}), "from_cookies"),
+            (json!({"from_headers": [{"name": "x-litellm-user-id"}]}), "from_headers[0].name"),
+            (json!({"from_headers": [{"nam": "x"}]}), "from_headers[0]"),
+            (json!({"from_params": [""]}), "from_params[0]"),
+            (json!({"api_keys": "allow"}), "api_keys"),
+        ] {
+            let mut cfg = bad.clone();
+            cfg["public_key_url"] = json!("https://idp/k");
+            let e = compile_json(cfg).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn route_rules_compile_with_one_matcher_and_one_action() {
+        let c = compile_json(json!({"public_key_url": "https://idp/k", "rules": [
+            {"match": {"path": "/health"}, "public": true},
+            {"match": {"prefix": "/admin/", "methods": ["post"], "hosts": ["API.example.com"]},
+             "require": {"admin": true, "claims": [{"claim": "tier", "equals": "gold"}]}},
+            {"match": {"routes": ["openai_routes"]}, "require": {"team": true, "scopes": ["llm"]}},
+            {"match": {"prefix": "/internal/"}, "deny": true},
+        ]}))
+        .unwrap();
+        assert_eq!(c.rules.len(), 4);
+        assert_eq!(c.rules[1].methods, ["POST"]);
+        assert_eq!(c.rules[1].hosts, ["api.example.com"]);
+        assert!(matches!(&c.rules[1].action, RuleAction::Require(r) if r.admin && r.claims.len() == 1));
+        for (rule, says) in [
+            (json!({"match": {"path": "/a", "prefix": "/b"}, "public": true}), "rules[0].match"),
+            (json!({"match": {"path": "a"}, "public": true}), "rules[0].match"),
+            (json!({"match": {"routes": []}, "public": true}), "rules[0].match"),
+            (json!({"match": {"path": "/a"}}), "exactly one of"),
+            (json!({"match": {"path": "/a"}, "public": true, "deny": true}), "exactly one of"),
+            (json!({"match": {"path": "/a"}, "require": {"claims": [{"claim": "x"}]}}), "rules[0].require.claims[0]"),
+            (json!({"match": {"path": "/a"}, "require": {"colour": 1}}), "rules[0].require"),
+            (json!({"match": {"path": "/a", "regex": "x"}, "public": true}), "rules[0].match"),
+        ] {
+            let e = compile_json(json!({"public_key_url": "https://idp/k", "rules": [rule]})).unwrap_err();
+            assert!(e.contains(says), "{rule}: {e}");
+        }
+    }
+
+    #[test]
+    fn custom_validate_is_declarative() {
+        let c = jwtauth(json!({"custom_validate": [
+            {"claim": "tenant", "equals": "acme"},
+            {"claim": "groups", "any_of": ["a", "b"]},
+            {"claim": "amr", "all_of": ["mfa"]}]})).unwrap();
+        assert_eq!(c.policy.custom_validate.len(), 3);
+        let e = jwtauth(json!({"custom_validate": "my_module.my_validator"})).unwrap_err();
+        assert!(e.contains("Python callable"), "{e}");
+        let e = jwtauth(json!({"custom_validate": [{"claim": "x", "equals": 1, "any_of": ["y"]}]})).unwrap_err();
+        assert!(e.contains("exactly one of"), "{e}");
+    }
+}
