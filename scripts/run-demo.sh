@@ -205,9 +205,9 @@ curl -s -i $PROXY/health
 # 19. the denials above by reason, as Prometheus labels (envoy.yaml's stats_tags) -> 200
 curl -s $ADMIN/stats/prometheus | grep '^llm_jwt_auth_requests_denied'
 
-# /mint takes sub team teams groups roles scope email org end_user aud iss exp_in nbf_in alg kid
-# expired forged forge format; anything else is a 400 that lists them:
-#   curl -s '$IDP/mint?tenant=acme'
+# 20. the IdP's /mint takes sub team teams groups roles scope email org end_user aud iss exp_in
+#     nbf_in alg kid expired forged forge format; anything else -> 400 "unknown /mint parameter"
+curl -s -i '$IDP/mint?sub=alice&tenant=acme'
 
 Press Ctrl-C to stop.
 EOF
