@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Demo: demo IdP (:9090) + echo upstream (:8080) + Envoy with envoy.yaml (:10000, admin :9901).
-# Called by `make run` after the build; prints ready-to-paste curl commands, then waits.
+# Demo: demo IdP (:9090) + echo upstream (:8080) + Envoy with envoy.yaml (teams gateway :10000,
+# RBAC gateway :10001, admin :9901). Called by `make run` after the build; prints a walkthrough of
+# the rules (docs/try-the-rules.md) as ready-to-paste commands that mint fresh tokens, then waits.
+# tests/e2e/test_demo_walkthrough.py starts this script and runs every printed command.
 # Ctrl-C (or any of the three processes exiting) stops everything this script started.
 #
 # Environment:
@@ -27,6 +29,7 @@ fi
 WASM=target/wasm32-wasip1/release/llm_jwt_auth.wasm
 IDP=http://127.0.0.1:9090
 PROXY=http://127.0.0.1:10000
+RBAC=http://127.0.0.1:10001
 ADMIN=http://127.0.0.1:9901
 
 if [[ ! -x "$PYTHON" ]] && ! command -v "$PYTHON" >/dev/null 2>&1; then
@@ -42,7 +45,7 @@ fi
 "$PYTHON" - <<'EOF'
 import socket, sys
 busy = []
-for port in (9090, 8080, 10000, 9901):
+for port in (9090, 8080, 10000, 10001, 9901):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is fine
     try:
@@ -103,42 +106,108 @@ wait_http "http://127.0.0.1:8080/healthz" 15 "echo upstream" "${PIDS[-1]}"
 PIDS+=($!)
 wait_http "$ADMIN/ready" 30 "Envoy" "${PIDS[-1]}"
 
-mint() { "$PYTHON" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode().strip())' "$IDP/mint?$1"; }
-VALID=$(mint "sub=alice&alg=RS256")
-ADMIN_TOKEN=$(mint "sub=root&alg=EdDSA&scope=litellm_proxy_admin")
-EXPIRED=$(mint "sub=alice&expired=1")
-FORGED=$(mint "sub=alice&forged=1")
-
-BODY='{"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}'
+CHAT="-H 'content-type: application/json' -d"
 cat <<EOF
 
 llm-jwt-auth demo is up:
-  proxy     $PROXY   (Envoy + llm_jwt_auth.wasm)
-  IdP       $IDP/.well-known/jwks.json   mint: $IDP/mint?sub=alice&alg=ES256
-  upstream  http://127.0.0.1:8080   (echoes what it received)
-  admin     $ADMIN
+  teams gateway  $PROXY   (Envoy + llm_jwt_auth.wasm: teams, budgets, admin routes, identity)
+  RBAC gateway   $RBAC   (the same filter: IdP roles -> LiteLLM roles, scopes -> models)
+  IdP            $IDP/.well-known/jwks.json   mint: $IDP/mint?sub=alice&team=research
+  upstream       http://127.0.0.1:8080   (echoes what it received, headers included)
+  admin          $ADMIN   (/stats, /stats/prometheus)
 
-# valid token (RS256) -> 200, the echo shows x-litellm-user-id: alice, x-litellm-team-id: demo-team
-curl -s $PROXY/v1/chat/completions -H 'content-type: application/json' \\
-  -H 'Authorization: Bearer $VALID' \\
-  -d '$BODY'
+Try the rules (docs/try-the-rules.md). Each TOKEN=... line mints a fresh token; the rules are
+envoy.yaml's. A 200 is the echo upstream's answer: its "echo" shows the x-litellm-* headers.
 
-# proxy admin (EdDSA, scope litellm_proxy_admin) on a management route -> 200, x-litellm-user-role: proxy_admin
-curl -s $PROXY/team/info -H 'Authorization: Bearer $ADMIN_TOKEN'
+## Teams gateway ($PROXY): team_id_jwt_field "team", static teams
 
-# alice on the same route -> 403 route_rule (envoy.yaml's rules: management routes need an admin)
-curl -s -i $PROXY/team/info -H 'Authorization: Bearer $VALID'
+# 1. team research may call its model -> 200; the upstream sees x-litellm-team-id: research
+TOKEN=\$(curl -s '$IDP/mint?sub=alice&team=research')
+curl -s -i $PROXY/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o-mini", "messages": []}'
 
-# expired token -> 401 expired_key "Token Expired"
-curl -s -i $PROXY/v1/chat/completions -H 'Authorization: Bearer $EXPIRED'
+# 2. ... and no other -> 401 team_model_access_denied "team not allowed to access model"
+curl -s -i $PROXY/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o", "messages": []}'
 
-# forged token (right kid, wrong signing key) -> 401 "Signature verification failed"
-curl -s -i $PROXY/v1/chat/completions -H 'Authorization: Bearer $FORGED'
+# 3. no team claim: team_id_default puts the token in demo-team, which may call any model -> 200
+TOKEN=\$(curl -s '$IDP/mint?sub=bob&alg=ES256')
+curl -s -i $PROXY/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o", "messages": []}'
 
-# no token -> 401 "No api key passed in."
-curl -s -i $PROXY/v1/chat/completions
+# 4. team interns is over its budget -> 400 budget_exceeded "Budget has been exceeded! Team=interns"
+TOKEN=\$(curl -s '$IDP/mint?sub=carol&team=interns')
+curl -s -i $PROXY/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o-mini", "messages": []}'
 
-# fresh tokens: TOKEN=\$(curl -s '$IDP/mint?sub=bob&alg=ES384&exp_in=600')
+# 5. team legacy is blocked -> 401 "Team=legacy is blocked"
+TOKEN=\$(curl -s '$IDP/mint?sub=dave&team=legacy')
+curl -s -i $PROXY/v1/models -H "Authorization: Bearer \$TOKEN"
+
+# 6. the identity the upstream sees -> 200 with x-litellm-user-id: alice, x-litellm-user-email,
+#    x-litellm-team-id: research, x-litellm-team-alias, x-litellm-org-id: acme,
+#    x-litellm-end-user-id: customer-7, x-litellm-user-role: internal_user
+TOKEN=\$(curl -s '$IDP/mint?sub=alice&team=research&email=alice@example.com&org=acme&end_user=customer-7')
+curl -s -i $PROXY/v1/models -H "Authorization: Bearer \$TOKEN"
+
+# 7. a proxy admin (scope litellm_proxy_admin) on a management route -> 200, x-litellm-user-role: proxy_admin
+TOKEN=\$(curl -s '$IDP/mint?sub=root&scope=litellm_proxy_admin&alg=EdDSA')
+curl -s -i $PROXY/team/info -H "Authorization: Bearer \$TOKEN"
+
+# 8. ... but not on the LLM API (LiteLLM's admin_allowed_routes) -> 401 "Admin not allowed to access this route"
+curl -s -i $PROXY/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o", "messages": []}'
+
+# 9. anyone else on a management route -> 403 route_rule "route /team/info requires a proxy admin token"
+TOKEN=\$(curl -s '$IDP/mint?sub=alice&team=research')
+curl -s -i $PROXY/team/info -H "Authorization: Bearer \$TOKEN"
+
+## RBAC gateway ($RBAC): roles_jwt_field "roles", role_mappings, role_permissions, scope_mappings
+
+# 10. IdP role llm-user is mapped to internal_user; scope llm.pro lists gpt-4o -> 200
+TOKEN=\$(curl -s '$IDP/mint?sub=erin&roles=llm-user&scope=llm.pro')
+curl -s -i $RBAC/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o", "messages": []}'
+
+# 11. internal_user's role_permissions allow the OpenAI routes only -> 403 "Role=internal_user not allowed to call route=/team/info"
+curl -s -i $RBAC/team/info -H "Authorization: Bearer \$TOKEN"
+
+# 12. no mapped role (enforce_rbac) -> 403 "Unmatched token passed in. enforce_rbac is set to True."
+TOKEN=\$(curl -s '$IDP/mint?sub=erin&roles=guest&scope=llm.pro')
+curl -s -i $RBAC/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o", "messages": []}'
+
+# 13. scope llm.basic maps to gpt-4o-mini -> 200
+TOKEN=\$(curl -s '$IDP/mint?sub=erin&roles=llm-user&scope=llm.basic')
+curl -s -i $RBAC/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o-mini", "messages": []}'
+
+# 14. ... and not to gpt-4o -> 403 "The requested model 'gpt-4o' is not available for this API key"
+curl -s -i $RBAC/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+  $CHAT '{"model": "gpt-4o", "messages": []}'
+
+## Tokens (either gateway)
+
+# 15. expired -> 401 expired_key "Token Expired"
+TOKEN=\$(curl -s '$IDP/mint?sub=alice&team=research&expired=1')
+curl -s -i $PROXY/v1/models -H "Authorization: Bearer \$TOKEN"
+
+# 16. forged (right kid, wrong signing key) -> 401 "Signature verification failed"
+TOKEN=\$(curl -s '$IDP/mint?sub=alice&team=research&forged=1')
+curl -s -i $PROXY/v1/models -H "Authorization: Bearer \$TOKEN"
+
+# 17. no token -> 401 "No api key passed in."
+curl -s -i $PROXY/v1/models
+
+# 18. /health is public (envoy.yaml's rules): no token needed -> 200
+curl -s -i $PROXY/health
+
+# 19. the denials above by reason, as Prometheus labels (envoy.yaml's stats_tags) -> 200
+curl -s $ADMIN/stats/prometheus | grep '^llm_jwt_auth_requests_denied'
+
+# 20. the IdP's /mint takes sub team teams groups roles scope email org end_user aud iss exp_in
+#     nbf_in alg kid expired forged forge format; anything else -> 400 "unknown /mint parameter"
+curl -s -i '$IDP/mint?sub=alice&tenant=acme'
 
 Press Ctrl-C to stop.
 EOF

@@ -7,15 +7,30 @@ Endpoints
   GET /.well-known/jwks.json   the public keys (kid, kty, alg, use + key material)
   GET <issuer path>/.well-known/openid-configuration
                                OIDC discovery document: {"issuer": ..., "jwks_uri": <JWKS URL>}
-  GET /mint?sub=alice&exp_in=3600&alg=RS256&scope=...&aud=...&iss=...&kid=...&nbf_in=...
-                               a signed token (text/plain); `format=json` returns the token
+  GET /mint?<parameters>       a signed token (text/plain); `format=json` returns the token
                                with its decoded header and claims
-  GET /mint?expired=1          a token that expired a minute ago
-  GET /mint?forged=1           bad signature: signed by an impostor key under a published kid
-  GET /mint?forge=none|hs256|signature
-                               alg "none"; HS256 keyed with the RSA public key PEM (key
-                               confusion); or the same as forged=1
   GET /healthz                 "ok"
+
+/mint parameters (each at most once; any other name is refused with 400 and the list below):
+  sub=alice                    `sub` (default alice)
+  team=research                `team`: a string (envoy.yaml's team_id_jwt_field)
+  teams=a,b   groups=a,b       `teams` / `groups`: lists (for a team_ids_jwt_field)
+  roles=llm-user,x             `roles`: a list (envoy.yaml's roles_jwt_field on :10001)
+  scope=llm.pro                `scope`: one space-separated string; commas also separate,
+                               so scope=a,b gives "a b" (litellm_proxy_admin: a proxy admin)
+  email=  org=  end_user=      `email`, `org`, `end_user`: strings (envoy.yaml's
+                               user_email_jwt_field, org_id_jwt_field, end_user_id_jwt_field)
+  aud=a,b                      `aud`: a string, or a list when comma-separated
+  iss=...                      `iss` (default: the IdP's issuer, its base URL)
+  exp_in=3600  nbf_in=...      lifetime and not-before, seconds from now (negative: past)
+  alg=RS256  kid=demo-rsa      which published key signs (RS256 PS256 ES256 ES384 EdDSA)
+  expired=1                    a token that expired a minute ago (not with exp_in)
+  forged=1                     bad signature: signed by an impostor key under a published kid
+  forge=none|hs256|signature   alg "none"; HS256 keyed with the RSA public key PEM (key
+                               confusion); or the same as forged=1
+  format=json|text             the answer's shape (default text: the token alone)
+An empty value leaves the claim out (sub= gives an empty sub, as before). Flags take 1/0,
+true/false, yes/no.
 
 `IdPServer` is importable: the e2e tests drive it directly (fetch counter, swapping the key
 set, answering the JWKS with 500 / non-JSON / a delay, stopping and starting on the same port,
@@ -274,27 +289,38 @@ class IdPServer(LoopbackServer):
         raise LookupError(f"no key with alg={alg!r} kid={kid!r}; have {[(k.kid, k.alg) for k in keys]}")
 
     def mint(self, params: Mapping[str, str]) -> str:
-        """Token for the /mint query parameters (see the module docstring)."""
+        """Token for the /mint query parameters (see the module docstring); ValueError (a 400)
+        for an unknown parameter or a bad value, LookupError for no such key."""
+        check_mint_params(params)
 
         def num(name: str, default: float | None) -> float | None:
             raw = params.get(name)
-            return default if raw in (None, "") else float(raw)
+            if raw in (None, ""):
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
 
         key = self.key_for(alg=params.get("alg") or None, kid=params.get("kid") or None)
-        aud = params.get("aud")
-        auds = aud.split(",") if aud else None
+        expired = flag(params, "expired")
+        if expired and params.get("exp_in"):
+            raise ValueError("expired=1 and exp_in contradict each other; give one")
+        auds = split_list(params.get("aud"))
+        scopes = split_list((params.get("scope") or "").replace(" ", ","))
         body = jf.claims(
             params.get("sub", "alice"),
             exp_in=num("exp_in", 3600),
             nbf_in=num("nbf_in", None),
-            aud=(auds[0] if auds and len(auds) == 1 else auds),
+            aud=(auds[0] if len(auds) == 1 else auds) if auds else None,
             iss=params.get("iss", self.issuer),
-            scope=params.get("scope") or None,
+            scope=" ".join(scopes) or None,
+            **mint_extra_claims(params),
         )
-        if params.get("expired") in ("1", "true", "yes"):
+        if expired:
             body["iat"] = int(time.time()) - 120
             body["exp"] = int(time.time()) - 60
-        forge = params.get("forge") or ("signature" if params.get("forged") in ("1", "true", "yes") else "")
+        forge = params.get("forge") or ("signature" if flag(params, "forged") else "")
         if forge == "signature":
             return jf.forged_token(key, body)
         if forge == "none":
@@ -305,6 +331,98 @@ class IdPServer(LoopbackServer):
         if forge:
             raise ValueError(f"unknown forge={forge!r}; use signature, none or hs256")
         return key.sign(body)
+
+
+# -- /mint parameters ---------------------------------------------------------------------
+
+#: Every /mint query parameter, with what it does (the 400 for an unknown one lists them).
+MINT_PARAMS: dict[str, str] = {
+    "sub": "subject (default alice)",
+    "team": "team claim, a string",
+    "teams": "teams claim, a comma-separated list",
+    "groups": "groups claim, a comma-separated list",
+    "roles": "roles claim, a comma-separated list",
+    "scope": "scope claim, scopes separated by spaces or commas",
+    "email": "email claim",
+    "org": "org claim",
+    "end_user": "end_user claim",
+    "aud": "aud claim (comma-separated: a list)",
+    "iss": "iss claim (default: the IdP's issuer)",
+    "exp_in": "lifetime in seconds (default 3600)",
+    "nbf_in": "nbf, seconds from now",
+    "alg": "signing algorithm: picks the key",
+    "kid": "signing key id",
+    "expired": "1: expired a minute ago",
+    "forged": "1: signed by an impostor key",
+    "forge": "none | hs256 | signature",
+    "format": "json | text",
+}
+
+#: Query parameter → (claim name, is a list). The claim names are the ones envoy.yaml reads.
+MINT_CLAIMS: dict[str, tuple[str, bool]] = {
+    "team": ("team", False),
+    "teams": ("teams", True),
+    "groups": ("groups", True),
+    "roles": ("roles", True),
+    "email": ("email", False),
+    "org": ("org", False),
+    "end_user": ("end_user", False),
+}
+
+_TRUE = ("1", "true", "yes")
+_FALSE = ("", "0", "false", "no")
+
+
+def check_mint_params(params: Mapping[str, str]) -> None:
+    """ValueError naming the unknown parameters and listing the accepted ones."""
+    unknown = sorted(set(params) - set(MINT_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"unknown /mint parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"accepted: {', '.join(MINT_PARAMS)}"
+        )
+    fmt = params.get("format")
+    if fmt not in (None, "", "json", "text"):
+        raise ValueError(f"format={fmt!r}: use json or text")
+    for name in ("expired", "forged"):
+        flag(params, name)
+
+
+def parse_mint_query(query: str) -> dict[str, str]:
+    """The /mint query string as one value per parameter; ValueError for a parameter given
+    twice, an unknown one, or a bad value."""
+    values: dict[str, list[str]] = parse_qs(query, keep_blank_values=True)
+    twice = sorted(k for k, v in values.items() if len(v) > 1)
+    if twice:
+        raise ValueError(f"/mint parameter given more than once: {', '.join(twice)}")
+    params = {k: v[0] for k, v in values.items()}
+    check_mint_params(params)
+    return params
+
+
+def flag(params: Mapping[str, str], name: str) -> bool:
+    raw = (params.get(name) or "").lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name}={params.get(name)!r}: use 1 or 0 (true/false, yes/no)")
+
+
+def split_list(raw: str | None) -> list[str]:
+    """A comma-separated parameter as a list: entries trimmed, empty ones dropped."""
+    return [item.strip() for item in (raw or "").split(",") if item.strip()]
+
+
+def mint_extra_claims(params: Mapping[str, str]) -> dict[str, Any]:
+    """The identity claims of /mint's parameters (an empty value leaves its claim out)."""
+    out: dict[str, Any] = {}
+    for param, (claim, is_list) in MINT_CLAIMS.items():
+        raw = params.get(param)
+        if not raw:
+            continue
+        out[claim] = split_list(raw) if is_list else raw
+    return out
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -340,8 +458,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == self.idp.discovery_path:
             self._discovery()
         elif url.path == "/mint":
-            params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
             try:
+                params = parse_mint_query(url.query)
                 token = self.idp.mint(params)
             except (LookupError, ValueError) as exc:
                 self._send(400, json.dumps({"error": str(exc)}).encode())

@@ -45,7 +45,7 @@ cmp -s "$WASM" dist/llm_jwt_auth.wasm || die "dist/llm_jwt_auth.wasm is not $WAS
 "$PYTHON" - <<'EOF' || die "stop whatever holds these ports first"
 import socket, sys
 busy = []
-for port in (9090, 8080, 10000, 9901):
+for port in (9090, 8080, 10000, 10001, 9901):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+import envoy_yaml
 import harness
 import jwt_fixtures as jf
 from checks import assert_forwarded
@@ -95,26 +96,64 @@ def test_repository_envoy_yaml_passes_envoy_validate():
     assert "configuration 'envoy.yaml' OK" in output, output
 
 
-def test_repository_envoy_yaml_plugin_config_matches_the_demo():
-    """The example keeps to the contract: JWKS from the demo IdP on 9090 via the `127.0.0.1:9090`
-    cluster, a 600 s TTL, the demo team, the worked per-route rules, listener on 10000,
-    upstream on 8080."""
-    text = (harness.REPO_ROOT / "envoy.yaml").read_text()
-    start = text.index("value: |") + len("value: |")
-    block = text[start:text.index("- name: envoy.filters.http.router")]
-    config = json.loads(block)
-    assert config == {
-        "public_key_url": "http://127.0.0.1:9090/.well-known/jwks.json",
-        "general_settings": {"litellm_jwtauth": {"public_key_ttl": 600, "team_id_default": "demo-team"}},
-        "rules": [
-            {"match": {"path": "/health"}, "public": True},
-            {"match": {"routes": ["management_routes"]}, "require": {"admin": True}},
-            {"match": {"prefix": "/v1/"}, "require": {"team": True}},
+TEAMS_GATEWAY = {
+    "public_key_url": "http://127.0.0.1:9090/.well-known/jwks.json",
+    "teams": [
+        {"team_id": "demo-team", "models": []},
+        {"team_id": "research", "team_alias": "Research", "models": ["gpt-4o-mini"]},
+        {"team_id": "interns", "models": ["gpt-4o-mini"], "max_budget": 10, "spend": 12.5},
+        {"team_id": "legacy", "blocked": True},
+    ],
+    "organizations": [{"organization_id": "acme"}],
+    "general_settings": {"litellm_jwtauth": {
+        "public_key_ttl": 600,
+        "team_id_jwt_field": "team", "team_id_default": "demo-team",
+        "user_id_jwt_field": "sub", "user_id_upsert": True, "user_email_jwt_field": "email",
+        "org_id_jwt_field": "org", "end_user_id_jwt_field": "end_user",
+    }},
+    "rules": [
+        {"match": {"path": "/health"}, "public": True},
+        {"match": {"routes": ["management_routes"]}, "require": {"admin": True}},
+        {"match": {"prefix": "/v1/"}, "require": {"team": True}},
+    ],
+}
+
+RBAC_GATEWAY = {
+    "public_key_url": "http://127.0.0.1:9090/.well-known/jwks.json",
+    "general_settings": {
+        "litellm_jwtauth": {
+            "public_key_ttl": 600,
+            "enforce_rbac": True,
+            "roles_jwt_field": "roles",
+            "role_mappings": [{"role": "llm-user", "internal_role": "internal_user"}],
+            "enforce_scope_based_access": True,
+            "scope_mappings": [
+                {"scope": "llm.basic", "models": ["gpt-4o-mini"]},
+                {"scope": "llm.pro", "models": ["gpt-4o", "gpt-4o-mini"]},
+            ],
+        },
+        "role_permissions": [
+            {"role": "internal_user", "models": ["gpt-4o", "gpt-4o-mini"], "routes": ["openai_routes"]},
         ],
-    }
-    for needle in ('name: "127.0.0.1:9090"', "port_value: 10000", "port_value: 9901", "port_value: 8080",
-                   "filename: target/wasm32-wasip1/release/llm_jwt_auth.wasm"):
+    },
+}
+
+
+def test_repository_envoy_yaml_plugin_config_matches_the_demo():
+    """The example keeps to the contract the walkthrough (docs/try-the-rules.md, `make run`)
+    relies on: JWKS from the demo IdP on 9090 via the `127.0.0.1:9090` cluster, a 600 s TTL; the
+    teams gateway on 10000 (static teams, the demo team, identity claims, the worked per-route
+    rules) and the RBAC gateway on 10001 (role mappings, role permissions, scope mappings);
+    upstream on 8080, admin on 9901, denial reasons as a Prometheus label."""
+    text = (harness.REPO_ROOT / "envoy.yaml").read_text()
+    assert envoy_yaml.plugin_configs(text) == [TEAMS_GATEWAY, RBAC_GATEWAY]
+    assert envoy_yaml.listeners(text) == {"ingress": 10000, "rbac": 10001}
+    for needle in ('name: "127.0.0.1:9090"', "port_value: 9901", "port_value: 8080",
+                   "filename: target/wasm32-wasip1/release/llm_jwt_auth.wasm",
+                   "  - tag_name: reason\n    regex: '^wasmcustom\\.llm_jwt_auth\\.requests_denied(\\.(\\w+))$'"):
         assert needle in text, needle
+    # Both gateways read the model from the body, which needs this flag on each Wasm filter.
+    assert text.count("allow_on_headers_stop_iteration: true") == 2
 
 
 def _envoy_validate(tmp_path, plugin_config: dict, clusters: dict[str, tuple[str, int]]) -> tuple[int, str]:

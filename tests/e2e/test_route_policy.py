@@ -543,7 +543,8 @@ def example(module_envoys, upstream, idp, tmp_path_factory):
         ("127.0.0.1:9090", f"{idp.host}:{idp.port}"),
         ("port_value: 9090", f"port_value: {idp.port}"),
         ("port_value: 8080", f"port_value: {upstream.port}"),
-        ("port_value: 10000", "port_value: 0"),
+        ("port_value: 10000", "port_value: 0"),  # the teams gateway: the first listener, the one tested here
+        ("port_value: 10001", "port_value: 0"),  # the RBAC gateway (tests/e2e/test_demo_walkthrough.py)
         ("port_value: 9901", "port_value: 0"),
         ("filename: target/wasm32-wasip1/release/llm_jwt_auth.wasm", f"filename: {harness.wasm_path()}"),
     ]:
