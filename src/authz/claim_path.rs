@@ -75,6 +75,33 @@ impl ClaimPath {
     }
 }
 
+/// A declarative condition on one claim (`custom_validate`, rule requirements).
+#[derive(Debug, Clone)]
+pub enum ClaimRequirement {
+    /// The claim equals this JSON value.
+    Equals(ClaimPath, Value),
+    /// The claim (a string, or a list of strings) contains at least one of these.
+    AnyOf(ClaimPath, Vec<String>),
+    /// The claim (a string, or a list of strings) contains all of these.
+    AllOf(ClaimPath, Vec<String>),
+}
+
+impl ClaimRequirement {
+    pub fn holds(&self, claims: &Map<String, Value>) -> bool {
+        match self {
+            ClaimRequirement::Equals(path, want) => path.lookup(claims) == Some(want),
+            ClaimRequirement::AnyOf(path, wanted) => {
+                let have = path.strings(claims);
+                wanted.iter().any(|w| have.contains(w))
+            }
+            ClaimRequirement::AllOf(path, wanted) => {
+                let have = path.strings(claims);
+                wanted.iter().all(|w| have.contains(w))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

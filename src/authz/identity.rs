@@ -12,6 +12,20 @@ pub const IDENTITY_HEADER_PREFIX: &str = "x-litellm-";
 /// client requests like the identity headers.
 pub const REASON_HEADER: &str = "x-llm-jwt-auth-reason";
 
+/// The ids a token's claims name, before any record is read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ids {
+    /// `user_id_jwt_field`, else the email; the object id of an `internal_user` token.
+    pub user_id: Option<String>,
+    pub user_email: Option<String>,
+    pub org_id: Option<String>,
+    pub end_user_id: Option<String>,
+    /// The object id of a `team` token: its team.
+    pub object_team: Option<String>,
+    /// `sub`, forwarded as the user id only when no user id or email field is configured.
+    pub sub: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     pub user_id: Option<String>,

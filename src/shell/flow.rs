@@ -5,7 +5,7 @@
 
 use super::log;
 use super::worker::WorkerRecords;
-use crate::authz::{Outcome, Request as AuthzRequest};
+use crate::authz::{Caller, Outcome, Request as AuthzRequest};
 use crate::records::RecordKey;
 use crate::config::{FilterConfig, Mode};
 use crate::error::AuthError;
@@ -60,6 +60,8 @@ pub struct Flow {
     /// The model read from the complete body, read once in the request's own body callback:
     /// the body buffer is only read there, never from another context's callback.
     body_model: Option<Result<Option<String>, AuthError>>,
+    /// The token's scopes and role, worked out once.
+    caller: Option<Caller>,
 }
 
 impl Flow {
@@ -78,23 +80,30 @@ impl Flow {
             rule,
             log_ctx,
             body_model: None,
+            caller: None,
         }
+    }
+
+    /// The token's policy and what it reads of the token (worked out on first use).
+    fn policy_and_caller(&mut self) -> Result<(Rc<FilterConfig>, Caller), AuthError> {
+        let config = Rc::clone(&self.config);
+        let policy = crate::authn::trust::select(&config, &self.jws.claims).map(|t| t.policy)?;
+        let caller = self.caller.get_or_insert_with(|| policy.caller(&self.jws.claims)).clone();
+        Ok((config, caller))
+    }
+
+    fn policy<'c>(&self, config: &'c FilterConfig) -> &'c crate::authz::Policy {
+        crate::authn::trust::select(config, &self.jws.claims).map_or(&config.policy, |t| t.policy)
     }
 
     /// In the request's body callback, once the body is complete: read the model now if a
     /// rule may need it, so that later decisions (after keys or records arrive, from another
     /// context's callback) do not touch the body buffer.
     pub fn take_body(&mut self, size: usize, records_enabled: bool) {
-        if self.body_model.is_none()
-            && size <= self.config.max_body_bytes
-            && self.policy().is_ok_and(|p| p.needs_model(&self.jws.claims, records_enabled))
-        {
+        let needs = self.policy_and_caller().is_ok_and(|(config, c)| self.policy(&config).needs_model(&c, records_enabled));
+        if self.body_model.is_none() && size <= self.config.max_body_bytes && needs {
             self.body_model = Some(self.requested_model(size));
         }
-    }
-
-    fn policy(&self) -> Result<&crate::authz::Policy, AuthError> {
-        crate::authn::trust::select(&self.config, &self.jws.claims).map(|t| t.policy)
     }
 
     /// The request's model: from the buffered body when there is one, else from the path.
@@ -116,11 +125,12 @@ impl Flow {
 
     /// Authorize a verified token; reads the body when a rule needs the model.
     pub fn authorize(&mut self, records: &mut WorkerRecords, records_enabled: bool) -> Step {
-        let policy = match self.policy() {
-            Ok(policy) => policy,
+        let (config, caller) = match self.policy_and_caller() {
+            Ok(found) => found,
             Err(e) => return Step::Deny(e),
         };
-        let model = if policy.needs_model(&self.jws.claims, records_enabled) {
+        let policy = self.policy(&config);
+        let model = if policy.needs_model(&caller, records_enabled) {
             match self.body {
                 Body::Receiving(size) if size > self.config.max_body_bytes => {
                     return Step::Deny(AuthError::BodyTooLarge(self.config.max_body_bytes));
@@ -139,11 +149,10 @@ impl Flow {
             self.path_model.clone()
         };
         let request = AuthzRequest { route: &self.route, model: model.as_deref() };
-        match policy.authorize(&self.jws.claims, request, records) {
+        match policy.authorize(&self.jws.claims, &caller, request, records) {
             Outcome::Allow { identity, upserts } => {
                 if let Some(RuleAction::Require(required)) = self.rule.and_then(|i| self.config.rules.get(i)).map(|r| &r.action) {
-                    let scopes = policy.scopes(&self.jws.claims);
-                    if let Err(e) = required.check(&self.route, &identity, &self.jws.claims, &scopes) {
+                    if let Err(e) = required.check(&self.route, &identity, &self.jws.claims, &caller.scopes) {
                         return Step::Deny(e);
                     }
                 }
