@@ -29,15 +29,18 @@
 use crate::authn::KeyLookup;
 use crate::error::Outage;
 use crate::authn::keys::jwks::KeySet;
-pub use crate::store::{init_lease, try_lease, FetchState, SharedData};
+pub use crate::store::{FetchState, Lease, SharedData, RETRY_AFTER_FAILURE_MS};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const KEY_PREFIX: &str = "llm_jwt_auth/v1/jwks/";
 pub const FETCH_PREFIX: &str = "llm_jwt_auth/v1/jwks-fetch/";
 pub const KID_PREFIX: &str = "llm_jwt_auth/v1/jwks-kid/";
-/// How long a failed fetch is remembered before another is tried.
-pub const RETRY_AFTER_FAILURE_MS: u64 = 1000;
+
+/// The fetch lease of `url`'s key set.
+fn lease(url: &str) -> Lease {
+    Lease::new(format!("{FETCH_PREFIX}{url}"))
+}
 
 /// The shared record of one URL's key set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +258,7 @@ impl JwksCache {
 
     /// Take the fetch lease for `url` (CAS). `true`: this worker must fetch now.
     pub fn try_begin_fetch(store: &dyn SharedData, url: &str, now_ms: u64, lease_ms: u64) -> bool {
-        try_lease(store, &format!("{FETCH_PREFIX}{url}"), now_ms, lease_ms)
+        lease(url).try_take(store, now_ms, lease_ms)
     }
 
     /// Record a fetch's outcome. A body that is not a key set is a failure and is not cached.
@@ -267,7 +270,6 @@ impl JwksCache {
         (ttl_ms, stale_ms): (u64, u64),
         outcome: Result<Vec<u8>, Outage>,
     ) -> Result<(), Outage> {
-        let fetch_key = format!("{FETCH_PREFIX}{url}");
         let parsed = outcome.and_then(|body| KeySet::parse(&body).map(|set| (body, set)).map_err(Outage::transient));
         match parsed {
             Ok((body, set)) => {
@@ -283,28 +285,21 @@ impl JwksCache {
                     refresh_at_ms: record.refresh_at_ms(),
                     keys: Arc::new(set),
                 });
-                let _ = store.set(&fetch_key, &FetchState::Idle.encode(), None);
+                lease(url).succeeded(store);
                 Ok(())
             }
-            Err(outage) => {
-                // One line, no newlines: the state is one shared-data value, read back by its spaces.
-                let detail: String = outage.detail.chars().filter(|c| !c.is_control()).take(200).collect();
-                let outage = Outage { detail, ..outage };
-                let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, outage: outage.clone() };
-                let _ = store.set(&fetch_key, &failed.encode(), None);
-                Err(outage)
-            }
+            Err(outage) => Err(lease(url).failed(store, now_ms, outage)),
         }
     }
 
-    /// Make sure the coordination key exists (see [`init_lease`]).
+    /// Make sure the coordination key exists (see [`Lease::init`]).
     pub fn init_fetch_key(store: &dyn SharedData, url: &str) {
-        init_lease(store, &format!("{FETCH_PREFIX}{url}"));
+        lease(url).init(store);
     }
 }
 
 fn fetch_state(store: &dyn SharedData, url: &str) -> FetchState {
-    FetchState::decode(store.get(&format!("{FETCH_PREFIX}{url}")).0.as_deref())
+    lease(url).state(store)
 }
 
 /// When an unknown kid last asked for a refetch of `url`.
@@ -327,19 +322,9 @@ mod tests {
     }
 
     #[test]
-    fn record_and_state_round_trip() {
+    fn record_round_trip() {
         let r = Record { fetched_ms: 5, expires_ms: 10, stale_until_ms: 20, body: b"{\n}".to_vec() };
         assert_eq!(Record::decode(&r.encode()), Some(r));
-        for s in [
-            FetchState::Idle,
-            FetchState::Fetching { until_ms: 9, after_failure: false },
-            FetchState::Fetching { until_ms: 9, after_failure: true },
-            FetchState::Failed { retry_ms: 7, outage: Outage::transient("HTTP 500 from idp") },
-            FetchState::Failed { retry_ms: 7, outage: Outage::misconfigured("no cluster") },
-        ] {
-            assert_eq!(FetchState::decode(Some(&s.encode())), s);
-        }
-        assert_eq!(FetchState::decode(Some(b"garbage")), FetchState::Idle);
     }
 
     #[test]
@@ -354,17 +339,6 @@ mod tests {
         assert!(!JwksCache::try_begin_fetch(&store, URL, 1, 6000), "second worker must not fetch");
         assert_eq!(b.need(&store, URL, 1, 30_000), Need::Nothing, "b waits for a's fetch");
         assert!(matches!(b.lookup(&store, URL, 1), KeyLookup::Pending));
-    }
-
-    #[test]
-    fn cas_race_on_the_lease_has_one_winner() {
-        let store = MockShared::default();
-        JwksCache::init_fetch_key(&store, URL);
-        let key = format!("{FETCH_PREFIX}{URL}");
-        let (_, cas) = store.get(&key);
-        // Another worker takes the lease between our read and our write:
-        assert!(store.set(&key, b"fetching 99", cas).is_ok());
-        assert!(store.set(&key, b"fetching 99", cas).is_err());
     }
 
     #[test]

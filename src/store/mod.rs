@@ -66,31 +66,69 @@ impl FetchState {
     }
 }
 
-/// Take the lease at `key` with CAS. `true`: the caller must fetch now and later store the
-/// outcome (an idle or failed state) at `key`. Busy while another fetch's lease runs, and during
-/// the back-off after a failure.
-pub fn try_lease(store: &dyn SharedData, key: &str, now_ms: u64, lease_ms: u64) -> bool {
-    let (value, cas) = store.get(key);
-    let state = FetchState::decode(value.as_deref());
-    let busy = match state {
-        FetchState::Fetching { until_ms, .. } => now_ms < until_ms,
-        FetchState::Failed { retry_ms, .. } => now_ms < retry_ms,
-        FetchState::Idle => false,
-    };
-    if busy {
-        return false;
-    }
-    // A lease that lapsed (its fetcher died) counts as a failure too.
-    let after_failure = !matches!(state, FetchState::Idle);
-    let lease = FetchState::Fetching { until_ms: now_ms + lease_ms, after_failure }.encode();
-    store.set(key, &lease, cas).is_ok()
-}
+/// How long a failed fetch is remembered before another is tried (keys and records alike).
+pub const RETRY_AFTER_FAILURE_MS: u64 = 1000;
 
-/// Make sure a lease key exists, so that the first CAS on it is a real CAS (Envoy's shared data
-/// only compares CAS values for keys that exist).
-pub fn init_lease(store: &dyn SharedData, key: &str) {
-    if store.get(key).1.is_none() {
-        let _ = store.set(key, &FetchState::Idle.encode(), None);
+/// The fetch lease of one cached thing (a key URL, a record): a shared-data key holding its
+/// [`FetchState`], taken with CAS so that one worker of an Envoy process fetches while the
+/// others wait, and holding the last failure for the retry interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease(String);
+
+impl Lease {
+    pub fn new(key: String) -> Self {
+        Lease(key)
+    }
+
+    pub fn key(&self) -> &str {
+        &self.0
+    }
+
+    /// The state now (an unreadable or missing value counts as idle).
+    pub fn state(&self, store: &dyn SharedData) -> FetchState {
+        FetchState::decode(store.get(&self.0).0.as_deref())
+    }
+
+    /// Take the lease. `true`: the caller must fetch now and then call [`Lease::succeeded`] or
+    /// [`Lease::failed`]. Busy while another fetch's lease runs, and during the back-off after a
+    /// failure.
+    pub fn try_take(&self, store: &dyn SharedData, now_ms: u64, lease_ms: u64) -> bool {
+        let (value, cas) = store.get(&self.0);
+        let state = FetchState::decode(value.as_deref());
+        let busy = match state {
+            FetchState::Fetching { until_ms, .. } => now_ms < until_ms,
+            FetchState::Failed { retry_ms, .. } => now_ms < retry_ms,
+            FetchState::Idle => false,
+        };
+        if busy {
+            return false;
+        }
+        // A lease that lapsed (its fetcher died) counts as a failure too.
+        let after_failure = !matches!(state, FetchState::Idle);
+        let lease = FetchState::Fetching { until_ms: now_ms + lease_ms, after_failure }.encode();
+        store.set(&self.0, &lease, cas).is_ok()
+    }
+
+    pub fn succeeded(&self, store: &dyn SharedData) {
+        let _ = store.set(&self.0, &FetchState::Idle.encode(), None);
+    }
+
+    /// Remember a failure until the retry interval has passed; returns the outage as stored
+    /// (one line: the state is one value, read back by its spaces).
+    pub fn failed(&self, store: &dyn SharedData, now_ms: u64, outage: Outage) -> Outage {
+        let detail: String = outage.detail.chars().filter(|c| !c.is_control()).take(200).collect();
+        let outage = Outage { detail, ..outage };
+        let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, outage: outage.clone() };
+        let _ = store.set(&self.0, &failed.encode(), None);
+        outage
+    }
+
+    /// Make sure the key exists, so that the first CAS on it is a real CAS (Envoy's shared
+    /// data only compares CAS values for keys that exist).
+    pub fn init(&self, store: &dyn SharedData) {
+        if store.get(&self.0).1.is_none() {
+            let _ = store.set(&self.0, &FetchState::Idle.encode(), None);
+        }
     }
 }
 
@@ -130,3 +168,51 @@ pub mod mock {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::mock::MockShared;
+    use super::*;
+
+    #[test]
+    fn fetch_states_round_trip() {
+        for s in [
+            FetchState::Idle,
+            FetchState::Fetching { until_ms: 9, after_failure: false },
+            FetchState::Fetching { until_ms: 9, after_failure: true },
+            FetchState::Failed { retry_ms: 7, outage: Outage::transient("HTTP 500 from idp") },
+            FetchState::Failed { retry_ms: 7, outage: Outage::misconfigured("no cluster") },
+        ] {
+            assert_eq!(FetchState::decode(Some(&s.encode())), s);
+        }
+        assert_eq!(FetchState::decode(Some(b"garbage")), FetchState::Idle);
+    }
+
+    #[test]
+    fn a_lease_has_one_holder_until_it_ends_and_a_failure_holds_it_for_the_retry_interval() {
+        let store = MockShared::default();
+        let lease = Lease::new("k".into());
+        lease.init(&store);
+        assert!(lease.try_take(&store, 0, 500));
+        assert!(!lease.try_take(&store, 10, 500), "held");
+        assert!(lease.try_take(&store, 500, 500), "lapsed: taken over");
+        assert!(lease.state(&store).failing(), "a lapsed lease counts as a failure");
+        let stored = lease.failed(&store, 600, Outage::transient("line\nbreak"));
+        assert_eq!(stored.detail, "linebreak", "one line");
+        assert!(!lease.try_take(&store, 600 + RETRY_AFTER_FAILURE_MS - 1, 500), "backing off");
+        assert!(lease.try_take(&store, 600 + RETRY_AFTER_FAILURE_MS, 500));
+        assert_eq!(lease.state(&store), FetchState::Fetching { until_ms: 1600 + 500, after_failure: true });
+        lease.succeeded(&store);
+        assert_eq!(lease.state(&store), FetchState::Idle);
+        assert!(!lease.state(&store).failing());
+    }
+
+    #[test]
+    fn a_cas_race_on_the_lease_has_one_winner() {
+        let store = MockShared::default();
+        let lease = Lease::new("k".into());
+        lease.init(&store);
+        let (_, cas) = store.get(lease.key());
+        assert!(store.set(lease.key(), b"fetching 99", cas).is_ok());
+        assert!(store.set(lease.key(), b"fetching 99", cas).is_err());
+    }
+}

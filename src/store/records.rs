@@ -13,15 +13,13 @@
 
 use crate::error::Outage;
 use crate::records::{Record, RecordKey};
-use crate::store::{try_lease, FetchState, SharedData};
+use crate::store::{FetchState, Lease, SharedData};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 pub const RECORD_PREFIX: &str = "llm_jwt_auth/v1/rec/";
 pub const RECORD_FETCH_PREFIX: &str = "llm_jwt_auth/v1/rec-fetch/";
-/// How long a failed fetch is remembered before another is tried.
-pub const RETRY_AFTER_FAILURE_MS: u64 = 1000;
 /// Ids longer than this are refused without a lookup (they name no real record).
 pub const MAX_ID_LEN: usize = 256;
 
@@ -59,8 +57,8 @@ pub fn record_key(namespace: &str, key: &RecordKey) -> String {
     format!("{RECORD_PREFIX}{namespace}{}/{}", key.kind.as_str(), key.id)
 }
 
-pub fn lease_key(namespace: &str, key: &RecordKey) -> String {
-    format!("{RECORD_FETCH_PREFIX}{namespace}{}/{}", key.kind.as_str(), key.id)
+pub fn lease(namespace: &str, key: &RecordKey) -> Lease {
+    Lease::new(format!("{RECORD_FETCH_PREFIX}{namespace}{}/{}", key.kind.as_str(), key.id))
 }
 
 /// A worker's view of the record store.
@@ -140,7 +138,7 @@ impl RecordStore {
                 return found(s); // stale-while-revalidate, and the outage window
             }
         }
-        match FetchState::decode(store.get(&lease_key(&self.namespace, key)).0.as_deref()) {
+        match lease(&self.namespace, key).state(store) {
             FetchState::Failed { retry_ms, outage } if now_ms < retry_ms => RecordLookup::Unavailable(outage),
             _ => RecordLookup::Pending,
         }
@@ -153,7 +151,7 @@ impl RecordStore {
             .into_keys()
             .filter(|key| {
                 let fresh = self.read(store, key).is_some_and(|s| now_ms < s.fresh_until_ms);
-                !fresh && try_lease(store, &lease_key(&self.namespace, key), now_ms, lease_ms)
+                !fresh && lease(&self.namespace, key).try_take(store, now_ms, lease_ms)
             })
             .collect()
     }
@@ -172,12 +170,10 @@ impl RecordStore {
                     stale_until_ms: now_ms + fresh_for + stale_for,
                     record,
                 });
-                let _ = store.set(&lease_key(&self.namespace, key), &FetchState::Idle.encode(), None);
+                lease(&self.namespace, key).succeeded(store);
             }
             Err(outage) => {
-                let detail: String = outage.detail.chars().filter(|c| !c.is_control()).take(200).collect();
-                let failed = FetchState::Failed { retry_ms: now_ms + RETRY_AFTER_FAILURE_MS, outage: Outage { detail, ..outage } };
-                let _ = store.set(&lease_key(&self.namespace, key), &failed.encode(), None);
+                lease(&self.namespace, key).failed(store, now_ms, outage);
             }
         }
     }
