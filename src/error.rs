@@ -75,6 +75,12 @@ pub enum AuthError {
     RecordsUnavailable(Outage),
     /// LiteLLM's `team_model_access_denied` (401, param `model`).
     TeamModelDenied { model: String, allowed: Vec<String> },
+    /// LiteLLM's `user_model_access_denied`: the user record's models do not include the
+    /// requested one (403, param `model`, the generic "not available" text).
+    UserModelDenied { model: String },
+    /// `organization_role_based_access_check`: only a user whose record says `proxy_admin` may
+    /// call `/organization/new` (401, param `user_role`); the value is the record's role.
+    OrgCreationDenied(Option<String>),
     /// LiteLLM's `BudgetExceededError` (400, type `budget_exceeded`).
     BudgetExceeded(String),
     /// The Envoy configuration around the filter keeps it from deciding (500). The detail is
@@ -98,7 +104,7 @@ impl AuthError {
             AuthError::KeysUnavailable(_) | AuthError::RecordsUnavailable(_) => 503,
             AuthError::BudgetExceeded(_) => 400,
             AuthError::EnvoyMisconfigured(_) => 500,
-            AuthError::Forbidden(_) | AuthError::RouteRule(_) | AuthError::EmailDomain(_) => 403,
+            AuthError::Forbidden(_) | AuthError::RouteRule(_) | AuthError::EmailDomain(_) | AuthError::UserModelDenied { .. } => 403,
             AuthError::BodyTooLarge(_) => 413,
             AuthError::InvalidBody(_) => 400,
             _ => 401,
@@ -113,6 +119,7 @@ impl AuthError {
             AuthError::BodyTooLarge(_) | AuthError::InvalidBody(_) => "invalid_request_error",
             AuthError::RecordsUnavailable(_) => "no_db_connection",
             AuthError::TeamModelDenied { .. } => "team_model_access_denied",
+            AuthError::UserModelDenied { .. } => "user_model_access_denied",
             AuthError::BudgetExceeded(_) => "budget_exceeded",
             AuthError::EnvoyMisconfigured(_) => "configuration_error",
             _ => "auth_error",
@@ -147,6 +154,8 @@ impl AuthError {
                 | AuthError::EmailDomain(_)
                 | AuthError::Denied(_)
                 | AuthError::TeamModelDenied { .. }
+                | AuthError::UserModelDenied { .. }
+                | AuthError::OrgCreationDenied(_)
                 | AuthError::BudgetExceeded(_)
                 | AuthError::RouteRule(_)
                 | AuthError::RecordsUnavailable(_)
@@ -215,6 +224,10 @@ impl AuthError {
                     crate::pytext::py_list(&allowed)
                 )
             }
+            AuthError::UserModelDenied { model } => model_not_available(model),
+            AuthError::OrgCreationDenied(role) => {
+                format!("Only proxy admins can create new organizations. You are {}", role.as_deref().unwrap_or("None"))
+            }
             AuthError::BudgetExceeded(detail) => detail.clone(),
             AuthError::EnvoyMisconfigured(_) => {
                 "llm-jwt-auth cannot decide this request: the gateway is misconfigured (its log says what to fix)."
@@ -248,7 +261,8 @@ impl AuthError {
             AuthError::BodyTooLarge(_) => "body_too_large",
             AuthError::InvalidBody(_) => "invalid_body",
             AuthError::RecordsUnavailable(_) => "records_unavailable",
-            AuthError::TeamModelDenied { .. } => "forbidden_model",
+            AuthError::TeamModelDenied { .. } | AuthError::UserModelDenied { .. } => "forbidden_model",
+            AuthError::OrgCreationDenied(_) => "denied",
             AuthError::BudgetExceeded(_) => "budget",
             AuthError::EnvoyMisconfigured(_) => "envoy_misconfigured",
             AuthError::RouteRule(_) => "route_rule",
@@ -258,7 +272,8 @@ impl AuthError {
     /// LiteLLM's `error.param`.
     pub fn param(&self) -> Option<&'static str> {
         match self {
-            AuthError::TeamModelDenied { .. } => Some("model"),
+            AuthError::TeamModelDenied { .. } | AuthError::UserModelDenied { .. } => Some("model"),
+            AuthError::OrgCreationDenied(_) => Some("user_role"),
             AuthError::EmailDomain(_) => Some("user_email"),
             _ => None,
         }
@@ -305,6 +320,15 @@ impl AuthError {
             _ => None,
         }
     }
+}
+
+/// LiteLLM's `model_access_denied_client_message`: a model refusal that does not reveal what is
+/// allowed.
+pub fn model_not_available(model: &str) -> String {
+    format!(
+        "The requested model '{model}' is not available for this API key, or the model name is invalid. Check the \
+         models available to you and try again."
+    )
 }
 
 /// Longest client-facing message, in characters.
@@ -449,6 +473,19 @@ mod tests {
         assert!(big.headers.iter().all(|(k, _)| *k != "www-authenticate"));
         assert_eq!(AuthError::InvalidBody("x".into()).to_response().status, 400);
         assert_eq!(AuthError::Denied("Admin not allowed".into()).message(), "Authentication Error, Admin not allowed");
+    }
+
+    #[test]
+    fn user_model_and_organization_refusals_carry_litellms_type_and_param() {
+        let v = body_json(&AuthError::UserModelDenied { model: "o1".into() });
+        assert_eq!(v, json!({"error": {"message": "The requested model 'o1' is not available for this API key, or the model \
+            name is invalid. Check the models available to you and try again.", "type": "user_model_access_denied",
+            "param": "model", "code": "403"}}));
+        let e = AuthError::OrgCreationDenied(Some("internal_user".into()));
+        assert_eq!(body_json(&e), json!({"error": {"message": "Only proxy admins can create new organizations. You are internal_user",
+            "type": "auth_error", "param": "user_role", "code": "401"}}));
+        assert_eq!(AuthError::OrgCreationDenied(None).message(), "Only proxy admins can create new organizations. You are None");
+        assert_eq!(header(&e.to_response(), "www-authenticate"), Some("Bearer"), "the token was fine");
     }
 
     #[test]

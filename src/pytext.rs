@@ -31,6 +31,22 @@ pub fn py_float(x: f64) -> String {
     }
 }
 
+/// LiteLLM's `RouteChecks._mask_user_id` (its `SensitiveDataMasker` with 6 visible leading and
+/// 2 trailing characters): `***` for ids of up to 4 characters (and none), every character
+/// masked up to 8, else `abcdef***yz`. Lengths are in characters, as Python's.
+pub fn mask_user_id(user_id: &str) -> String {
+    let chars: Vec<char> = user_id.chars().collect();
+    match chars.len() {
+        0..=4 => "***".to_string(),
+        n @ 5..=8 => "*".repeat(n),
+        n => {
+            let head: String = chars.iter().take(6).collect();
+            let tail: String = chars.iter().skip(n - 2).collect();
+            format!("{head}{}{tail}", "*".repeat(n - 8))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +59,18 @@ mod tests {
             (2.5e20, "2.5e+20"), (1e100, "1e+100"), (0.30000000000000004, "0.30000000000000004"),
         ] {
             assert_eq!(py_float(x), python, "{x:?}");
+        }
+    }
+
+    #[test]
+    fn user_ids_are_masked_as_litellm_masks_them() {
+        // Values printed by LiteLLM 1.110.2's own masker.
+        for (id, masked) in [
+            ("", "***"), ("bob", "***"), ("svc-1", "*****"), ("alice", "*****"), ("unknown", "*******"),
+            ("abcdefgh", "********"), ("abcdefghi", "abcdef*hi"), ("bob@corp.example.com", "bob@co************om"),
+            ("héllo wörld", "héllo ***ld"),
+        ] {
+            assert_eq!(mask_user_id(id), masked, "{id:?}");
         }
     }
 
