@@ -4,6 +4,7 @@
 //! "starts with". Lists are compiled once, at configure time.
 
 
+pub mod checks;
 pub mod groups;
 
 use std::collections::HashSet;
