@@ -13,6 +13,9 @@ pub enum Kind {
     User,
     Org,
     EndUser,
+    /// A user looked up by its email (lower-cased): LiteLLM's fallback when no user has the
+    /// token's user id (`_get_fuzzy_user_object`).
+    UserEmail,
 }
 
 impl Kind {
@@ -22,6 +25,7 @@ impl Kind {
             Kind::User => "user",
             Kind::Org => "org",
             Kind::EndUser => "end_user",
+            Kind::UserEmail => "user_email",
         }
     }
 }
@@ -79,6 +83,26 @@ pub struct User {
     pub user_role: Option<String>,
 }
 
+/// LiteLLM's `LitellmUserRoles` values: what a user record's `user_role` may say.
+pub const USER_ROLES: &[&str] =
+    &["proxy_admin", "proxy_admin_viewer", "org_admin", "internal_user", "internal_user_viewer", "team", "customer"];
+
+/// A user found by email: stored under the lower-cased email (LiteLLM compares emails
+/// case-insensitively).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserByEmail {
+    pub email: String,
+    pub user: User,
+}
+
+impl UserByEmail {
+    /// The email key of a user record, if it has an email.
+    pub fn of(user: &User) -> Option<UserByEmail> {
+        let email = user.user_email.as_deref().filter(|e| !e.is_empty())?;
+        Some(UserByEmail { email: email.to_lowercase(), user: user.clone() })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Org {
@@ -106,6 +130,18 @@ pub enum Record {
     User(User),
     Org(Org),
     EndUser(EndUser),
+    UserByEmail(UserByEmail),
+}
+
+/// A user row. Its `user_role` must be one of LiteLLM's roles: the role is forwarded and read
+/// by the rules, and LiteLLM itself fails on any other value.
+fn user(v: &Value, budget: Option<f64>) -> Result<User, String> {
+    let mut u: User = parse_as(v)?;
+    u.max_budget = u.max_budget.or(budget);
+    if let Some(role) = u.user_role.as_deref().filter(|r| !USER_ROLES.contains(r)) {
+        return Err(format!("user_role {role:?} is not one of LiteLLM's roles ({})", USER_ROLES.join(", ")));
+    }
+    Ok(u)
 }
 
 fn parse_as<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, String> {
@@ -121,7 +157,7 @@ const JOINED_TABLES: &[(&str, &[&str])] =
 fn known_fields(kind: Kind) -> Vec<String> {
     let blank = match kind {
         Kind::Team => serde_json::to_value(Team::default()),
-        Kind::User => serde_json::to_value(User::default()),
+        Kind::User | Kind::UserEmail => serde_json::to_value(User::default()),
         Kind::Org => serde_json::to_value(Org::default()),
         Kind::EndUser => serde_json::to_value(EndUser::default()),
     };
@@ -183,10 +219,10 @@ impl Record {
                 }
                 Record::Team(t)
             }
-            Kind::User => {
-                let mut u: User = parse_as(v)?;
-                u.max_budget = u.max_budget.or(budget);
-                Record::User(u)
+            Kind::User => Record::User(user(v, budget)?),
+            Kind::UserEmail => {
+                let u = user(v, budget)?;
+                Record::UserByEmail(UserByEmail::of(&u).ok_or("user record has no user_email")?)
             }
             Kind::Org => {
                 let mut o: Org = parse_as(v)?;
@@ -208,7 +244,7 @@ impl Record {
         let inner = match kind {
             Kind::Team => body.get("team_info").ok_or("LiteLLM answer has no team_info")?,
             Kind::User => body.get("user_info").ok_or("LiteLLM answer has no user_info")?,
-            Kind::Org | Kind::EndUser => body,
+            Kind::Org | Kind::EndUser | Kind::UserEmail => body,
         };
         if !inner.is_object() {
             return Err("record is not a JSON object".into());
@@ -230,6 +266,9 @@ impl Record {
         if inner_null {
             return Ok(None);
         }
+        if litellm && key.kind == Kind::UserEmail {
+            return user_by_email_from_list(key, &value);
+        }
         let record = if litellm { Record::from_litellm(key.kind, &value)? } else { Record::from_plain(key.kind, &value)? };
         if record.id() != key.id {
             let shown: String = record.id().chars().filter(|c| !c.is_control()).take(64).collect();
@@ -244,6 +283,7 @@ impl Record {
             Record::User(_) => Kind::User,
             Record::Org(_) => Kind::Org,
             Record::EndUser(_) => Kind::EndUser,
+            Record::UserByEmail(_) => Kind::UserEmail,
         }
     }
 
@@ -258,8 +298,28 @@ impl Record {
             Record::User(u) => &u.user_id,
             Record::Org(o) => &o.organization_id,
             Record::EndUser(e) => &e.user_id,
+            Record::UserByEmail(u) => &u.email,
         }
     }
+}
+
+/// Most users one `/user/list` page returns (`page_size` of the default path).
+pub const USER_LIST_PAGE: usize = 100;
+
+/// LiteLLM's `/user/list?user_email=…` answer (`{"users": [...]}`, a case-insensitive
+/// *partial* match) → the first user whose email is the one asked for. A full page without it
+/// could hide it on a later page: that is an error, never "no such user".
+fn user_by_email_from_list(key: &RecordKey, body: &Value) -> Result<Option<Record>, String> {
+    let users = body.get("users").and_then(Value::as_array).ok_or("LiteLLM answer has no users list")?;
+    for row in users {
+        if row.get("user_email").and_then(Value::as_str).map(str::to_lowercase).as_deref() == Some(key.id.as_str()) {
+            return Record::from_plain(Kind::UserEmail, row).map(Some);
+        }
+    }
+    if users.len() >= USER_LIST_PAGE {
+        return Err(format!("more than {USER_LIST_PAGE} users partly match the email; none exactly on the first page"));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -334,9 +394,40 @@ mod tests {
     }
 
     #[test]
+    fn users_by_email_from_a_plain_source_or_litellms_user_list() {
+        let key = RecordKey { kind: Kind::UserEmail, id: "svc@example.com".into() };
+        let plain = json!({"user_id": "svc-1", "user_email": "Svc@Example.com", "max_budget": 5});
+        let Some(Record::UserByEmail(found)) = Record::from_answer(false, &key, plain.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!((found.email.as_str(), found.user.user_id.as_str(), found.user.max_budget), ("svc@example.com", "svc-1", Some(5.0)));
+        let other = json!({"user_id": "x", "user_email": "x@example.com"});
+        assert!(Record::from_answer(false, &key, other.to_string().as_bytes()).is_err(), "another user's email");
+        // /user/list matches partially: only the exact (case-insensitive) email is the user.
+        let list = json!({"users": [{"user_id": "a", "user_email": "xsvc@example.com"}, {"user_id": "svc-1", "user_email": "SVC@example.com"}], "total": 2});
+        let Some(Record::UserByEmail(found)) = Record::from_answer(true, &key, list.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!(found.user.user_id, "svc-1");
+        let none = json!({"users": [{"user_id": "a", "user_email": "xsvc@example.com"}]});
+        assert_eq!(Record::from_answer(true, &key, none.to_string().as_bytes()).unwrap(), None);
+        let full: Vec<Value> = (0..USER_LIST_PAGE).map(|i| json!({"user_id": format!("u{i}"), "user_email": format!("{i}svc@example.com")})).collect();
+        let full = json!({"users": full});
+        assert!(Record::from_answer(true, &key, full.to_string().as_bytes()).is_err(), "a full page could hide the user");
+        assert!(Record::from_answer(true, &key, br#"{"detail": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn a_user_role_must_be_one_of_litellms() {
+        assert!(Record::from_plain(Kind::User, &json!({"user_id": "u", "user_role": "internal_user_viewer"})).is_ok());
+        let e = Record::from_plain(Kind::User, &json!({"user_id": "u", "user_role": "root"})).unwrap_err();
+        assert!(e.contains("user_role \"root\""), "{e}");
+    }
+
+    #[test]
     fn records_round_trip_through_json() {
         let r = Record::Team(Team { team_id: "t".into(), models: s(&["a"]), ..Team::default() });
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), r);
+        let u = User { user_id: "u".into(), user_email: Some("U@x.io".into()), ..User::default() };
+        let r = Record::UserByEmail(UserByEmail::of(&u).unwrap());
+        assert_eq!(r.key(), RecordKey { kind: Kind::UserEmail, id: "u@x.io".into() });
+        assert_eq!(serde_json::from_str::<Record>(&serde_json::to_string(&r).unwrap()).unwrap(), r);
     }
 }

@@ -4,7 +4,7 @@
 use super::fields::{err, seconds_ms};
 use super::raw::{RawConfig, RawSource};
 use super::url::locate;
-use crate::records::{Kind, Record};
+use crate::records::{Kind, Record, UserByEmail, USER_LIST_PAGE};
 use crate::store::records::Lifetimes;
 use std::collections::BTreeMap;
 
@@ -31,20 +31,25 @@ pub struct RecordSource {
     pub write_through: bool,
 }
 
+/// The kinds a source serves, by their `paths` name. `user_email`: a user found by email, when
+/// none has the token's user id (LiteLLM's fallback); `{id}` is the lower-cased email.
+const KINDS: [(&str, Kind); 5] =
+    [("team", Kind::Team), ("user", Kind::User), ("org", Kind::Org), ("end_user", Kind::EndUser), ("user_email", Kind::UserEmail)];
+
 pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result<(RecordSource, Lifetimes), String> {
     let parsed = locate(&src.url, "record_source.url", clusters)?;
     let base_path = parsed.path.trim_end_matches('/').to_string();
     let mut paths = BTreeMap::new();
-    for (name, kind) in [("team", Kind::Team), ("user", Kind::User), ("org", Kind::Org), ("end_user", Kind::EndUser)] {
+    for (name, kind) in KINDS {
         let path = match (src.kind, src.paths.get(name)) {
             (_, Some(p)) => p.clone(),
             (SourceKind::Litellm, None) => match kind {
-                Kind::Team => "/team/info?team_id={id}",
-                Kind::User => "/user/info?user_id={id}",
-                Kind::Org => "/organization/info?organization_id={id}",
-                Kind::EndUser => "/customer/info?end_user_id={id}",
-            }
-            .to_string(),
+                Kind::Team => "/team/info?team_id={id}".to_string(),
+                Kind::User => "/user/info?user_id={id}".to_string(),
+                Kind::Org => "/organization/info?organization_id={id}".to_string(),
+                Kind::EndUser => "/customer/info?end_user_id={id}".to_string(),
+                Kind::UserEmail => format!("/user/list?user_email={{id}}&page_size={USER_LIST_PAGE}"),
+            },
             (SourceKind::Http, None) => continue,
         };
         if !path.starts_with('/') || !path.contains("{id}") {
@@ -52,8 +57,8 @@ pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>
         }
         paths.insert(kind, path);
     }
-    if let Some(unknown) = src.paths.keys().find(|k| !["team", "user", "org", "end_user"].contains(&k.as_str())) {
-        return Err(err(&format!("record_source.paths.{unknown}"), "unknown kind (team, user, org, end_user)"));
+    if let Some(unknown) = src.paths.keys().find(|k| !KINDS.iter().any(|(name, _)| name == k)) {
+        return Err(err(&format!("record_source.paths.{unknown}"), "unknown kind (team, user, org, end_user, user_email)"));
     }
     if src.kind == SourceKind::Http && paths.is_empty() {
         return Err(err("record_source.paths", "an http source needs at least one path template"));
@@ -112,6 +117,20 @@ pub(super) fn statics(raw: &RawConfig) -> Result<Vec<Record>, String> {
                 // Which copy would apply is not what the operator can see: refuse.
                 return Err(err(&here, format!("{} {:?} is configured twice", kind.as_str(), record.id())));
             }
+            statics.push(record);
+        }
+    }
+    // LiteLLM finds a user by email when none has the token's user id: the first configured
+    // user with that email (case-insensitive) answers for it.
+    let by_email: Vec<Record> = statics
+        .iter()
+        .filter_map(|r| match r {
+            Record::User(u) => UserByEmail::of(u).map(Record::UserByEmail),
+            _ => None,
+        })
+        .collect();
+    for record in by_email {
+        if !statics.iter().any(|r| r.key() == record.key()) {
             statics.push(record);
         }
     }
@@ -182,6 +201,32 @@ mod tests {
         assert!(e.contains("teams[0]"), "{e}");
         let e = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"team_id": "t", "blocked": "yes"}]})).unwrap_err();
         assert!(e.contains("teams[0]"), "{e}");
+    }
+
+    #[test]
+    fn static_users_are_also_found_by_email_first_configured_first() {
+        let c = compile_json(json!({"public_key_url": "http://a/j", "users": [
+            {"user_id": "a", "user_email": "Same@Example.com"}, {"user_id": "b", "user_email": "same@example.com"},
+            {"user_id": "c"}]})).unwrap();
+        let by_email: Vec<_> = c.statics.iter().filter(|r| r.kind() == Kind::UserEmail).collect();
+        assert_eq!(by_email.len(), 1);
+        assert!(matches!(by_email[0], crate::records::Record::UserByEmail(u) if u.email == "same@example.com" && u.user.user_id == "a"));
+        let e = compile_json(json!({"public_key_url": "http://a/j", "users": [{"user_id": "a", "user_role": "superuser"}]})).unwrap_err();
+        assert!(e.contains("users[0]") && e.contains("user_role"), "{e}");
+    }
+
+    #[test]
+    fn sources_look_users_up_by_email() {
+        let c = compile_json(json!({"public_key_url": "http://a/j", "record_source": {
+            "type": "litellm", "url": "http://litellm:4000/", "master_key": "sk-1"}})).unwrap();
+        let s = c.record_source.unwrap();
+        assert_eq!(s.paths.get(&Kind::UserEmail).map(String::as_str), Some("/user/list?user_email={id}&page_size=100"));
+        let c = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "http", "url": "http://l",
+            "paths": {"user": "/users/{id}", "user_email": "/users/by-email/{id}"}}})).unwrap();
+        assert!(c.record_source.unwrap().paths.contains_key(&Kind::UserEmail));
+        let e = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "http", "url": "http://l",
+            "paths": {"email": "/e/{id}"}}})).unwrap_err();
+        assert!(e.contains("unknown kind (team, user, org, end_user, user_email)"), "{e}");
     }
 
     #[test]
