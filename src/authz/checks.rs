@@ -1,15 +1,17 @@
-//! What LiteLLM checks once the team is known: the admin path (admin routes, the admin's own
-//! budget), the linked records (organization, the team's organization, user, end user), the
-//! checks between them in LiteLLM's order (organization exists, email domain, user exists or is
-//! upserted, `validate_object_id`, the non-admin route rule), and `common_checks` (blocked team,
-//! team or user models, budgets, end user, organization budget).
+//! What LiteLLM checks once the team is known, in its order: the admin path (admin routes, the
+//! admin's own budget), the linked records (organization, the team's organization, the user —
+//! by id, else by email — and the end user), the checks between them (organization exists,
+//! email domain, user exists or is upserted, `validate_object_id`), then `common_checks`
+//! (blocked team, team or user models, budgets), the organization rule and, last, the
+//! non-admin route rule.
 
-use super::identity::{Identity, Ids, ROLE_PROXY_ADMIN};
+use super::identity::{record_role, Identity, Ids, ROLE_PROXY_ADMIN};
 use super::model_access::can_call_model;
-use super::{forbidden, model_not_available, Lookups, Outcome, Policy, Step};
+use super::{forbidden, Found, Lookups, Outcome, Policy, Request, Step};
 use crate::error::AuthError;
-use crate::pytext::{py_float, py_list};
+use crate::pytext::{mask_user_id, py_float, py_list};
 use crate::records::{EndUser, Kind, Org, Record, Team, User};
+use crate::routes::checks::{is_info_route, is_llm_api_route, is_unbilled_route, route_skips_budget_checks};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -20,8 +22,48 @@ pub(super) struct Linked {
     /// organization budget check and its `org_id` read it from the team).
     pub team_org_id: Option<String>,
     pub team_org: Option<Rc<Record>>,
-    pub user: Option<Rc<Record>>,
+    /// The user with the token's user id, else the user with the token's email.
+    pub user: Option<Rc<User>>,
     pub end_user: Option<Rc<Record>>,
+}
+
+/// Which budgets apply to a request, as LiteLLM decides before reading any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budgets {
+    /// `route_skips_budget_checks`: budgets only apply on LLM routes (and a few side-effect
+    /// routes); model discovery and management routes never spend.
+    pub skip: bool,
+    /// LiteLLM reserves the request's estimated cost on LLM routes that bill and name a model:
+    /// an entity exactly at its limit is then refused. (LiteLLM skips the reservation for
+    /// models without a price; the filter has no price list and reserves for every model.)
+    pub reserve: bool,
+    /// End-user budgets are not checked on info routes.
+    pub info_route: bool,
+}
+
+impl Budgets {
+    pub fn of(request: Request) -> Self {
+        Budgets {
+            skip: route_skips_budget_checks(request.route),
+            reserve: request.model.is_some() && is_llm_api_route(request.route) && !is_unbilled_route(request.route),
+            info_route: is_info_route(request.route),
+        }
+    }
+}
+
+/// LiteLLM's reservation refuses a counter with (almost) nothing left.
+fn at_limit(spend: f64, max: f64) -> bool {
+    max > 0.0 && max - spend <= 1e-12
+}
+
+/// LiteLLM's reservation refusal (`_raise_counter_budget_exceeded`). LiteLLM's "current cost"
+/// includes the request's estimated cost, which the filter cannot know: it prints the spend.
+fn reservation_refused(entity: &str, id: &str, spend: f64, max: f64) -> AuthError {
+    AuthError::BudgetExceeded(format!(
+        "Budget has been exceeded! {entity}={id} Current cost: {}, Max budget: {}",
+        py_float(spend),
+        py_float(max)
+    ))
 }
 
 /// LiteLLM's personal budget check (`_user_max_budget_check`).
@@ -39,29 +81,46 @@ fn user_budget(u: &User) -> Result<(), AuthError> {
 
 impl Policy {
     /// The admin path (by scope, not by a mapped role): LiteLLM's admin routes, then its
-    /// `common_checks` for the admin's own user record (budget).
-    pub(super) fn admin(&self, ids: Ids, route: &str, records: &mut Lookups) -> Result<Outcome, AuthError> {
+    /// `common_checks` for the admin's own user record (found by id, else by email: budget).
+    pub(super) fn admin(&self, ids: Ids, request: Request, records: &mut Lookups) -> Result<Outcome, AuthError> {
+        let route = request.route;
         if !self.admin_allowed_routes.matches(route) {
             return Err(AuthError::Denied(format!(
                 "Admin not allowed to access this route. Route={route}, Allowed Routes={}",
                 py_list(&self.admin_allowed_routes.entries())
             )));
         }
-        let user = records.get(Kind::User, ids.user_id.as_deref())?;
+        let user = self.user_record(&ids, records)?;
         if let Some(keys) = records.pending() {
             return Ok(Outcome::Need(keys));
         }
-        if let Some(Record::User(u)) = user.as_deref() {
+        if let (Some(u), false) = (user.as_deref(), Budgets::of(request).skip) {
             user_budget(u)?;
         }
         let identity = Identity {
             user_id: ids.user_id.or(ids.sub),
             user_role: ROLE_PROXY_ADMIN,
+            admin: true,
             user_email: ids.user_email,
             org_id: ids.org_id,
             ..Identity::default()
         };
         Ok(Outcome::Allow { identity, upserts: Vec::new() })
+    }
+
+    /// LiteLLM's `get_user_object`: the user with the token's user id, else (its
+    /// `_get_fuzzy_user_object`) the first user whose email is the token's, case-insensitively.
+    /// Records not known yet are noted in `records`.
+    fn user_record(&self, ids: &Ids, records: &mut Lookups) -> Result<Option<Rc<User>>, AuthError> {
+        let email = match records.find(Kind::User, ids.user_id.as_deref())? {
+            Found::Record(r) => return Ok(as_user(&r)),
+            Found::Missing => ids.user_email.as_deref().map(str::to_lowercase),
+            Found::Unknown => None,
+        };
+        Ok(match records.find(Kind::UserEmail, email.as_deref())? {
+            Found::Record(r) => as_user(&r),
+            Found::Missing | Found::Unknown => None,
+        })
     }
 
     /// The organization, the team's organization, the user and the end user, all at once.
@@ -72,7 +131,7 @@ impl Policy {
             _ => None,
         };
         let team_org = records.get(Kind::Org, team_org_id.as_deref())?;
-        let user = records.get(Kind::User, ids.user_id.as_deref())?;
+        let user = self.user_record(ids, records)?;
         let end_user = records.get(Kind::EndUser, ids.end_user_id.as_deref())?;
         if let Some(keys) = records.pending() {
             return Ok(Step::Need(keys));
@@ -82,17 +141,16 @@ impl Policy {
 
     /// Between the records and `common_checks`, in LiteLLM's order: the organization exists, the
     /// email domain (not for admins; no email is no allowed domain either), the user exists (or
-    /// is upserted), `validate_object_id`, the non-admin route rule. `enabled`: records are
-    /// configured. Returns the user record.
+    /// is upserted), `validate_object_id`. `enabled`: records are configured. Returns the user
+    /// record.
     pub(super) fn member_checks(
         &self,
         ids: &Ids,
         team_id: Option<&str>,
         linked: &Linked,
         enabled: bool,
-        route: &str,
         upserts: &mut Vec<Record>,
-    ) -> Result<Option<Rc<Record>>, AuthError> {
+    ) -> Result<Option<Rc<User>>, AuthError> {
         if let (true, Some(id), None) = (enabled, &ids.org_id, &linked.org) {
             return Err(AuthError::Denied(format!(
                 "Organization doesn't exist in db. Organization={id}. Create organization via `/organization/new` call."
@@ -109,9 +167,9 @@ impl Policy {
         }
         let user = match (enabled, &ids.user_id, &linked.user) {
             (true, Some(id), None) if self.user_id_upsert => {
-                let r = Record::User(User { user_id: id.clone(), user_email: ids.user_email.clone(), ..User::default() });
-                upserts.push(r.clone());
-                Some(Rc::new(r))
+                let u = User { user_id: id.clone(), user_email: ids.user_email.clone(), ..User::default() };
+                upserts.push(Record::User(u.clone()));
+                Some(Rc::new(u))
             }
             (true, Some(id), None) => {
                 return Err(AuthError::Denied(format!(
@@ -125,19 +183,20 @@ impl Policy {
                 "No user or team id found in token. enforce_rbac is set to True. Token must belong to a proxy admin, team, or user.".into(),
             ));
         }
-        // common_checks: non-admins may call LLM API and info routes only.
-        if !self.non_admin_routes.matches(route) {
-            return Err(AuthError::Denied(format!(
-                "Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Route={route}. Your role={}. Your user_id={}",
-                "unknown",
-                ids.user_id.as_deref().unwrap_or("unknown")
-            )));
-        }
         Ok(user)
     }
 
-    /// LiteLLM's `common_checks` for the selected team, user and end user.
-    pub(super) fn common_checks(&self, team: Option<&Team>, user: Option<&Record>, end_user: Option<&Record>, model: Option<&str>) -> Result<(), AuthError> {
+    /// LiteLLM's `common_checks` for the selected team, the user, the organization (the token's,
+    /// else the team's) and the end user: blocked team, team or user models, then the budgets
+    /// in LiteLLM's order (team, organization, user, end user; then the reservation).
+    pub(super) fn common_checks(
+        &self,
+        team: Option<&Team>,
+        user: Option<&User>,
+        org: Option<&Record>,
+        end_user: Option<&Record>,
+        request: Request,
+    ) -> Result<(), AuthError> {
         if let Some(t) = team {
             if t.blocked {
                 return Err(AuthError::Denied(format!(
@@ -145,40 +204,58 @@ impl Policy {
                     t.team_id
                 )));
             }
-            if let Some(m) = model {
+            if let Some(m) = request.model {
                 if !can_call_model(m, &t.models, &t.model_aliases, &self.access_groups) {
                     return Err(AuthError::TeamModelDenied { model: m.to_string(), allowed: t.models.clone() });
                 }
             }
-            if let Some(max) = t.max_budget {
-                if t.spend >= max {
-                    return Err(AuthError::BudgetExceeded(format!(
-                        "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
-                        t.team_id,
-                        py_float(t.spend),
-                        py_float(max)
-                    )));
-                }
+        } else if let (Some(u), Some(m)) = (user, request.model) {
+            if !can_call_model(m, &u.models, &BTreeMap::new(), &self.access_groups) {
+                return Err(AuthError::UserModelDenied { model: m.to_string() });
             }
-        } else if let Some(Record::User(u)) = user {
-            if let Some(m) = model {
-                if !can_call_model(m, &u.models, &BTreeMap::new(), &self.access_groups) {
-                    return Err(model_not_available(m));
-                }
+        }
+        let budgets = Budgets::of(request);
+        if budgets.skip {
+            return Ok(());
+        }
+        // The user's own budget does not apply to a team's request.
+        let user = user.filter(|_| team.is_none());
+        let end_user = match end_user {
+            Some(Record::EndUser(e)) => Some(e),
+            _ => None,
+        };
+        if let Some(t) = team {
+            if let Some(max) = t.max_budget.filter(|max| t.spend > *max) {
+                return Err(AuthError::BudgetExceeded(format!(
+                    "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
+                    t.team_id,
+                    py_float(t.spend),
+                    py_float(max)
+                )));
             }
+        }
+        self.org_budget(org)?;
+        if let Some(u) = user {
             user_budget(u)?;
         }
-        if let Some(Record::EndUser(EndUser { user_id, blocked, max_budget, spend })) = end_user {
-            if *blocked {
-                return Err(forbidden(format!("End User={user_id} is blocked.")));
+        if let Some(EndUser { user_id, max_budget: Some(max), spend, .. }) = end_user {
+            if !budgets.info_route && spend > max {
+                return Err(AuthError::BudgetExceeded(format!(
+                    "ExceededBudget: End User={user_id} over budget. Spend={}, Budget={}",
+                    py_float(*spend),
+                    py_float(*max)
+                )));
             }
-            if let Some(max) = max_budget {
-                if spend > max {
-                    return Err(AuthError::BudgetExceeded(format!(
-                        "ExceededBudget: End User={user_id} over budget. Spend={}, Budget={}",
-                        py_float(*spend),
-                        py_float(*max)
-                    )));
+        }
+        if budgets.reserve {
+            if let Some(t) = team {
+                if let Some(max) = t.max_budget.filter(|max| at_limit(t.spend, *max)) {
+                    return Err(reservation_refused("Team", &t.team_id, t.spend, max));
+                }
+            }
+            if let Some(EndUser { user_id, max_budget: Some(max), spend, .. }) = end_user {
+                if at_limit(*spend, *max) {
+                    return Err(reservation_refused("EndUser", user_id, *spend, *max));
                 }
             }
         }
@@ -186,7 +263,7 @@ impl Policy {
     }
 
     /// LiteLLM's `organization_max_budget_check`: the token's organization, else the team's.
-    pub(super) fn org_budget(&self, org: Option<&Record>) -> Result<(), AuthError> {
+    fn org_budget(&self, org: Option<&Record>) -> Result<(), AuthError> {
         let Some(Record::Org(Org { organization_id, max_budget: Some(max), spend, .. })) = org else { return Ok(()) };
         if spend < max {
             return Ok(());
@@ -196,5 +273,40 @@ impl Policy {
             py_float(*spend),
             py_float(*max)
         )))
+    }
+
+    /// After `common_checks`' budgets, LiteLLM's `organization_role_based_access_check` (only
+    /// a user whose record says `proxy_admin` may create organizations) and then its non-admin
+    /// route rule (`_is_api_route_allowed`): LLM API and info routes. The refusal names the
+    /// user record's role and its id, masked as LiteLLM masks it.
+    pub(super) fn route_checks(&self, user: Option<&User>, route: &str) -> Result<(), AuthError> {
+        if let Some(u) = user {
+            if route == "/organization/new" && u.user_role.as_deref() != Some(ROLE_PROXY_ADMIN) {
+                return Err(AuthError::OrgCreationDenied(u.user_role.clone()));
+            }
+        }
+        if is_llm_api_route(route) || is_info_route(route) {
+            return Ok(());
+        }
+        let role = user.and_then(|u| u.user_role.as_deref()).filter(|r| !r.is_empty()).unwrap_or("unknown");
+        let user_id = user.map(|u| u.user_id.as_str()).filter(|id| !id.is_empty()).unwrap_or("unknown");
+        Err(AuthError::Denied(format!(
+            "Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Route={route}. \
+             Your role={role}. Your user_id={}",
+            mask_user_id(user_id)
+        )))
+    }
+
+    /// The role LiteLLM's `UserAPIKeyAuth` gives a non-admin: its user record's.
+    pub(super) fn user_role(user: Option<&User>) -> &'static str {
+        record_role(user.and_then(|u| u.user_role.as_deref()))
+    }
+}
+
+fn as_user(record: &Record) -> Option<Rc<User>> {
+    match record {
+        Record::User(u) => Some(Rc::new(u.clone())),
+        Record::UserByEmail(found) => Some(Rc::new(found.user.clone())),
+        _ => None,
     }
 }

@@ -4,6 +4,15 @@
 pub const ROLE_PROXY_ADMIN: &str = "proxy_admin";
 pub const ROLE_INTERNAL_USER: &str = "internal_user";
 
+/// The role LiteLLM's `UserAPIKeyAuth` carries for a non-admin: the user record's `user_role`
+/// when it has one, else `internal_user`.
+pub fn record_role(user_role: Option<&str>) -> &'static str {
+    user_role
+        .and_then(|r| crate::records::USER_ROLES.iter().find(|known| **known == r))
+        .copied()
+        .unwrap_or(ROLE_INTERNAL_USER)
+}
+
 /// Request headers with this prefix are identity the filter asserts; any a client sends are
 /// removed before forwarding so they cannot be spoofed.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-litellm-";
@@ -30,6 +39,9 @@ pub struct Ids {
 pub struct Identity {
     pub user_id: Option<String>,
     pub user_role: &'static str,
+    /// The token carries the admin scope (LiteLLM's admin path). Not forwarded: a user record
+    /// may also say `proxy_admin` (`user_role`), which does not make the token an admin here.
+    pub admin: bool,
     pub user_email: Option<String>,
     pub team_id: Option<String>,
     pub team_alias: Option<String>,
@@ -86,6 +98,14 @@ mod tests {
             let id = Identity { team_id: Some(bad.into()), ..ok.clone() };
             assert_eq!(id.unsafe_field(), Some("x-litellm-team-id"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_record_role_is_one_of_litellms_or_internal_user() {
+        assert_eq!(record_role(Some("internal_user_viewer")), "internal_user_viewer");
+        assert_eq!(record_role(Some("proxy_admin")), ROLE_PROXY_ADMIN);
+        assert_eq!(record_role(None), ROLE_INTERNAL_USER);
+        assert_eq!(record_role(Some("root")), ROLE_INTERNAL_USER);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! A decision reads in LiteLLM's order, one file per stage:
 //! [`rbac`] (custom validation, the RBAC role, the `enforce_rbac` gate, the scope → model gate)
 //! → [`identity`] (the ids the claims name) → the admin path ([`checks`]) → the team
-//! ([`teams`]: the single team, else the groups path) → the linked records and LiteLLM's
-//! `common_checks` ([`checks`]: organization, email domain, user, routes, blocked, models,
-//! budgets). [`model_access`] is LiteLLM's model matching (wildcards, providers, aliases, access
+//! ([`teams`]: the object id's team, the single team, else the groups path) → the linked
+//! records and LiteLLM's `common_checks` ([`checks`]: organization, email domain, user,
+//! blocked, models, budgets, then the organization rule and the non-admin routes).
+//! [`model_access`] is LiteLLM's model matching (wildcards, providers, aliases, access
 //! groups); [`claim_path`] reads claims; [`model`] reads the requested model from a body;
 //! [`route_rules`] are this filter's own per-route rules, checked after LiteLLM's.
 
@@ -24,7 +25,7 @@ pub use claim_path::ClaimRequirement;
 pub use rbac::{RbacRole, RolePermission};
 
 use crate::authz::claim_path::ClaimPath;
-use crate::authz::identity::{Identity, Ids, ROLE_INTERNAL_USER};
+use crate::authz::identity::{Identity, Ids};
 use crate::authz::model_access::AccessGroups;
 use crate::error::AuthError;
 use crate::records::{Kind, Record, RecordKey};
@@ -120,8 +121,6 @@ pub struct Policy {
     pub custom_validate: Vec<ClaimRequirement>,
     /// Claims scopes are read from. LiteLLM: `scope` only; Azure AD also uses `scp`.
     pub scope_claims: Vec<ClaimPath>,
-    /// Routes any non-admin token may call (LiteLLM's LLM API and info routes).
-    pub non_admin_routes: RouteList,
     // Record-backed rules (need the store):
     pub team_ids_jwt_field: Option<ClaimPath>,
     pub team_id_upsert: bool,
@@ -156,10 +155,17 @@ pub(crate) fn forbidden(message: String) -> AuthError {
 }
 
 pub(crate) fn model_not_available(model: &str) -> AuthError {
-    forbidden(format!(
-        "The requested model '{model}' is not available for this API key, or the model name is \
-         invalid. Check the models available to you and try again."
-    ))
+    forbidden(crate::error::model_not_available(model))
+}
+
+/// What the store says of one record.
+pub(crate) enum Found {
+    Record(Rc<Record>),
+    /// No such record.
+    Missing,
+    /// Not asked (no id, or no records configured), or not known yet (noted, see
+    /// [`Lookups::pending`]).
+    Unknown,
 }
 
 /// Record lookups of one decision. Unknown records not fetched yet are collected, so that a
@@ -181,20 +187,28 @@ impl<'a> Lookups<'a> {
         self.records.lookup(key)
     }
 
-    /// The record of `kind` and `id`, when records are enabled and it exists. A record not
+    /// What is known of the record of `kind` and `id`, when records are enabled. A record not
     /// known yet is noted (see [`Lookups::pending`]); a failing source is an error.
-    pub fn get(&mut self, kind: Kind, id: Option<&str>) -> Result<Option<Rc<Record>>, AuthError> {
-        let Some(id) = id.filter(|_| self.enabled) else { return Ok(None) };
+    pub fn find(&mut self, kind: Kind, id: Option<&str>) -> Result<Found, AuthError> {
+        let Some(id) = id.filter(|_| self.enabled) else { return Ok(Found::Unknown) };
         let key = RecordKey { kind, id: id.to_string() };
         match self.records.lookup(&key) {
-            RecordLookup::Found(r) => Ok(Some(r)),
-            RecordLookup::NotFound => Ok(None),
+            RecordLookup::Found(r) => Ok(Found::Record(r)),
+            RecordLookup::NotFound => Ok(Found::Missing),
             RecordLookup::Pending => {
                 self.need.push(key);
-                Ok(None)
+                Ok(Found::Unknown)
             }
             RecordLookup::Unavailable(why) => Err(AuthError::RecordsUnavailable(why)),
         }
+    }
+
+    /// The record of `kind` and `id`, when records are enabled and it exists (see [`Lookups::find`]).
+    pub fn get(&mut self, kind: Kind, id: Option<&str>) -> Result<Option<Rc<Record>>, AuthError> {
+        Ok(match self.find(kind, id)? {
+            Found::Record(r) => Some(r),
+            Found::Missing | Found::Unknown => None,
+        })
     }
 
     /// The records noted since the last call, if any: the decision waits for them.
@@ -246,22 +260,37 @@ impl Policy {
         self.scope_gate(&caller.scopes, request.model)?;
         let ids = self.ids(claims, caller.role);
         if caller.admin {
-            return self.admin(ids, request.route, records);
+            return self.admin(ids, request, records);
         }
         let mut upserts = Vec::new();
         let (team_id, team) = step!(self.team(claims, ids.object_team.clone(), request, records, &mut upserts)?);
         let linked = step!(self.linked(&ids, team.as_deref(), records)?);
-        let user = self.member_checks(&ids, team_id.as_deref(), &linked, records.enabled, request.route, &mut upserts)?;
+        let user = self.member_checks(&ids, team_id.as_deref(), &linked, records.enabled, &mut upserts)?;
+        if let (true, Some(id), None) = (records.enabled, &ids.object_team, &team) {
+            // LiteLLM loads an object id's team only now (common_checks), after the user.
+            return Err(teams::team_not_found(id));
+        }
         let team = match team.as_deref() {
             Some(Record::Team(t)) => Some(t),
             _ => None,
         };
-        self.common_checks(team, user.as_deref(), linked.end_user.as_deref(), request.model)?;
-        self.org_budget(linked.org.as_deref().or(linked.team_org.as_deref()))?;
+        let user = user.as_deref();
+        let org = linked.org.as_deref().or(linked.team_org.as_deref());
+        self.common_checks(team, user, org, linked.end_user.as_deref(), request)?;
+        self.route_checks(user, request.route)?;
+        // Beyond LiteLLM (docs/compatibility.md): a blocked end user is refused, after every
+        // refusal LiteLLM itself would give.
+        if let Some(Record::EndUser(e)) = linked.end_user.as_deref() {
+            if e.blocked {
+                return Err(forbidden(format!("End User={} is blocked.", e.user_id)));
+            }
+        }
         let identity = Identity {
-            user_id: ids.user_id.or(ids.sub),
-            user_role: ROLE_INTERNAL_USER,
-            user_email: ids.user_email,
+            // LiteLLM's user id is the record's when one was found (by email, it may differ).
+            user_id: user.map(|u| u.user_id.clone()).or(ids.user_id).or(ids.sub),
+            user_role: Self::user_role(user),
+            admin: false,
+            user_email: user.and_then(|u| u.user_email.clone()).filter(|e| !e.is_empty()).or(ids.user_email),
             team_id: team.map(|t| t.team_id.clone()).or(team_id),
             team_alias: team.and_then(|t| t.team_alias.clone()),
             team_tpm_limit: team.and_then(|t| t.tpm_limit),

@@ -5,7 +5,7 @@
 
 use crate::authz::ClaimRequirement;
 use crate::error::AuthError;
-use crate::authz::identity::{Identity, ROLE_PROXY_ADMIN};
+use crate::authz::identity::Identity;
 use crate::routes::RouteList;
 use serde_json::{Map, Value};
 
@@ -100,7 +100,7 @@ impl Requirements {
     /// Check an allowed request against the rule. `scopes` are the token's scopes.
     pub fn check(&self, route: &str, identity: &Identity, claims: &Map<String, Value>, scopes: &[String]) -> Result<(), AuthError> {
         let refuse = |what: String| Err(AuthError::RouteRule(format!("route {route} requires {what}")));
-        if self.admin && identity.user_role != ROLE_PROXY_ADMIN {
+        if self.admin && !identity.admin {
             return refuse("a proxy admin token".into());
         }
         if self.team && identity.team_id.is_none() {
@@ -164,9 +164,12 @@ mod tests {
         let claims = json!({"scope": "a b", "tier": "gold"}).as_object().cloned().unwrap();
         let scopes = vec!["a".to_string(), "b".to_string()];
         let team = Identity { team_id: Some("t1".into()), user_role: "internal_user", ..Default::default() };
-        let admin = Identity { user_role: ROLE_PROXY_ADMIN, ..Default::default() };
+        let admin = Identity { user_role: "proxy_admin", admin: true, ..Default::default() };
+        let record_admin = Identity { user_role: "proxy_admin", ..Default::default() };
         let need = |r: Requirements, who: &Identity| r.check("/x", who, &claims, &scopes);
         assert!(need(Requirements { admin: true, ..Default::default() }, &admin).is_ok());
+        assert!(need(Requirements { admin: true, ..Default::default() }, &record_admin).is_err(),
+            "a user record saying proxy_admin is not the admin scope");
         let e = need(Requirements { admin: true, ..Default::default() }, &team).unwrap_err();
         assert_eq!(e.status(), 403);
         assert!(e.message().contains("route /x requires a proxy admin token"), "{}", e.message());

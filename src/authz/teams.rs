@@ -16,6 +16,38 @@ use std::rc::Rc;
 /// The team id a decision goes on with, and its record (when records are configured).
 pub(super) type Selected = (Option<String>, Option<Rc<Record>>);
 
+/// LiteLLM's refusal of a team id no record has (the seed's 401 text, docs/compatibility.md).
+pub(super) fn team_not_found(id: &str) -> AuthError {
+    AuthError::Denied(format!("Team doesn't exist in db. Team={id}. Create team via `/team/new` call."))
+}
+
+/// LiteLLM's text when `team_id_jwt_field` is set and the token has no team (newest: it names
+/// the alias field too, always `None` here, and hints at indexing syntax it does not read).
+fn no_team_found(field: &str) -> String {
+    let hint = match field.rsplit_once('.') {
+        Some((base, last)) if !last.is_empty() && last.chars().all(|c| c.is_ascii_digit()) => format!(
+            " Hint: dot-notation array indexing (e.g. '{field}') is not supported. Use '{base}' instead — LiteLLM \
+             automatically uses the first element when the field value is a list."
+        ),
+        Some(_) => String::new(),
+        None => match field.strip_suffix(']').and_then(|f| f.split_once('[')) {
+            Some((base, index))
+                if !base.is_empty()
+                    && base.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    && !index.is_empty()
+                    && index.chars().all(|c| c.is_ascii_digit()) =>
+            {
+                format!(
+                    " Hint: array indexing (e.g. '{field}') is not supported in team_id_jwt_field. Use '{base}' \
+                     instead — LiteLLM automatically uses the first element when the field value is a list."
+                )
+            }
+            _ => String::new(),
+        },
+    };
+    format!("No team found in token. Checked team_id field '{field}' and team_alias field 'None'.{hint}")
+}
+
 impl Policy {
     pub(super) fn team(
         &self,
@@ -25,19 +57,16 @@ impl Policy {
         records: &mut Lookups,
         upserts: &mut Vec<Record>,
     ) -> Result<Step<Selected>, AuthError> {
-        let team_id = match object_team {
-            Some(id) => Some(id),
-            None => {
-                let id = self.team_id(claims);
-                if let (None, Some(field)) = (&id, &self.team_id_jwt_field) {
-                    return Err(AuthError::Denied(format!(
-                        "No team id found in token. Checked team_id field '{}'",
-                        field.as_str()
-                    )));
-                }
-                id
-            }
-        };
+        if let Some(id) = object_team {
+            // LiteLLM takes the id as the team and loads it only in `common_checks`: never
+            // upserted, and an unknown one is refused after the user checks (see `decide`).
+            let team = step!(self.object_team(&id, records)?);
+            return Ok(Step::Got((Some(id), team)));
+        }
+        let team_id = self.team_id(claims);
+        if let (None, Some(field)) = (&team_id, &self.team_id_jwt_field) {
+            return Err(AuthError::Denied(no_team_found(field.as_str())));
+        }
         if let Some(id) = team_id {
             let team = step!(self.single_team(&id, records, upserts)?);
             return Ok(Step::Got((Some(id), team)));
@@ -45,6 +74,20 @@ impl Policy {
         let Some(field) = &self.team_ids_jwt_field else { return Ok(Step::Got((None, None))) };
         let team = step!(self.find_team_with_model_access(field, claims, request, records)?);
         Ok(Step::Got((team.as_ref().map(|t| t.id().to_string()), team)))
+    }
+
+    /// The team an RBAC `team` token's object id names: its record, or none when unknown.
+    fn object_team(&self, id: &str, records: &mut Lookups) -> Result<Step<Option<Rc<Record>>>, AuthError> {
+        if !records.enabled {
+            return Ok(Step::Got(None));
+        }
+        let key = RecordKey { kind: Kind::Team, id: id.to_string() };
+        match records.lookup(&key) {
+            RecordLookup::Found(r) => Ok(Step::Got(Some(r))),
+            RecordLookup::NotFound => Ok(Step::Got(None)),
+            RecordLookup::Pending => Ok(Step::Need(vec![key])),
+            RecordLookup::Unavailable(why) => Err(AuthError::RecordsUnavailable(why)),
+        }
     }
 
     /// The single team's record: unknown → LiteLLM's error, or a default team with
@@ -61,11 +104,7 @@ impl Policy {
                 upserts.push(r.clone());
                 Rc::new(r)
             }
-            RecordLookup::NotFound => {
-                return Err(AuthError::Denied(format!(
-                    "Team doesn't exist in db. Team={id}. Create team via `/team/new` call."
-                )))
-            }
+            RecordLookup::NotFound => return Err(team_not_found(id)),
             RecordLookup::Pending => return Ok(Step::Need(vec![key])),
             RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
         })))
@@ -113,6 +152,7 @@ impl Policy {
         if !need.is_empty() {
             return Ok(Step::Need(need));
         }
+        // LiteLLM goes through every team and names the last one refused for the route.
         let mut model_ok_route_not = None;
         for id in &ids {
             let Some(record) = found.get(id) else { continue };
@@ -123,7 +163,7 @@ impl Policy {
                 }
             }
             if !self.team_allowed_routes.matches(request.route) {
-                model_ok_route_not = model_ok_route_not.or(Some(id.clone()));
+                model_ok_route_not = Some(id.clone());
                 continue;
             }
             return Ok(Step::Got(Some(Rc::clone(record))));

@@ -1,7 +1,7 @@
 //! The whole decision, through `Policy::authorize`, on configurations compiled from JSON.
 
 use super::*;
-use crate::authz::identity::ROLE_PROXY_ADMIN;
+use crate::authz::identity::{ROLE_INTERNAL_USER, ROLE_PROXY_ADMIN};
 use crate::config::compile;
 use crate::records::{EndUser, Kind, Org, Record, RecordKey, Team, User};
 use crate::store::records::RecordLookup;
@@ -62,12 +62,16 @@ impl Records for Table {
         if self.pending.contains(&key.id) {
             return RecordLookup::Pending;
         }
-        let kind_matches = |r: &Record| matches!((r, key.kind), (Record::Team(_), Kind::Team) | (Record::User(_), Kind::User) | (Record::Org(_), Kind::Org) | (Record::EndUser(_), Kind::EndUser));
+        let kind_matches = |r: &Record| r.kind() == key.kind;
         match self.records.iter().find(|r| kind_matches(r) && r.id() == key.id) {
             Some(r) => RecordLookup::Found(Rc::new(r.clone())),
             None => RecordLookup::NotFound,
         }
     }
+}
+
+fn by_email(u: &User) -> Record {
+    Record::UserByEmail(crate::records::UserByEmail::of(u).unwrap())
 }
 
 fn team(id: &str, models: &[&str]) -> Team {
@@ -103,10 +107,46 @@ fn non_admins_may_not_apply_guardrails_as_in_litellm() {
 fn non_admin_on_management_route_gets_litellms_401() {
     let e = call(&jwt(json!({})), json!({"sub": "u1"}), "/key/generate", None).unwrap_err();
     assert_eq!(e.status(), 401);
+    // Without a user record LiteLLM prints `unknown`, masked like an id.
     assert_eq!(
         e.message(),
-        "Authentication Error, Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Route=/key/generate. Your role=unknown. Your user_id=unknown"
+        "Authentication Error, Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Route=/key/generate. Your role=unknown. Your user_id=*******"
     );
+}
+
+#[test]
+fn the_route_refusal_names_the_user_records_role_and_masked_id() {
+    let p = jwt(json!({"user_id_jwt_field": "uid"}));
+    let viewer = User { user_id: "carol.smith".into(), user_role: Some("internal_user_viewer".into()), ..User::default() };
+    let mut table = Table::new(vec![Record::User(viewer), Record::User(User { user_id: "bob".into(), ..User::default() })]);
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "carol.smith"}), "/some/unknown/route", None) else { panic!() };
+    assert_eq!(e.message(), "Authentication Error, Only proxy admin can be used to generate, delete, update info for new \
+        keys/users/teams. Route=/some/unknown/route. Your role=internal_user_viewer. Your user_id=carol.***th");
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "bob"}), "/key/generate", None) else { panic!() };
+    assert!(e.message().ends_with("Your role=unknown. Your user_id=***"), "{}", e.message());
+}
+
+#[test]
+fn only_proxy_admin_records_may_create_organizations() {
+    let p = jwt(json!({"user_id_jwt_field": "uid"}));
+    let mut table = Table::new(vec![
+        Record::User(User { user_id: "u1".into(), user_role: Some("internal_user".into()), ..User::default() }),
+        Record::User(User { user_id: "u2".into(), ..User::default() }),
+    ]);
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u1"}), "/organization/new", None) else { panic!() };
+    assert_eq!(e, AuthError::OrgCreationDenied(Some("internal_user".into())));
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "u2"}), "/organization/new", None) else { panic!() };
+    assert_eq!(e.message(), "Only proxy admins can create new organizations. You are None");
+    let e = call(&p, json!({}), "/organization/new", None).unwrap_err();
+    assert!(e.message().contains("Only proxy admin can be used"), "without a user record, the route rule: {}", e.message());
+}
+
+#[test]
+fn the_route_rule_comes_after_models_and_budgets_as_in_litellm() {
+    let p = jwt(json!({"team_id_jwt_field": "tid"}));
+    let mut table = Table::new(vec![Record::Team(Team { blocked: true, ..team("t-blocked", &[]) })]);
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-blocked"}), "/key/generate", None) else { panic!() };
+    assert!(e.message().contains("Team=t-blocked is blocked"), "{}", e.message());
 }
 
 #[test]
@@ -181,7 +221,7 @@ fn role_permissions_gate_models_and_routes_when_rbac_is_enforced() {
     assert_eq!(e, AuthError::Forbidden("Role=team not allowed to call route=/v1/messages. Allowed routes=['openai_routes']".into()));
     let user = json!({"uid": "u"});
     let e = call(&p, user.clone(), "/v1/models", None).unwrap_err();
-    assert!(e.message().contains("No team id found in token"), "team_id_jwt_field makes a team required");
+    assert!(e.message().contains("No team found in token"), "team_id_jwt_field makes a team required");
     assert!(p.needs_model(&p.caller(&claims(team)), false));
     assert!(!p.needs_model(&p.caller(&claims(user.clone())), false), "internal_user has no model list");
 
@@ -307,16 +347,28 @@ fn an_allowed_email_domain_refuses_tokens_without_an_email() {
 }
 
 #[test]
-fn an_admins_own_user_record_budget_holds() {
-    let p = jwt(json!({"user_id_jwt_field": "uid"}));
-    let broke = User { user_id: "root".into(), max_budget: Some(5.0), spend: 5.0, ..User::default() };
-    let mut table = Table::new(vec![Record::User(broke)]);
-    let admin = |uid: &str| json!({"uid": uid, "scope": "litellm_proxy_admin"});
-    let Outcome::Deny(e) = with(&p, &mut table, admin("root"), "/key/generate", None) else { panic!() };
+fn an_admins_own_user_record_budget_holds_on_llm_routes() {
+    let p = jwt(json!({"user_id_jwt_field": "uid", "user_email_jwt_field": "email",
+        "admin_allowed_routes": ["openai_routes", "management_routes"]}));
+    let broke = User { user_id: "root".into(), user_email: Some("Root@Example.com".into()), max_budget: Some(5.0), spend: 5.0, ..User::default() };
+    let mut table = Table::new(vec![Record::User(broke.clone()), by_email(&broke)]);
+    let admin = |uid: &str| json!({"uid": uid, "email": "root@example.com", "scope": "litellm_proxy_admin"});
+    let Outcome::Deny(e) = with(&p, &mut table, admin("root"), CHAT, None) else { panic!() };
     assert_eq!(e, AuthError::BudgetExceeded("ExceededBudget: User=root over budget. Spend=5.0, Budget=5.0".into()));
-    assert!(matches!(with(&p, &mut table, admin("other"), "/key/generate", None), Outcome::Allow { .. }), "no record: admitted");
+    // LiteLLM reads the admin's record by email too, and keeps the token's user id.
+    let Outcome::Deny(e) = with(&p, &mut table, admin("root-sso"), CHAT, None) else { panic!() };
+    assert_eq!(e.error_type(), "budget_exceeded");
+    // Management routes spend nothing: LiteLLM skips budgets there.
+    match with(&p, &mut table, admin("root"), "/key/generate", None) {
+        Outcome::Allow { identity, .. } => {
+            assert_eq!((identity.user_id.as_deref(), identity.user_role, identity.admin), (Some("root"), ROLE_PROXY_ADMIN, true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(with(&p, &mut table, json!({"uid": "other", "scope": "litellm_proxy_admin"}), CHAT, None), Outcome::Allow { .. }),
+        "no record: admitted");
     table.down = true;
-    assert!(matches!(with(&p, &mut table, admin("root"), "/key/generate", None), Outcome::Deny(AuthError::RecordsUnavailable(_))));
+    assert!(matches!(with(&p, &mut table, admin("root"), CHAT, None), Outcome::Deny(AuthError::RecordsUnavailable(_))));
 }
 
 #[test]
@@ -336,7 +388,18 @@ fn sub_is_never_the_user_id_when_a_user_id_or_email_field_is_configured() {
 fn required_team_id_and_list_claims() {
     let p = jwt(json!({"team_id_jwt_field": "team"}));
     let e = call(&p, json!({"sub": "s"}), CHAT, None).unwrap_err();
-    assert_eq!(e.message(), "Authentication Error, No team id found in token. Checked team_id field 'team'");
+    assert_eq!(e.message(), "Authentication Error, No team found in token. Checked team_id field 'team' and team_alias field 'None'.");
+    for (field, hint) in [
+        ("roles.0", " Hint: dot-notation array indexing (e.g. 'roles.0') is not supported. Use 'roles' instead — LiteLLM \
+            automatically uses the first element when the field value is a list."),
+        ("roles[0]", " Hint: array indexing (e.g. 'roles[0]') is not supported in team_id_jwt_field. Use 'roles' instead — \
+            LiteLLM automatically uses the first element when the field value is a list."),
+        ("org.team", ""),
+    ] {
+        let e = call(&jwt(json!({"team_id_jwt_field": field})), json!({}), CHAT, None).unwrap_err();
+        assert_eq!(e.message(), format!("Authentication Error, No team found in token. Checked team_id field '{field}' and \
+            team_alias field 'None'.{hint}"));
+    }
     assert_eq!(call(&p, json!({"team": ["t1", "t2"]}), CHAT, None).unwrap().team_id.as_deref(), Some("t1"));
     let with_default = jwt(json!({"team_id_jwt_field": "team", "team_id_default": "fallback"}));
     assert_eq!(call(&with_default, json!({}), CHAT, None).unwrap().team_id.as_deref(), Some("fallback"));
@@ -400,9 +463,15 @@ fn single_team_is_loaded_and_common_checks_apply() {
 
     let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-blocked"}), CHAT, None) else { panic!() };
     assert_eq!(e.message(), "Authentication Error, Team=t-blocked is blocked. Update via `/team/unblock` if you're an admin.");
-    let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-broke"}), CHAT, None) else { panic!() };
+    // At its limit, a team is refused when a model is named (LiteLLM reserves the request's
+    // estimated cost) and admitted without one; over it, always.
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t-broke"}), CHAT, Some("gpt-4o")) else { panic!() };
     assert_eq!((e.status(), e.error_type()), (400, "budget_exceeded"));
     assert_eq!(e.message(), "Budget has been exceeded! Team=t-broke Current cost: 10.0, Max budget: 10.0");
+    assert!(matches!(with(&p, &mut table, json!({"tid": "t-broke"}), CHAT, None), Outcome::Allow { .. }));
+    assert!(matches!(with(&p, &mut table, json!({"tid": "t-broke"}), "/v1/models", None), Outcome::Allow { .. }));
+    assert!(matches!(with(&p, &mut table, json!({"tid": "t-broke"}), "/v1/messages/count_tokens", Some("gpt-4o")), Outcome::Allow { .. }),
+        "token counting bills nothing: no reservation");
     let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "ghost"}), CHAT, None) else { panic!() };
     assert_eq!(e.message(), "Authentication Error, Team doesn't exist in db. Team=ghost. Create team via `/team/new` call.");
 }
@@ -535,4 +604,130 @@ fn email_domain_is_enforced_like_newest_litellm() {
     let e = call(&p, json!({"email": "a@evil.com"}), CHAT, None).unwrap_err();
     assert_eq!(e.message(), "Email domain not allowed. User email: a@evil.com. Allowed domain: corp.com");
     assert!(call(&p, json!({"email": "a@sub.corp.com"}), CHAT, None).is_err(), "exact domain");
+}
+
+#[test]
+fn a_user_is_found_by_email_when_no_user_has_the_id() {
+    // LiteLLM's `_get_fuzzy_user_object`: the id (here the email itself) is unknown, the email
+    // matches a user case-insensitively: that user's record applies and its id is forwarded.
+    let p = jwt(json!({"user_email_jwt_field": "email", "user_id_upsert": true}));
+    let svc = User { user_id: "svc-1".into(), user_email: Some("Svc@Example.com".into()), models: vec!["gpt-4o".into()],
+        user_role: Some("internal_user_viewer".into()), ..User::default() };
+    let mut table = Table::new(vec![Record::User(svc.clone()), by_email(&svc)]);
+    match with(&p, &mut table, json!({"email": "svc@example.COM"}), CHAT, Some("gpt-4o")) {
+        Outcome::Allow { identity, upserts } => {
+            assert_eq!(identity.user_id.as_deref(), Some("svc-1"));
+            assert_eq!(identity.user_email.as_deref(), Some("Svc@Example.com"), "the record's email, as LiteLLM's");
+            assert_eq!(identity.user_role, "internal_user_viewer", "the record's role");
+            assert!(upserts.is_empty(), "found by email: nothing to create");
+        }
+        other => panic!("{other:?}"),
+    }
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"email": "svc@example.com"}), CHAT, Some("o1")) else { panic!() };
+    assert_eq!(e, AuthError::UserModelDenied { model: "o1".into() }, "the email user's models apply");
+    assert_eq!((e.status(), e.error_type(), e.param()), (403, "user_model_access_denied", Some("model")));
+    // The id lookup comes first; the email one only once the id is known to be missing.
+    table.asked.clear();
+    table.pending = vec!["svc@example.com".into()];
+    assert_eq!(with(&p, &mut table, json!({"email": "svc@example.com"}), CHAT, None),
+               Outcome::Need(vec![RecordKey { kind: Kind::User, id: "svc@example.com".into() }]));
+    table.pending.clear();
+    match with(&p, &mut table, json!({"email": "new@example.com"}), CHAT, None) {
+        Outcome::Allow { identity, upserts } => {
+            assert_eq!(identity.user_id.as_deref(), Some("new@example.com"));
+            assert_eq!(upserts.len(), 1, "neither id nor email known: upserted");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(table.asked.contains(&RecordKey { kind: Kind::UserEmail, id: "new@example.com".into() }));
+}
+
+#[test]
+fn a_user_found_by_email_keeps_its_budget() {
+    let p = jwt(json!({"user_id_jwt_field": "sub", "user_email_jwt_field": "email", "user_id_upsert": true}));
+    let carol = User { user_id: "carol".into(), user_email: Some("carol@other.org".into()), max_budget: Some(50.0), spend: 51.0, ..User::default() };
+    let mut table = Table::new(vec![Record::User(carol.clone()), by_email(&carol)]);
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"sub": "alice", "email": "carol@other.org"}), CHAT, Some("o1")) else { panic!() };
+    assert_eq!(e.message(), "ExceededBudget: User=carol over budget. Spend=51.0, Budget=50.0",
+        "never a fresh upserted user without the budget");
+}
+
+#[test]
+fn an_unknown_object_id_team_is_refused_after_the_user_and_never_upserted() {
+    let p = jwt(json!({"roles_jwt_field": "roles", "object_id_jwt_field": "oid", "team_id_jwt_field": "tid",
+        "team_id_upsert": true, "user_id_jwt_field": "uid", "role_mappings": [{"role": "svc", "internal_role": "team"}]}));
+    let mut table = Table::new(vec![Record::Team(team("t1", &[])), Record::User(User { user_id: "u1".into(), ..User::default() })]);
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t1", "oid": "ghost", "uid": "u1"}), CHAT, None) else { panic!() };
+    assert_eq!(e.message(), "Authentication Error, Team doesn't exist in db. Team=ghost. Create team via `/team/new` call.");
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"tid": "t1", "oid": "ghost", "uid": "nobody"}), CHAT, None) else { panic!() };
+    assert!(e.message().contains("User doesn't exist in db. 'user_id'=nobody."), "the user first: {}", e.message());
+}
+
+#[test]
+fn groups_path_names_the_last_team_refused_for_the_route() {
+    let p = jwt(json!({"team_ids_jwt_field": "groups", "team_allowed_routes": ["/v1/chat/completions"]}));
+    let mut table = Table::new(vec![Record::Team(team("t2", &[])), Record::Team(team("t3", &[]))]);
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"groups": ["t3", "t2"]}), "/v1/messages", Some("m")) else { panic!() };
+    assert_eq!(e.message(), "Team t3 can access model m but route /v1/messages is not in litellm_jwtauth.team_allowed_routes");
+}
+
+#[test]
+fn budgets_only_apply_where_litellm_checks_them_and_in_its_order() {
+    let p = jwt(json!({"team_id_jwt_field": "tid", "user_id_jwt_field": "uid", "org_id_jwt_field": "org", "end_user_id_jwt_field": "cust"}));
+    let over = |id: &str| Team { max_budget: Some(1.0), spend: 2.0, organization_id: Some("broke-org".into()), ..team(id, &[]) };
+    let mut table = Table::new(vec![
+        Record::Team(over("t-over")),
+        Record::Team(team("t-ok", &[])),
+        Record::Org(Org { organization_id: "broke-org".into(), max_budget: Some(5.0), spend: 5.0, ..Org::default() }),
+        Record::Org(Org { organization_id: "ok-org".into(), ..Org::default() }),
+        Record::User(User { user_id: "u".into(), ..User::default() }),
+        Record::EndUser(EndUser { user_id: "c-at".into(), max_budget: Some(3.0), spend: 3.0, ..EndUser::default() }),
+        Record::EndUser(EndUser { user_id: "c-over".into(), max_budget: Some(3.0), spend: 4.0, ..EndUser::default() }),
+    ]);
+    let outcome = |table: &mut Table, c: Value, route: &str, model: Option<&str>| with(&p, table, c, route, model);
+    let message = |o: Outcome| match o { Outcome::Deny(e) => e.message(), other => panic!("{other:?}") };
+    // Team first, then the organization (here the team's).
+    assert!(message(outcome(&mut table, json!({"tid": "t-over", "uid": "u", "cust": "c-over"}), CHAT, None)).contains("Team=t-over"));
+    let m = message(outcome(&mut table, json!({"tid": "t-ok", "uid": "u", "org": "broke-org", "cust": "c-over"}), CHAT, None));
+    assert!(m.contains("Organization=broke-org"), "{m}");
+    // No budget on management, info or model-discovery routes (the route rule answers there).
+    for route in ["/v1/models", "/model/info", "/key/info"] {
+        assert!(matches!(outcome(&mut table, json!({"tid": "t-over", "uid": "u"}), route, None), Outcome::Allow { .. }), "{route}");
+    }
+    let m = message(outcome(&mut table, json!({"tid": "t-over", "uid": "u"}), "/key/generate", None));
+    assert!(m.contains("Only proxy admin"), "{m}");
+    // End users: over is refused, at the limit only when a model is named; never on info routes.
+    let end = |c: &str| json!({"tid": "t-ok", "uid": "u", "org": "ok-org", "cust": c});
+    assert_eq!(message(outcome(&mut table, end("c-over"), CHAT, None)), "ExceededBudget: End User=c-over over budget. Spend=4.0, Budget=3.0");
+    assert!(matches!(outcome(&mut table, end("c-at"), CHAT, None), Outcome::Allow { .. }));
+    assert_eq!(message(outcome(&mut table, end("c-at"), CHAT, Some("gpt-4o"))), "Budget has been exceeded! EndUser=c-at Current cost: 3.0, Max budget: 3.0");
+    assert!(matches!(outcome(&mut table, end("c-over"), "/health", None), Outcome::Allow { .. }), "an info route, though budgets apply there");
+}
+
+#[test]
+fn a_user_records_role_is_forwarded() {
+    let p = jwt(json!({"user_id_jwt_field": "uid"}));
+    let mut table = Table::new(vec![
+        Record::User(User { user_id: "v".into(), user_role: Some("proxy_admin_viewer".into()), ..User::default() }),
+        Record::User(User { user_id: "a".into(), user_role: Some("proxy_admin".into()), ..User::default() }),
+        Record::User(User { user_id: "n".into(), ..User::default() }),
+    ]);
+    let role = |table: &mut Table, uid: &str| match with(&p, table, json!({"uid": uid}), CHAT, None) {
+        Outcome::Allow { identity, .. } => (identity.user_role, identity.admin),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(role(&mut table, "v"), ("proxy_admin_viewer", false));
+    assert_eq!(role(&mut table, "a"), (ROLE_PROXY_ADMIN, false), "forwarded as LiteLLM's, but not the admin scope");
+    assert_eq!(role(&mut table, "n"), (ROLE_INTERNAL_USER, false));
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"uid": "a"}), "/key/generate", None) else { panic!() };
+    assert!(e.message().contains("Your role=proxy_admin."), "record roles open no routes here: {}", e.message());
+}
+
+#[test]
+fn pass_through_provider_routes_are_llm_routes_for_everyone() {
+    let p = jwt(json!({}));
+    assert!(call(&p, json!({"sub": "u"}), "/bedrock/model/claude/invoke", None).is_ok());
+    assert!(call(&p, json!({"sub": "u"}), "/anthropic/v1/messages", None).is_ok());
+    assert!(call(&p, json!({"sub": "u"}), "/model_group/info", None).is_ok(), "an info route");
+    assert!(call(&p, json!({"sub": "u"}), "/bedrockx/y", None).is_err());
 }

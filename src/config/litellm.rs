@@ -196,11 +196,6 @@ fn policy(gs: &Map<String, Value>, jwt: &Map<String, Value>) -> Result<Policy, S
         general_enforce_rbac: flag(gs, "enforce_rbac", "general_settings.enforce_rbac")?,
         custom_validate: custom_validate(jwt.get("custom_validate"))?,
         scope_claims: Vec::new(),
-        // LiteLLM's `is_llm_api_route` and info routes. `llm_api_routes` lists
-        // /guardrails/apply_guardrail, but `is_llm_api_route` does not pass it: non-admins are
-        // refused there (found by running LiteLLM 1.110.2 on the same requests).
-        non_admin_routes: RouteList::compile(&["llm_api_routes", "info_routes"])
-            .without(crate::routes::groups::APPLY_GUARDRAIL_ROUTES),
         team_ids_jwt_field: opt_path(jwt, "team_ids_jwt_field")?,
         team_id_upsert: flag(jwt, "team_id_upsert", &format!("{JWTAUTH}.team_id_upsert"))?,
         user_id_upsert: flag(jwt, "user_id_upsert", &format!("{JWTAUTH}.user_id_upsert"))?,
