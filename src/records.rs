@@ -13,8 +13,10 @@ pub enum Kind {
     User,
     Org,
     EndUser,
-    /// A user looked up by its email (lower-cased): LiteLLM's fallback when no user has the
-    /// token's user id (`_get_fuzzy_user_object`).
+    /// A user looked up by its `sso_user_id` (the token's user id): LiteLLM's first fallback
+    /// when no user has the token's user id (`_get_fuzzy_user_object`).
+    UserSso,
+    /// A user looked up by its email (lower-cased): LiteLLM's next fallback.
     UserEmail,
 }
 
@@ -25,6 +27,7 @@ impl Kind {
             Kind::User => "user",
             Kind::Org => "org",
             Kind::EndUser => "end_user",
+            Kind::UserSso => "user_sso",
             Kind::UserEmail => "user_email",
         }
     }
@@ -81,25 +84,32 @@ pub struct User {
     pub max_budget: Option<f64>,
     pub spend: f64,
     pub user_role: Option<String>,
+    /// The id the user's SSO login gave it, when it differs from `user_id`.
+    pub sso_user_id: Option<String>,
 }
 
 /// LiteLLM's `LitellmUserRoles` values: what a user record's `user_role` may say.
 pub const USER_ROLES: &[&str] =
     &["proxy_admin", "proxy_admin_viewer", "org_admin", "internal_user", "internal_user_viewer", "team", "customer"];
 
-/// A user found by email: stored under the lower-cased email (LiteLLM compares emails
-/// case-insensitively).
+/// A user found by another key than its id: its `sso_user_id` ([`Kind::UserSso`], as is) or
+/// its email ([`Kind::UserEmail`], lower-cased: LiteLLM compares emails case-insensitively).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserByEmail {
-    pub email: String,
+pub struct UserAlias {
+    pub alias: String,
     pub user: User,
 }
 
-impl UserByEmail {
-    /// The email key of a user record, if it has an email.
-    pub fn of(user: &User) -> Option<UserByEmail> {
-        let email = user.user_email.as_deref().filter(|e| !e.is_empty())?;
-        Some(UserByEmail { email: email.to_lowercase(), user: user.clone() })
+impl UserAlias {
+    /// The `kind` key of a user record (`UserSso` or `UserEmail`), if it has one.
+    pub fn of(kind: Kind, user: &User) -> Option<Record> {
+        let (field, record): (_, fn(UserAlias) -> Record) = match kind {
+            Kind::UserSso => (user.sso_user_id.clone(), Record::UserBySso),
+            Kind::UserEmail => (user.user_email.as_deref().map(str::to_lowercase), Record::UserByEmail),
+            _ => return None,
+        };
+        let alias = field.filter(|a| !a.is_empty())?;
+        Some(record(UserAlias { alias, user: user.clone() }))
     }
 }
 
@@ -130,7 +140,8 @@ pub enum Record {
     User(User),
     Org(Org),
     EndUser(EndUser),
-    UserByEmail(UserByEmail),
+    UserBySso(UserAlias),
+    UserByEmail(UserAlias),
 }
 
 /// A user row. Its `user_role` must be one of LiteLLM's roles: the role is forwarded and read
@@ -157,7 +168,7 @@ const JOINED_TABLES: &[(&str, &[&str])] =
 fn known_fields(kind: Kind) -> Vec<String> {
     let blank = match kind {
         Kind::Team => serde_json::to_value(Team::default()),
-        Kind::User | Kind::UserEmail => serde_json::to_value(User::default()),
+        Kind::User | Kind::UserSso | Kind::UserEmail => serde_json::to_value(User::default()),
         Kind::Org => serde_json::to_value(Org::default()),
         Kind::EndUser => serde_json::to_value(EndUser::default()),
     };
@@ -220,9 +231,9 @@ impl Record {
                 Record::Team(t)
             }
             Kind::User => Record::User(user(v, budget)?),
-            Kind::UserEmail => {
+            Kind::UserSso | Kind::UserEmail => {
                 let u = user(v, budget)?;
-                Record::UserByEmail(UserByEmail::of(&u).ok_or("user record has no user_email")?)
+                UserAlias::of(kind, &u).ok_or_else(|| format!("user record has no {}", alias_field(kind)))?
             }
             Kind::Org => {
                 let mut o: Org = parse_as(v)?;
@@ -244,7 +255,7 @@ impl Record {
         let inner = match kind {
             Kind::Team => body.get("team_info").ok_or("LiteLLM answer has no team_info")?,
             Kind::User => body.get("user_info").ok_or("LiteLLM answer has no user_info")?,
-            Kind::Org | Kind::EndUser | Kind::UserEmail => body,
+            Kind::Org | Kind::EndUser | Kind::UserSso | Kind::UserEmail => body,
         };
         if !inner.is_object() {
             return Err("record is not a JSON object".into());
@@ -266,8 +277,8 @@ impl Record {
         if inner_null {
             return Ok(None);
         }
-        if litellm && key.kind == Kind::UserEmail {
-            return user_by_email_from_list(key, &value);
+        if litellm && matches!(key.kind, Kind::UserSso | Kind::UserEmail) {
+            return user_from_list(key, &value);
         }
         let record = if litellm { Record::from_litellm(key.kind, &value)? } else { Record::from_plain(key.kind, &value)? };
         if record.id() != key.id {
@@ -283,6 +294,7 @@ impl Record {
             Record::User(_) => Kind::User,
             Record::Org(_) => Kind::Org,
             Record::EndUser(_) => Kind::EndUser,
+            Record::UserBySso(_) => Kind::UserSso,
             Record::UserByEmail(_) => Kind::UserEmail,
         }
     }
@@ -298,7 +310,7 @@ impl Record {
             Record::User(u) => &u.user_id,
             Record::Org(o) => &o.organization_id,
             Record::EndUser(e) => &e.user_id,
-            Record::UserByEmail(u) => &u.email,
+            Record::UserBySso(u) | Record::UserByEmail(u) => &u.alias,
         }
     }
 }
@@ -306,18 +318,30 @@ impl Record {
 /// Most users one `/user/list` page returns (`page_size` of the default path).
 pub const USER_LIST_PAGE: usize = 100;
 
-/// LiteLLM's `/user/list?user_email=…` answer (`{"users": [...]}`, a case-insensitive
-/// *partial* match) → the first user whose email is the one asked for. A full page without it
-/// could hide it on a later page: that is an error, never "no such user".
-fn user_by_email_from_list(key: &RecordKey, body: &Value) -> Result<Option<Record>, String> {
+/// The user member a user alias kind is looked up by.
+fn alias_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::UserSso => "sso_user_id",
+        _ => "user_email",
+    }
+}
+
+/// LiteLLM's `/user/list?sso_user_ids=…` or `?user_email=…` answer (`{"users": [...]}`; the
+/// email filter is a case-insensitive *partial* match) → the first user whose `sso_user_id` or
+/// email is the one asked for. A full page without it could hide it on a later page: that is
+/// an error, never "no such user".
+fn user_from_list(key: &RecordKey, body: &Value) -> Result<Option<Record>, String> {
     let users = body.get("users").and_then(Value::as_array).ok_or("LiteLLM answer has no users list")?;
+    let field = alias_field(key.kind);
     for row in users {
-        if row.get("user_email").and_then(Value::as_str).map(str::to_lowercase).as_deref() == Some(key.id.as_str()) {
-            return Record::from_plain(Kind::UserEmail, row).map(Some);
+        let value = row.get(field).and_then(Value::as_str);
+        let value = if key.kind == Kind::UserEmail { value.map(str::to_lowercase) } else { value.map(str::to_owned) };
+        if value.as_deref() == Some(key.id.as_str()) {
+            return Record::from_plain(key.kind, row).map(Some);
         }
     }
     if users.len() >= USER_LIST_PAGE {
-        return Err(format!("more than {USER_LIST_PAGE} users partly match the email; none exactly on the first page"));
+        return Err(format!("more than {USER_LIST_PAGE} users partly match the {field}; none exactly on the first page"));
     }
     Ok(None)
 }
@@ -398,7 +422,7 @@ mod tests {
         let key = RecordKey { kind: Kind::UserEmail, id: "svc@example.com".into() };
         let plain = json!({"user_id": "svc-1", "user_email": "Svc@Example.com", "max_budget": 5});
         let Some(Record::UserByEmail(found)) = Record::from_answer(false, &key, plain.to_string().as_bytes()).unwrap() else { panic!() };
-        assert_eq!((found.email.as_str(), found.user.user_id.as_str(), found.user.max_budget), ("svc@example.com", "svc-1", Some(5.0)));
+        assert_eq!((found.alias.as_str(), found.user.user_id.as_str(), found.user.max_budget), ("svc@example.com", "svc-1", Some(5.0)));
         let other = json!({"user_id": "x", "user_email": "x@example.com"});
         assert!(Record::from_answer(false, &key, other.to_string().as_bytes()).is_err(), "another user's email");
         // /user/list matches partially: only the exact (case-insensitive) email is the user.
@@ -411,6 +435,11 @@ mod tests {
         let full = json!({"users": full});
         assert!(Record::from_answer(true, &key, full.to_string().as_bytes()).is_err(), "a full page could hide the user");
         assert!(Record::from_answer(true, &key, br#"{"detail": "x"}"#).is_err());
+        // By SSO id: exact, case-sensitive.
+        let sso = RecordKey { kind: Kind::UserSso, id: "Okta|42".into() };
+        let list = json!({"users": [{"user_id": "a", "sso_user_id": "okta|42"}, {"user_id": "b", "sso_user_id": "Okta|42"}]});
+        let Some(Record::UserBySso(found)) = Record::from_answer(true, &sso, list.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!(found.user.user_id, "b");
     }
 
     #[test]
@@ -426,8 +455,9 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), r);
         let u = User { user_id: "u".into(), user_email: Some("U@x.io".into()), ..User::default() };
-        let r = Record::UserByEmail(UserByEmail::of(&u).unwrap());
+        let r = UserAlias::of(Kind::UserEmail, &u).unwrap();
         assert_eq!(r.key(), RecordKey { kind: Kind::UserEmail, id: "u@x.io".into() });
+        assert_eq!(UserAlias::of(Kind::UserSso, &u), None, "no sso_user_id");
         assert_eq!(serde_json::from_str::<Record>(&serde_json::to_string(&r).unwrap()).unwrap(), r);
     }
 }

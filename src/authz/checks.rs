@@ -109,18 +109,21 @@ impl Policy {
     }
 
     /// LiteLLM's `get_user_object`: the user with the token's user id, else (its
-    /// `_get_fuzzy_user_object`) the first user whose email is the token's, case-insensitively.
-    /// Records not known yet are noted in `records`.
+    /// `_get_fuzzy_user_object`) the user whose `sso_user_id` is that id, else the first user
+    /// whose email is the token's, case-insensitively. One lookup at a time, each only once the
+    /// one before is known to find nothing; records not known yet are noted in `records`.
     fn user_record(&self, ids: &Ids, records: &mut Lookups) -> Result<Option<Rc<User>>, AuthError> {
-        let email = match records.find(Kind::User, ids.user_id.as_deref())? {
-            Found::Record(r) => return Ok(as_user(&r)),
-            Found::Missing => ids.user_email.as_deref().map(str::to_lowercase),
-            Found::Unknown => None,
-        };
-        Ok(match records.find(Kind::UserEmail, email.as_deref())? {
-            Found::Record(r) => as_user(&r),
-            Found::Missing | Found::Unknown => None,
-        })
+        let email = ids.user_email.as_deref().map(str::to_lowercase);
+        let steps = [(Kind::User, ids.user_id.as_deref()), (Kind::UserSso, ids.user_id.as_deref()), (Kind::UserEmail, email.as_deref())];
+        for (kind, key) in steps {
+            match records.find(kind, key)? {
+                Found::Record(r) => return Ok(as_user(&r)),
+                Found::Missing => continue,
+                // No id (LiteLLM looks nothing up then, not even the email), or not known yet.
+                Found::Unknown => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// The organization, the team's organization, the user and the end user, all at once.
@@ -306,7 +309,7 @@ impl Policy {
 fn as_user(record: &Record) -> Option<Rc<User>> {
     match record {
         Record::User(u) => Some(Rc::new(u.clone())),
-        Record::UserByEmail(found) => Some(Rc::new(found.user.clone())),
+        Record::UserBySso(found) | Record::UserByEmail(found) => Some(Rc::new(found.user.clone())),
         _ => None,
     }
 }

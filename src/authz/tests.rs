@@ -71,7 +71,7 @@ impl Records for Table {
 }
 
 fn by_email(u: &User) -> Record {
-    Record::UserByEmail(crate::records::UserByEmail::of(u).unwrap())
+    crate::records::UserAlias::of(Kind::UserEmail, u).unwrap()
 }
 
 fn team(id: &str, models: &[&str]) -> Team {
@@ -730,4 +730,24 @@ fn pass_through_provider_routes_are_llm_routes_for_everyone() {
     assert!(call(&p, json!({"sub": "u"}), "/anthropic/v1/messages", None).is_ok());
     assert!(call(&p, json!({"sub": "u"}), "/model_group/info", None).is_ok(), "an info route");
     assert!(call(&p, json!({"sub": "u"}), "/bedrockx/y", None).is_err());
+}
+
+#[test]
+fn the_sso_id_is_tried_before_the_email() {
+    let p = jwt(json!({"user_id_jwt_field": "sub", "user_email_jwt_field": "email", "user_id_upsert": true}));
+    let sso = User { user_id: "u-sso".into(), sso_user_id: Some("okta|7".into()), max_budget: Some(1.0), spend: 1.0, ..User::default() };
+    let mail = User { user_id: "u-mail".into(), user_email: Some("a@x.io".into()), ..User::default() };
+    let alias = |kind, u: &User| crate::records::UserAlias::of(kind, u).unwrap();
+    let mut table = Table::new(vec![Record::User(sso.clone()), alias(Kind::UserSso, &sso), Record::User(mail.clone()), alias(Kind::UserEmail, &mail)]);
+    let Outcome::Deny(e) = with(&p, &mut table, json!({"sub": "okta|7", "email": "a@x.io"}), CHAT, Some("m")) else { panic!() };
+    assert_eq!(e.message(), "ExceededBudget: User=u-sso over budget. Spend=1.0, Budget=1.0", "the SSO match wins, and is never upserted over");
+    match with(&p, &mut table, json!({"sub": "okta|8", "email": "A@X.io"}), CHAT, Some("m")) {
+        Outcome::Allow { identity, upserts } => assert_eq!((identity.user_id.as_deref(), upserts.len()), (Some("u-mail"), 0)),
+        other => panic!("{other:?}"),
+    }
+    table.asked.clear();
+    // Without the id claim, the email is the id (LiteLLM's `get_user_id` default): all three.
+    let _ = with(&p, &mut table, json!({"email": "b@x.io"}), CHAT, None);
+    assert_eq!(table.asked.iter().map(|k| (k.kind, k.id.as_str())).collect::<Vec<_>>(),
+        [(Kind::User, "b@x.io"), (Kind::UserSso, "b@x.io"), (Kind::UserEmail, "b@x.io")]);
 }

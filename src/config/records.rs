@@ -4,7 +4,7 @@
 use super::fields::{err, seconds_ms};
 use super::raw::{RawConfig, RawSource};
 use super::url::locate;
-use crate::records::{Kind, Record, UserByEmail, USER_LIST_PAGE};
+use crate::records::{Kind, Record, UserAlias, USER_LIST_PAGE};
 use crate::store::records::Lifetimes;
 use std::collections::BTreeMap;
 
@@ -31,10 +31,17 @@ pub struct RecordSource {
     pub write_through: bool,
 }
 
-/// The kinds a source serves, by their `paths` name. `user_email`: a user found by email, when
-/// none has the token's user id (LiteLLM's fallback); `{id}` is the lower-cased email.
-const KINDS: [(&str, Kind); 5] =
-    [("team", Kind::Team), ("user", Kind::User), ("org", Kind::Org), ("end_user", Kind::EndUser), ("user_email", Kind::UserEmail)];
+/// The kinds a source serves, by their `paths` name. When no user has the token's user id,
+/// LiteLLM looks for the user whose `sso_user_id` is that id (`user_sso`), then for the user
+/// with the token's email (`user_email`; `{id}` is the lower-cased email).
+const KINDS: [(&str, Kind); 6] = [
+    ("team", Kind::Team),
+    ("user", Kind::User),
+    ("org", Kind::Org),
+    ("end_user", Kind::EndUser),
+    ("user_sso", Kind::UserSso),
+    ("user_email", Kind::UserEmail),
+];
 
 pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result<(RecordSource, Lifetimes), String> {
     let parsed = locate(&src.url, "record_source.url", clusters)?;
@@ -48,6 +55,7 @@ pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>
                 Kind::User => "/user/info?user_id={id}".to_string(),
                 Kind::Org => "/organization/info?organization_id={id}".to_string(),
                 Kind::EndUser => "/customer/info?end_user_id={id}".to_string(),
+                Kind::UserSso => format!("/user/list?sso_user_ids={{id}}&page_size={USER_LIST_PAGE}"),
                 Kind::UserEmail => format!("/user/list?user_email={{id}}&page_size={USER_LIST_PAGE}"),
             },
             (SourceKind::Http, None) => continue,
@@ -58,7 +66,7 @@ pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>
         paths.insert(kind, path);
     }
     if let Some(unknown) = src.paths.keys().find(|k| !KINDS.iter().any(|(name, _)| name == k)) {
-        return Err(err(&format!("record_source.paths.{unknown}"), "unknown kind (team, user, org, end_user, user_email)"));
+        return Err(err(&format!("record_source.paths.{unknown}"), "unknown kind (team, user, org, end_user, user_sso, user_email)"));
     }
     if src.kind == SourceKind::Http && paths.is_empty() {
         return Err(err("record_source.paths", "an http source needs at least one path template"));
@@ -120,16 +128,18 @@ pub(super) fn statics(raw: &RawConfig) -> Result<Vec<Record>, String> {
             statics.push(record);
         }
     }
-    // LiteLLM finds a user by email when none has the token's user id: the first configured
-    // user with that email (case-insensitive) answers for it.
-    let by_email: Vec<Record> = statics
-        .iter()
-        .filter_map(|r| match r {
-            Record::User(u) => UserByEmail::of(u).map(Record::UserByEmail),
-            _ => None,
+    // LiteLLM finds a user by SSO id or email when none has the token's user id: the first
+    // configured user with that `sso_user_id` (or email, case-insensitive) answers for it.
+    let aliases: Vec<Record> = [Kind::UserSso, Kind::UserEmail]
+        .into_iter()
+        .flat_map(|kind| {
+            statics.iter().filter_map(move |r| match r {
+                Record::User(u) => UserAlias::of(kind, u),
+                _ => None,
+            })
         })
         .collect();
-    for record in by_email {
+    for record in aliases {
         if !statics.iter().any(|r| r.key() == record.key()) {
             statics.push(record);
         }
@@ -210,7 +220,9 @@ mod tests {
             {"user_id": "c"}]})).unwrap();
         let by_email: Vec<_> = c.statics.iter().filter(|r| r.kind() == Kind::UserEmail).collect();
         assert_eq!(by_email.len(), 1);
-        assert!(matches!(by_email[0], crate::records::Record::UserByEmail(u) if u.email == "same@example.com" && u.user.user_id == "a"));
+        assert!(matches!(by_email[0], crate::records::Record::UserByEmail(u) if u.alias == "same@example.com" && u.user.user_id == "a"));
+        let c = compile_json(json!({"public_key_url": "http://a/j", "users": [{"user_id": "a", "sso_user_id": "okta|1"}]})).unwrap();
+        assert!(c.statics.iter().any(|r| r.key() == crate::records::RecordKey { kind: Kind::UserSso, id: "okta|1".into() }));
         let e = compile_json(json!({"public_key_url": "http://a/j", "users": [{"user_id": "a", "user_role": "superuser"}]})).unwrap_err();
         assert!(e.contains("users[0]") && e.contains("user_role"), "{e}");
     }
@@ -221,12 +233,13 @@ mod tests {
             "type": "litellm", "url": "http://litellm:4000/", "master_key": "sk-1"}})).unwrap();
         let s = c.record_source.unwrap();
         assert_eq!(s.paths.get(&Kind::UserEmail).map(String::as_str), Some("/user/list?user_email={id}&page_size=100"));
+        assert_eq!(s.paths.get(&Kind::UserSso).map(String::as_str), Some("/user/list?sso_user_ids={id}&page_size=100"));
         let c = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "http", "url": "http://l",
             "paths": {"user": "/users/{id}", "user_email": "/users/by-email/{id}"}}})).unwrap();
         assert!(c.record_source.unwrap().paths.contains_key(&Kind::UserEmail));
         let e = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "http", "url": "http://l",
             "paths": {"email": "/e/{id}"}}})).unwrap_err();
-        assert!(e.contains("unknown kind (team, user, org, end_user, user_email)"), "{e}");
+        assert!(e.contains("unknown kind (team, user, org, end_user, user_sso, user_email)"), "{e}");
     }
 
     #[test]
