@@ -317,8 +317,9 @@ def _get(d: dict, dotted: str) -> Any:
 def matches(entry: dict, case: dict, lite: dict, filt: dict, diffs: list[dict]) -> bool:
     """Whether an allow-list entry's `match` holds for this case. Every condition must hold:
     `litellm.<field>` / `filter.<field>` / `case.<dotted path>` equal to the value, or, with a
-    `~` suffix on the key, matching it as a glob (fnmatch), with `^`, starting with it, or with
-    `@`, being one of the values of a list. A value
+    `~` suffix on the key, matching it as a glob (fnmatch), with `^`, starting with it, with
+    `@`, being one of the values of a list, or with `%`, matching it whole as a Python regular
+    expression (back-references let an entry say "these two numbers are equal"). A value
     `{"$ref": "<root>.<path>"}` stands for that other field of the same case."""
     ctx = {"litellm": lite, "filter": filt, "case": case}
     for key, want in entry.get("match", {}).items():
@@ -326,7 +327,7 @@ def matches(entry: dict, case: dict, lite: dict, filt: dict, diffs: list[dict]) 
             r_root, _, r_rest = want["$ref"].partition(".")
             want = _get(ctx.get(r_root, {}), r_rest) if r_rest else ctx.get(r_root)
         op = "="
-        if key[-1:] in ("~", "^", "@"):
+        if key[-1:] in ("~", "^", "@", "%"):
             op, key = key[-1], key[:-1]
         root, _, rest = key.partition(".")
         got = _get(ctx.get(root, {}), rest) if rest else ctx.get(root)
@@ -337,6 +338,8 @@ def matches(entry: dict, case: dict, lite: dict, filt: dict, diffs: list[dict]) 
         if op == "^" and not (isinstance(got, str) and got.startswith(want)):
             return False
         if op == "@" and got not in want:
+            return False
+        if op == "%" and not (isinstance(got, str) and re.fullmatch(want, got)):
             return False
     return True
 
