@@ -78,10 +78,10 @@ bench: build venv
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # A million mixed requests through Envoy (--concurrency 2), every decision checked, Envoy's RSS and
-# Wasm VMs watched; writes bench/SOAK.md (tools/soak.py). SOAK_ARGS=--quick for a 20k smoke run.
+# Wasm VMs watched; writes bench/SOAK.md (bench/soak.py). SOAK_ARGS=--quick for a 20k smoke run.
 .PHONY: soak
 soak: build venv
-	$(PYTHON) tools/soak.py $(SOAK_ARGS)
+	$(PYTHON) bench/soak.py $(SOAK_ARGS)
 
 # cargo-fuzz targets of the pure core, run natively on stable Rust (docs/fuzzing.md; cargo-fuzz is
 # installed on first use). fuzz-smoke: build all, ~12 s each (CI). fuzz: FUZZ_SECONDS per target.

@@ -44,7 +44,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "tools"))
+sys.path.insert(0, str(HERE.parents[1] / "tests" / "servers"))
 
 from loopback_server import LoopbackServer  # noqa: E402
 

@@ -2,7 +2,7 @@
 """Team/user record source for the llm-jwt-auth filter: LiteLLM's management API, or a plain
 JSON service, backed by in-memory tables.
 
-    python tools/record_source.py --host 127.0.0.1 --port 4000 --master-key sk-master
+    python tests/servers/record_source.py --host 127.0.0.1 --port 4000 --master-key sk-master
 
 LiteLLM management API (every request needs `authorization: Bearer <master key>`, else 401):
   GET  /team/info?team_id=<id>                 200 {"team_id", "team_info": <team row>, "keys": [], ...}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fake OpenAI-compatible backend: enough of the API for the official `openai` SDK to parse.
 
-    python tools/fake_openai.py --host 127.0.0.1 --port 8081
+    python tests/servers/fake_openai.py --host 127.0.0.1 --port 8081
 
 Endpoints
   POST /v1/chat/completions   a `chat.completion` whose content is `echo: <last user message>`;
