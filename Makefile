@@ -44,6 +44,9 @@ ifneq ($(HAVE_RUSTUP_WASM),yes)
 	fi
 endif
 
+# The commit stamped into the .wasm (build.rs), logged when the filter starts.
+export LLM_JWT_AUTH_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+
 build: toolchain
 	$(WASM_BUILD)
 	@ls -l $(WASM)

@@ -35,6 +35,11 @@
     )
 )]
 
+/// The crate's version (`Cargo.toml`), logged when the filter starts.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit it was built from (`build.rs`): `abc123def456`, `…-dirty`, or `unknown`.
+pub const COMMIT: &str = env!("LLM_JWT_AUTH_COMMIT");
+
 pub mod authn;
 pub mod authz;
 pub mod config;

@@ -68,7 +68,9 @@ pub fn configure(host: &dyn Host, raw: &[u8], env: &dyn Fn(&str) -> Option<Strin
             host.log(
                 LogLevel::Info,
                 &format!(
-                    "configured: {} JWKS URL(s), {} inline key(s), {} issuer(s)",
+                    "llm-jwt-auth {} ({}) configured: {} JWKS URL(s), {} inline key(s), {} issuer(s)",
+                    crate::VERSION,
+                    crate::COMMIT,
                     compiled.jwks.len(),
                     compiled.inline_keys.len(),
                     compiled.issuers.len()
