@@ -32,7 +32,7 @@ WASM_BUILD := $(WASM_ENV) /usr/bin/cargo build --release --target wasm32-wasip1 
 WASM_CLIPPY := $(WASM_ENV) /usr/bin/cargo clippy --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort -- -D warnings
 endif
 
-.PHONY: build toolchain venv run test lint unit e2e bench clean
+.PHONY: build toolchain venv run test lint unit e2e bench clean cli
 
 toolchain:
 ifneq ($(HAVE_RUSTUP_WASM),yes)
@@ -59,13 +59,17 @@ $(VENV)/.installed: tests/requirements.txt
 venv: $(VENV)/.installed
 
 lint: toolchain
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features cli -- -D warnings
 	$(WASM_CLIPPY)
 
 unit:
-	cargo test
+	cargo test --features cli
 
-e2e: build venv oidc-deps sdk-deps
+# The command-line tool (`llm-jwt-auth explain`), native; tests/e2e/test_explain.py runs it.
+cli:
+	cargo build --features cli --bin llm-jwt-auth
+
+e2e: build cli venv oidc-deps sdk-deps
 	$(PYTHON) -m pytest tests/e2e -q -ra
 
 test: lint unit e2e

@@ -44,6 +44,8 @@ pub mod authn;
 pub mod authz;
 pub mod config;
 pub mod error;
+#[cfg(feature = "cli")]
+pub mod explain;
 pub mod fetch;
 pub mod pytext;
 pub mod records;

@@ -21,8 +21,8 @@ pub mod reply;
 pub mod request;
 pub mod root;
 pub mod worker;
-#[cfg(test)]
-mod scripted;
+#[cfg(any(test, feature = "cli"))]
+pub mod scripted;
 #[cfg(test)]
 mod tests;
 

@@ -91,7 +91,10 @@ impl Gateway {
     }
 
     fn reply(&self, id: u32) -> Option<Reply> {
-        self.host.with(id, |r| r.reply.clone())
+        self.host.with(id, |r| {
+            assert_eq!(r.extra_replies, 0, "request {id} was answered more than once");
+            r.reply.clone()
+        })
     }
 
     fn resumed(&self, id: u32) -> usize {
