@@ -288,7 +288,7 @@ mod tests {
         let ok = ask(config.clone(), "/v1/chat/completions", Some("RS256"), Some(r#"{"model": "gpt-4o"}"#), &sources);
         assert_eq!(ok.decision, "allow", "{ok:?}");
         let refused = ask(config.clone(), "/v1/chat/completions", Some("RS256"), Some(r#"{"model": "o1"}"#), &sources);
-        assert_eq!((refused.decision, refused.reason.as_deref()), ("deny", Some("forbidden")), "{refused:?}");
+        assert_eq!((refused.decision, refused.reason.as_deref()), ("deny", Some("forbidden_model")), "{refused:?}");
         assert!(refused.reply.unwrap()["body"]["error"]["message"].as_str().unwrap().contains("'o1' is not available"));
         let unknown = ask(config, "/v1/chat/completions", Some("RS256"), Some(r#"{"model": "gpt-4o"}"#), &files());
         assert_eq!(unknown.reason.as_deref(), Some("denied"), "no such user at the source: {unknown:?}");

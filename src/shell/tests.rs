@@ -396,6 +396,10 @@ fn upserted_records_are_written_through_on_the_root_s_turn() {
     g.request(1, "GET", "/v1/models", Some(&token("RS256")), true);
     g.tick();
     g.answer_call("/user/info?user_id=alice", "404", "");
+    // LiteLLM's fuzzy lookup then asks for a user whose sso_user_id is the id (no email here).
+    assert_eq!(g.resumed(1), 0, "not before the sso_user_id lookup has answered");
+    g.tick();
+    g.answer_call("/user/list?sso_user_ids=alice&page_size=100", "200", r#"{"users": []}"#);
     assert_eq!(g.resumed(1), 1, "an unknown user is upserted and admitted");
     assert!(g.calls_to("/user/new").is_empty(), "queued for the root's next turn, not dispatched while deciding");
     g.tick();

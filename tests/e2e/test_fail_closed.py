@@ -81,10 +81,14 @@ def test_an_object_id_team_is_checked_like_any_team(object_ids, sign):
 
 
 def test_an_admins_own_user_record_budget_holds(object_ids, sign):
-    reply = object_ids.request(sign("root", uid="root", scope="litellm_proxy_admin"), path="/key/generate")
+    # Where LiteLLM checks budgets: /health is one of its budgeted side-effect routes (and an
+    # info route admins may call); management routes such as /key/generate spend nothing.
+    root = sign("root", uid="root", scope="litellm_proxy_admin")
+    reply = object_ids.request(root, path="/health")
     assert_error(reply, 400, "budget_exceeded", message="ExceededBudget: User=root over budget. Spend=7.5, Budget=5.0")
+    assert_forwarded(object_ids.request(root, path="/key/generate"), sub="root", role="proxy_admin")
     # An admin without a user record is admitted, as in LiteLLM.
-    assert_forwarded(object_ids.request(sign("ops", uid="ops", scope="litellm_proxy_admin"), path="/key/generate"),
+    assert_forwarded(object_ids.request(sign("ops", uid="ops", scope="litellm_proxy_admin"), path="/health"),
                      sub="ops", role="proxy_admin")
 
 

@@ -37,7 +37,8 @@ from checks import (
 
 REASON = "x-llm-jwt-auth-reason"
 UNKNOWN_ISSUER = "Authentication Error, Validation fails: Token issuer is not a configured issuer"
-NO_TEAM_ID = "Authentication Error, No team id found in token. Checked team_id field '{field}'"
+NO_TEAM_ID = ("Authentication Error, No team found in token. Checked team_id field '{field}' and team_alias "
+              "field 'None'.")
 METRIC = "wasmcustom.llm_jwt_auth."
 RECOVERY_DEADLINE = 6.0
 MIN_RETRY_GAP = 0.8  # failures are retried no sooner than ~1 s; allow for scheduling jitter

@@ -331,10 +331,20 @@ def test_static_org_known_is_forwarded_and_unknown_is_refused(static, sign):
                       org_not_found("org-404"))
 
 
-@pytest.mark.parametrize("customer", ["cust-ok", "cust-at-limit", "cust-unknown"])
+@pytest.mark.parametrize("customer", ["cust-ok", "cust-unknown"])
 def test_static_end_user_within_budget_or_unknown_is_admitted(static, sign, customer):
     reply = post(static, sign("alice", team_id="team-open", customer=customer), "gpt-4o")
     assert_allowed(reply, ident(None, team_id="team-open", end_user_id=customer))
+
+
+def test_static_end_user_at_its_limit_is_refused_only_for_a_model(static, sign):
+    # LiteLLM 1.110 reserves the request's estimated cost: nothing is left at the limit. (Its
+    # `Current cost` adds that estimate; the filter prints the spend.) Without a model there is
+    # nothing to reserve, and `spend > max_budget` does not hold.
+    token = sign("alice", team_id="team-open", customer="cust-at-limit")
+    assert_budget_exceeded(post(static, token, "gpt-4o"),
+                           "Budget has been exceeded! EndUser=cust-at-limit Current cost: 5.0, Max budget: 5.0")
+    assert_allowed(post(static, token), ident(None, team_id="team-open", end_user_id="cust-at-limit"))
 
 
 def test_static_end_user_over_budget_is_refused(static, sign):
@@ -351,7 +361,7 @@ def test_static_user_rules_do_not_apply_when_a_team_is_selected(static, sign):
     # u-static may only use gpt-4o-mini and is over budget, but the team decides.
     reply = post(static, sign("alice", team_id="team-static", uid="u-static"), "gpt-4o")
     assert_allowed(reply, ident("u-static", team_id="team-static", team_alias="Static Team", team_tpm_limit="100",
-                                team_rpm_limit="5"))
+                                team_rpm_limit="5", user_email="u@corp.example"))
 
 
 def test_static_unknown_user_is_refused_even_with_a_team(static, sign):
@@ -524,7 +534,8 @@ def users(module_envoys, idp, litellm_src):
 def test_user_from_litellm_with_allowed_model(users, litellm_src, sign):
     user = uid("user-ok")
     litellm_src.put_user(user, user_email="ok@corp.example", models=["gpt-4o-mini"], max_budget=5.0, spend=1.0)
-    assert_allowed(post(users, sign("alice", uid=user), "gpt-4o-mini"), ident(user))
+    # The record's email is forwarded, as LiteLLM's UserAPIKeyAuth has it.
+    assert_allowed(post(users, sign("alice", uid=user), "gpt-4o-mini"), ident(user, user_email="ok@corp.example"))
     seen = litellm_src.requests_for(user_path(user))
     assert len(seen) == 1 and seen[0]["headers"].get("authorization") == f"Bearer {MASTER_KEY}", seen
 
@@ -532,7 +543,9 @@ def test_user_from_litellm_with_allowed_model(users, litellm_src, sign):
 def test_user_model_list_applies_without_a_team(users, litellm_src, sign):
     user = uid("user-models")
     litellm_src.put_user(user, models=["gpt-4o-mini"])
-    assert_forbidden(post(users, sign("alice", uid=user), "gpt-4o"), model_not_available("gpt-4o"))
+    reply = post(users, sign("alice", uid=user), "gpt-4o")
+    assert_error(reply, 403, "user_model_access_denied", message=model_not_available("gpt-4o"), param="model")
+    assert reply.headers.get("www-authenticate", "").startswith('Bearer error="insufficient_scope"'), reply
 
 
 def test_user_with_empty_model_list_may_use_any_model(users, litellm_src, sign):
@@ -585,7 +598,7 @@ def test_http_source_team_user_org_and_end_user(from_http, http_src, sign):
     http_src.put_customer(customer, spend=0.5, litellm_budget_table={"max_budget": 1.0})
     token = sign("alice", team_id=team, uid=user, org=org, customer=customer)
     expected = ident(user, team_id=team, team_alias="HTTP Team", team_tpm_limit="7", team_rpm_limit="3",
-                     org_id=org, end_user_id=customer)
+                     org_id=org, end_user_id=customer, user_email="h@corp.example")
     assert_allowed(post(from_http, token, "gpt-4o-mini"), expected)
     assert_allowed(post(from_http, token, "gpt-4o"), expected)
     assert_team_model_denied(post(from_http, token, "o1"), ["gpt-4o*"], "o1")

@@ -36,6 +36,7 @@ REASON = "x-llm-jwt-auth-reason"
 FILTER_NAME = "envoy.filters.http.wasm"  # the wasm filter's name in the rendered HCM
 FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 
+# user_id: the user record's, masked as LiteLLM masks it ("unknown" without a record: seven stars).
 ONLY_ADMIN = ("Authentication Error, Only proxy admin can be used to generate, delete, update info for new "
               "keys/users/teams. Route={route}. Your role=unknown. Your user_id={user_id}")
 ADMIN_NOT_ALLOWED = "Authentication Error, Admin not allowed to access this route. Route={route}, Allowed Routes=["
@@ -328,13 +329,13 @@ def test_admin_routes_admit_admins(policy, sign, path):
 def test_admin_routes_refuse_others_with_litellm_answer(policy, sign, path):
     # LiteLLM's own rule refuses first; the plugin rule is a second lock.
     reply = policy.request(sign("alice", groups=["team-a"]), method="POST", path=path)
-    assert_denied(reply, ONLY_ADMIN.format(route=path, user_id="unknown"))
+    assert_denied(reply, ONLY_ADMIN.format(route=path, user_id="*******"))
     assert reply.headers.get(REASON) == "denied", reply
 
 
 def test_a_met_requirement_does_not_open_a_route_litellm_refuses(policy, sign):
     reply = policy.request(sign("alice", groups=["team-a"]), method="POST", path="/user/new")
-    assert_denied(reply, ONLY_ADMIN.format(route="/user/new", user_id="unknown"))
+    assert_denied(reply, ONLY_ADMIN.format(route="/user/new", user_id="*******"))
     assert_through(policy.request(sign("root", scope=ADMIN_SCOPE), method="POST", path="/user/new"), admin("root"))
 
 
@@ -490,7 +491,7 @@ def test_paths_next_to_a_disabled_prefix_are_still_checked(switched, sign, path)
     # Envoy's prefix match is on characters, so "/static/" covers neither; the filter runs
     # and LiteLLM's rules refuse a non-admin off the LLM routes.
     assert_auth_error(switched.request(None, path=path), "Authentication Error, No api key passed in.")
-    assert_denied(switched.request(sign("alice"), path=path), ONLY_ADMIN.format(route=path, user_id="unknown"))
+    assert_denied(switched.request(sign("alice"), path=path), ONLY_ADMIN.format(route=path, user_id="*******"))
 
 
 def test_disable_keyed_by_the_plugin_name_is_ignored_and_the_filter_stays_on(switched):
