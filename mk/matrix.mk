@@ -10,7 +10,7 @@
 # stamp .installed-<version> makes it idempotent); a patch other than the line's newest below
 # gets .venv-envoy-<version>/ (e.g. ENVOYS="1.36.2 1.36.4" runs both).
 # The tests run in $(PYTHON) (pytest, PyJWT, ...) with ENVOY=.venv-envoy-<minor>/bin/envoy; the
-# runner (tools/e2e_matrix.py) checks `envoy --version` says the version asked for, keeps going
+# runner (tests/e2e/matrix.py) checks `envoy --version` says the version asked for, keeps going
 # after a failing version, prints the per-version table and writes $(MATRIX_RESULTS); it exits
 # non-zero if any version had a failure or error. JUnit XML and logs: $(MATRIX_OUT)/.
 # The filter is $(MATRIX_WASM): LLM_JWT_AUTH_WASM when set, else the release build.
@@ -97,7 +97,7 @@ envoy-venvs: $(MATRIX_STAMPS)
 # The oidc-provider module is not in the core subset; the full suite needs tests/oidc installed.
 e2e-matrix: venv envoy-venvs $(if $(filter full,$(MATRIX_SUITE)),oidc-deps)
 	@test -f "$(MATRIX_WASM)" || { echo "no filter at $(MATRIX_WASM): run make build or set LLM_JWT_AUTH_WASM"; exit 1; }
-	LLM_JWT_AUTH_WASM=$(MATRIX_WASM) $(PYTHON) tools/e2e_matrix.py --suite $(MATRIX_SUITE) \
+	LLM_JWT_AUTH_WASM=$(MATRIX_WASM) $(PYTHON) tests/e2e/matrix.py --suite $(MATRIX_SUITE) \
 	  --out $(MATRIX_OUT) --results $(MATRIX_RESULTS) \
 	  $(foreach v,$(MATRIX_VERSIONS),--envoy $(v)=$(call matrix_venv,$(v))/bin/envoy) \
 	  -- $(MATRIX_TESTS) $(MATRIX_ARGS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the e2e suite once per Envoy version and summarise (`make e2e-matrix`, mk/matrix.mk).
 
-    .venv/bin/python tools/e2e_matrix.py --envoy 1.36.4=.venv-envoy-1.36/bin/envoy \
+    .venv/bin/python tests/e2e/matrix.py --envoy 1.36.4=.venv-envoy-1.36/bin/envoy \
         [--envoy 1.40.0=...] [--suite core] [--out target/e2e-matrix] \
         [--results tests/e2e/matrix-results.md] -- <pytest arguments: test files, -k, ...>
 
@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 import harness  # noqa: E402  (the suite's bootstrap renderer, for the preflight)
