@@ -1,13 +1,14 @@
 //! The two RSA signature encodings JOSE uses, checked exactly (RFC 8017):
 //!
 //! - **RSASSA-PSS** (PS256/384/512, RFC 7518 §3.5): EMSA-PSS-VERIFY (§9.1.2) with MGF1 over
-//!   the same hash and a salt exactly as long as the hash. RFC 7518 fixes the salt length
-//!   ("the size of the salt value is the same size as the hash function output"); PyJWT
-//!   (LiteLLM's verifier), `jsonwebtoken`/ring and Go's `golang-jwt` verify with that length
-//!   too, so a signature with any other salt length is refused, also when it would otherwise
-//!   be consistent. (Envoy's `jwt_authn` does not set a salt length and BoringSSL then
-//!   recovers it from the signature, which accepts more than RFC 7518 allows; this verifier
-//!   stays with the RFC.)
+//!   the same hash and a salt exactly as long as the hash. RFC 8017 lets a verifier take the
+//!   salt length as a parameter; RFC 7518 fixes it ("the size of the salt value is the same
+//!   size as the hash function output"), and so do PyJWT (LiteLLM's verifier:
+//!   `salt_length=digest_size`), `jsonwebtoken` (ring: `s_len = h_len`), `jwt-simple` and
+//!   Envoy's `jwt_authn` (BoringSSL's default salt length is the digest's: checked on Envoy
+//!   1.40, which answers 401 to PS256 tokens with salts of 0, 20, 31, 33, 64 and 222 bytes or
+//!   MGF1-SHA-1, 200 to 32 bytes). A signature with any other salt length is refused here too,
+//!   also when it would otherwise be consistent.
 //! - **RSASSA-PKCS1-v1_5** (RS256/384/512, RFC 7518 §3.3): the encoded message is rebuilt
 //!   (EMSA-PKCS1-v1_5, §9.2, DigestInfo with the NULL parameters) and compared whole, which is
 //!   the comparison RFC 8017 §8.2.2 prescribes.
