@@ -32,7 +32,7 @@ WASM_BUILD := $(WASM_ENV) /usr/bin/cargo build --release --target wasm32-wasip1 
 WASM_CLIPPY := $(WASM_ENV) /usr/bin/cargo clippy --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort -- -D warnings
 endif
 
-.PHONY: build toolchain venv run test lint unit e2e bench clean
+.PHONY: build toolchain venv run test lint unit e2e bench clean cli
 
 toolchain:
 ifneq ($(HAVE_RUSTUP_WASM),yes)
@@ -43,6 +43,9 @@ ifneq ($(HAVE_RUSTUP_WASM),yes)
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 endif
+
+# The commit stamped into the .wasm (build.rs), logged when the filter starts.
+export LLM_JWT_AUTH_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 
 build: toolchain
 	$(WASM_BUILD)
@@ -56,13 +59,17 @@ $(VENV)/.installed: tests/requirements.txt
 venv: $(VENV)/.installed
 
 lint: toolchain
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features cli -- -D warnings
 	$(WASM_CLIPPY)
 
 unit:
-	cargo test
+	cargo test --features cli
 
-e2e: build venv oidc-deps sdk-deps
+# The command-line tool (`llm-jwt-auth explain`), native; tests/e2e/test_explain.py runs it.
+cli:
+	cargo build --features cli --bin llm-jwt-auth
+
+e2e: build cli venv oidc-deps sdk-deps
 	$(PYTHON) -m pytest tests/e2e -q -ra
 
 test: lint unit e2e
@@ -78,10 +85,10 @@ bench: build venv
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # A million mixed requests through Envoy (--concurrency 2), every decision checked, Envoy's RSS and
-# Wasm VMs watched; writes bench/SOAK.md (tools/soak.py). SOAK_ARGS=--quick for a 20k smoke run.
+# Wasm VMs watched; writes bench/SOAK.md (bench/soak.py). SOAK_ARGS=--quick for a 20k smoke run.
 .PHONY: soak
 soak: build venv
-	$(PYTHON) tools/soak.py $(SOAK_ARGS)
+	$(PYTHON) bench/soak.py $(SOAK_ARGS)
 
 # cargo-fuzz targets of the pure core, run natively on stable Rust (docs/fuzzing.md; cargo-fuzz is
 # installed on first use). fuzz-smoke: build all, ~12 s each (CI). fuzz: FUZZ_SECONDS per target.

@@ -44,7 +44,7 @@ DEFAULT_WASM = TARGET_DIR / "llm_jwt_auth.wasm"
 DEFAULT_NOOP_WASM = TARGET_DIR / "noop_filter.wasm"
 LUA = BENCH_DIR / "wrk" / "tokens.lua"
 
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tests" / "servers"))
 try:
     import jwt_fixtures as jf  # noqa: E402
     from demo_idp import IdPServer  # noqa: E402
@@ -867,7 +867,7 @@ class Bench:
             f"({len(RESPONSE_BODY)}-byte JSON) after its filters: one HTTP connection-manager pass per "
             "request, no upstream; S4's listeners end with a buffer filter (the body is read in full)",
             "Keys: RSA-2048 (RS256, PS256) and P-256 (ES256), one JWKS served on loopback by "
-            "`tools/demo_idp.py`; both jwt_authn (`remote_jwks`, cache_duration 600 s) and llm-jwt-auth "
+            "`tests/servers/demo_idp.py`; both jwt_authn (`remote_jwks`, cache_duration 600 s) and llm-jwt-auth "
             "fetch it through the same STATIC cluster",
         ]
         foreign = [r.foreign for row in self.rows.values() for r in row.runs if r.foreign is not None]

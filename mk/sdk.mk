@@ -1,5 +1,5 @@
 # The official OpenAI Python SDK as the client of an e2e module (tests/e2e/test_openai_sdk.py,
-# against the fake backend tools/fake_openai.py).
+# against the fake backend tests/servers/fake_openai.py).
 #   make sdk-deps   pip-installs tests/e2e/requirements-sdk.txt into .venv, once: a stamp in .venv
 #                   remembers it until the requirements file changes (or the venv is rebuilt)
 #   make sdk-e2e    tests/e2e/test_openai_sdk.py alone, through the built filter in Envoy

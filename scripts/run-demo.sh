@@ -93,11 +93,11 @@ sys.exit(1)
 EOF
 }
 
-"$PYTHON" tools/demo_idp.py --host 127.0.0.1 --port 9090 &
+"$PYTHON" tests/servers/demo_idp.py --host 127.0.0.1 --port 9090 &
 PIDS+=($!)
 wait_http "$IDP/healthz" 15 "demo IdP" "${PIDS[-1]}"
 
-"$PYTHON" tools/echo_upstream.py --host 127.0.0.1 --port 8080 &
+"$PYTHON" tests/servers/echo_upstream.py --host 127.0.0.1 --port 8080 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:8080/healthz" 15 "echo upstream" "${PIDS[-1]}"
 

@@ -25,6 +25,17 @@ impl Outage {
     }
 }
 
+/// Why DPoP refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopFailure {
+    /// The `DPoP` proof is missing, malformed, or does not fit this request or token.
+    Proof(&'static str),
+    /// A `cnf.jkt`-bound token sent as `Bearer`.
+    BoundAsBearer,
+    /// `Authorization: DPoP` with a token that is not bound to a key.
+    Unbound,
+}
+
 /// Why a request was refused. Each variant maps to one status, `type` and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
@@ -54,6 +65,10 @@ pub enum AuthError {
     LifetimeTooLong(u64),
     /// Only configured issuers are trusted and the token's `iss` names none of them.
     UnknownIssuer,
+    /// `token_types` is set and the token's header `typ` (shown, bounded) is not one of them.
+    TokenType(Option<String>),
+    /// DPoP (RFC 9449) refused the token's presentation.
+    Dpop(DpopFailure),
     /// No configured key matches the token's `kid` (LiteLLM's `parse_keys` found nothing).
     NoMatchingKey { kid: Option<String>, known: Vec<String> },
     /// The selected JWK could not be used (unsupported type, bad encoding, `use: enc`).
@@ -176,6 +191,16 @@ impl AuthError {
                 format!("{FAILS}The token is valid for longer than the allowed maximum of {max} seconds")
             }
             AuthError::UnknownIssuer => format!("{FAILS}Token issuer is not a configured issuer"),
+            AuthError::Dpop(DpopFailure::Proof(why)) => format!("{AUTH}Invalid DPoP proof: {why}"),
+            AuthError::Dpop(DpopFailure::BoundAsBearer) => {
+                format!("{AUTH}This token is bound to a DPoP key: send it as Authorization: DPoP, with a DPoP proof")
+            }
+            AuthError::Dpop(DpopFailure::Unbound) => format!("{AUTH}Authorization: DPoP needs a DPoP-bound token (cnf.jkt)"),
+            AuthError::TokenType(typ) => {
+                // Bounded and printable: the header is the client's.
+                let shown: String = typ.as_deref().unwrap_or("none").chars().filter(|c| !c.is_control()).take(64).collect();
+                format!("{FAILS}Token type (typ) {shown:?} is not accepted here")
+            }
             AuthError::NoMatchingKey { kid, known } => {
                 // Bounded: the kid is attacker-chosen and must not make the answer large.
                 let mut kids: Vec<&str> = known.iter().take(20).map(String::as_str).collect();
@@ -239,6 +264,10 @@ impl AuthError {
             AuthError::ClaimMissing(_) => "missing_claim",
             AuthError::LifetimeTooLong(_) => "lifetime_too_long",
             AuthError::UnknownIssuer => "unknown_issuer",
+            AuthError::TokenType(_) => "token_type",
+            AuthError::Dpop(DpopFailure::Proof(_)) => "invalid_dpop_proof",
+            AuthError::Dpop(DpopFailure::BoundAsBearer) => "dpop_bound_token",
+            AuthError::Dpop(DpopFailure::Unbound) => "dpop_unbound_token",
             AuthError::NoMatchingKey { .. } => "unknown_kid",
             AuthError::UnusableKey(_) => "unusable_key",
             AuthError::KeysUnavailable(_) => "keys_unavailable",
@@ -298,6 +327,17 @@ impl AuthError {
             let description = quoted_safe(message.strip_prefix("Authentication Error, ").unwrap_or(&message));
             format!("Bearer error=\"{code}\", error_description=\"{description}\"")
         };
+        // RFC 9449 §7.1: a DPoP request is answered with a DPoP challenge.
+        let dpop = |code: &str| {
+            let message = self.message();
+            let description = quoted_safe(message.strip_prefix("Authentication Error, ").unwrap_or(&message));
+            format!("DPoP error=\"{code}\", error_description=\"{description}\", algs=\"{}\"", crate::authn::dpop::ALGS)
+        };
+        match self {
+            AuthError::Dpop(DpopFailure::Proof(_)) => return Some(dpop("invalid_dpop_proof")),
+            AuthError::Dpop(DpopFailure::Unbound) => return Some(dpop("invalid_token")),
+            _ => {}
+        }
         match self.status() {
             401 if matches!(self, AuthError::MissingToken) || self.token_accepted() => Some("Bearer".to_string()),
             401 => Some(described("invalid_token")),

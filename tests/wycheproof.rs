@@ -40,6 +40,7 @@ fn verifies(alg: Algorithm, key: &PublicKey, msg: &[u8], sig: &[u8]) -> bool {
         let jws = Jws {
             alg,
             kid: None,
+            typ: None,
             claims: serde_json::Map::new(),
             signing_input: text.to_string(),
             signature: sig.to_vec(),

@@ -21,12 +21,30 @@ pub struct ClaimRules {
     pub require_exp: bool,
     /// Longest accepted lifetime in seconds: `exp − iat`, or `exp − now` without `iat`.
     pub max_lifetime: Option<u64>,
+    /// When non-empty, the header `typ` must be one of these (normalised by [`media_type`]),
+    /// e.g. `at+jwt` (RFC 9068) so that id_tokens are not taken as access tokens.
+    pub token_types: Vec<String>,
 }
 
 impl Default for ClaimRules {
     fn default() -> Self {
-        ClaimRules { leeway: 0, audience: Vec::new(), issuer: None, require_exp: true, max_lifetime: None }
+        ClaimRules { leeway: 0, audience: Vec::new(), issuer: None, require_exp: true, max_lifetime: None, token_types: Vec::new() }
     }
+}
+
+/// A `typ` value as RFC 7515 §4.1.9 compares them: case-insensitive, with the `application/`
+/// prefix optional (`application/at+JWT` is `at+jwt`).
+pub fn media_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    lower.strip_prefix("application/").map_or_else(|| lower.clone(), str::to_owned)
+}
+
+/// The header `typ` against `token_types` (checked once, when the token verifies).
+pub fn check_type(typ: Option<&str>, rules: &ClaimRules) -> Result<(), AuthError> {
+    if rules.token_types.is_empty() || typ.is_some_and(|t| rules.token_types.contains(&media_type(t))) {
+        return Ok(());
+    }
+    Err(AuthError::TokenType(typ.map(str::to_owned)))
 }
 
 /// A NumericDate (RFC 7519 §2): an integer or a finite number, as PyJWT accepts. Strings,
@@ -112,6 +130,18 @@ mod tests {
     /// Nothing required: PyJWT's rules (`exp` optional).
     fn none() -> ClaimRules {
         ClaimRules { require_exp: false, ..ClaimRules::default() }
+    }
+
+    #[test]
+    fn token_types_compare_media_types_and_refuse_a_missing_typ() {
+        let rules = ClaimRules { token_types: vec!["at+jwt".into()], ..ClaimRules::default() };
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+Jwt"] {
+            assert_eq!(check_type(Some(ok), &rules), Ok(()), "{ok}");
+        }
+        for bad in [Some("JWT"), Some("jwt"), Some("at+jwt "), Some("application/jwt"), None] {
+            assert_eq!(check_type(bad, &rules), Err(AuthError::TokenType(bad.map(str::to_owned))), "{bad:?}");
+        }
+        assert_eq!(check_type(None, &ClaimRules::default()), Ok(()), "not configured: any typ, or none");
     }
 
     #[test]

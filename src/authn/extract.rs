@@ -25,6 +25,18 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// With DPoP configured: the token of an `Authorization: DPoP <token>` header (RFC 9449 §7.1);
+/// `None` when no `Authorization` header uses that scheme (then [`Locations::find`] decides).
+pub fn dpop_token(headers: &[(String, String)]) -> Option<Result<&str, AuthError>> {
+    let mut values = headers.iter().filter(|(n, _)| n == "authorization");
+    let first = values.next()?;
+    let token = strip_prefix_ignore_case(&first.1, "DPoP ")?;
+    if values.next().is_some() || token.contains(',') {
+        return Some(Err(smuggled("more than one Authorization header")));
+    }
+    Some(Ok(token))
+}
+
 /// A header the token may arrive in, and the prefix its value must start with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderLocation {

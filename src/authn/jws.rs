@@ -84,6 +84,8 @@ impl Algorithm {
 pub struct Jws {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The header's `typ` (RFC 7515 §4.1.9), checked against `token_types` when configured.
+    pub typ: Option<String>,
     pub claims: Map<String, Value>,
     /// `base64url(header) "." base64url(payload)`, the bytes the signature covers.
     pub signing_input: String,
@@ -108,6 +110,12 @@ fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, AuthEr
 /// Parse a compact JWS. Structural problems are `Malformed`; a well-formed token with an
 /// algorithm we never accept is `AlgNotAllowed` (PyJWT's wording, as LiteLLM reports it).
 pub fn parse(token: &str) -> Result<Jws, AuthError> {
+    parse_with_header(token).map(|(jws, _)| jws)
+}
+
+/// [`parse`], keeping the whole protected header: a DPoP proof carries its key there (`jwk`),
+/// which is never read from an access token.
+pub fn parse_with_header(token: &str) -> Result<(Jws, Map<String, Value>), AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(malformed("token too large"));
     }
@@ -136,8 +144,11 @@ pub fn parse(token: &str) -> Result<Jws, AuthError> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(malformed("kid is not a string")),
     };
+    // Only read against `token_types`; a non-string `typ` is kept as its JSON text, which no
+    // configured type equals.
+    let typ = header.get("typ").map(|t| t.as_str().map_or_else(|| t.to_string(), str::to_owned));
     // `jwk`, `jku`, `x5u`, `x5c` are deliberately ignored: keys only ever come from config.
-    Ok(Jws { alg, kid, claims, signing_input: signing_input.to_owned(), signature })
+    Ok((Jws { alg, kid, typ, claims, signing_input: signing_input.to_owned(), signature }, header))
 }
 
 #[cfg(test)]

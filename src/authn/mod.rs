@@ -3,6 +3,7 @@
 
 
 pub mod claims;
+pub mod dpop;
 pub mod extract;
 pub mod jws;
 pub mod keys;
@@ -12,11 +13,13 @@ pub mod verify;
 
 use crate::config::{FilterConfig, JwksSource};
 use crate::error::{AuthError, Outage};
-use trust::Trust;
+use trust::{Trust, TrustId};
 use crate::authn::jws::Jws;
 use crate::authn::keys::jwks::KeySet;
 use crate::authn::keys::PublicKey;
 use crate::authn::verify::{verify_signature, HostCrypto};
+use crate::authz::Caller;
+use crate::store::jwks::KidRefetch;
 use std::sync::Arc;
 
 /// What a worker knows of one JWKS URL's keys at this moment.
@@ -37,8 +40,8 @@ pub trait KeySets {
     fn lookup(&mut self, source: &JwksSource) -> KeyLookup;
     /// The token's `kid` is in none of the key sets, `source`'s among them. `true`: a refetch
     /// (key rotation) is under way, decide again when it lands; `false`: refuse now.
-    fn refetch_for_unknown_kid(&mut self, _source: &JwksSource) -> bool {
-        false
+    fn refetch_for_unknown_kid(&mut self, _source: &JwksSource) -> KidRefetch {
+        KidRefetch::Refused
     }
 }
 
@@ -61,7 +64,7 @@ pub enum Decision {
     /// Signature and registered claims are good; authorization comes next. The verification
     /// may be reused (verified-token cache) until `keys_until_ms`: no cached verification
     /// outlives the key set it was made with.
-    Verified { keys_until_ms: u64 },
+    Verified { keys_until_ms: u64, trust: TrustId },
     Deny(AuthError),
     /// Keys for this token are being fetched; decide again when they arrive.
     NeedKeys,
@@ -119,7 +122,11 @@ fn verify_with_configured_keys(
         if unavailable.is_none() {
             let mut refetching = false;
             for source in config.jwks {
-                refetching |= keys.refetch_for_unknown_kid(source);
+                match keys.refetch_for_unknown_kid(source) {
+                    KidRefetch::Underway => refetching = true,
+                    KidRefetch::Failed(why) => unavailable = unavailable.or(Some(why)),
+                    KidRefetch::Refused => {}
+                }
             }
             if refetching {
                 return Err(Decision::NeedKeys);
@@ -143,18 +150,40 @@ pub fn authenticate(
 ) -> Decision {
     // The unverified `iss` only chooses whose keys to try: a token verifies with that
     // issuer's keys or not at all.
-    let trust = match trust::select(config, &jws.claims) {
-        Ok(trust) => trust,
+    let id = match trust::select_id(config, &jws.claims) {
+        Ok(id) => id,
         Err(e) => return Decision::Deny(e),
     };
+    let trust = trust::trust(config, id);
     let keys_until_ms = match verify_with_configured_keys(jws, &trust, keys, host) {
         Ok(until) => until,
         Err(decision) => return decision,
     };
-    if let Err(e) = claims::validate(&jws.claims, trust.claim_rules, now) {
+    if let Err(e) = claims::check_type(jws.typ.as_deref(), trust.claim_rules).and_then(|()| claims::validate(&jws.claims, trust.claim_rules, now)) {
         return Decision::Deny(e);
     }
-    Decision::Verified { keys_until_ms }
+    Decision::Verified { keys_until_ms, trust: id }
+}
+
+/// A token that verified, with what authorization reads from it worked out once (and kept
+/// with it in the verified-token cache): whose rules it takes and its scopes and role.
+#[derive(Debug)]
+pub struct Verified {
+    pub jws: Jws,
+    pub trust: TrustId,
+    pub caller: Caller,
+}
+
+impl Verified {
+    pub fn new(jws: Jws, trust: TrustId, config: &FilterConfig) -> Self {
+        let caller = trust::trust(config, trust).policy.caller(&jws.claims);
+        Verified { jws, trust, caller }
+    }
+
+    /// The rules this token takes.
+    pub fn trust<'c>(&self, config: &'c FilterConfig) -> Trust<'c> {
+        trust::trust(config, self.trust)
+    }
 }
 
 #[cfg(test)]
@@ -185,10 +214,20 @@ mod tests {
     }
 
     #[test]
+    fn token_types_are_checked_after_the_signature() {
+        let cfg = config(json!({"public_key_url": "http://a/jwks", "token_types": ["at+jwt"]}));
+        let keys = |_: &JwksSource| KeyLookup::ready(jwks(&["rsa"]));
+        assert_eq!(decide(&cfg, "RS256", keys), Decision::Deny(AuthError::TokenType(Some("JWT".into()))), "the fixtures say typ JWT");
+        assert_eq!(decide(&cfg, "RS256_by_other_key", keys), Decision::Deny(AuthError::BadSignature), "nothing said before the signature");
+        let jwt = config(json!({"public_key_url": "http://a/jwks", "token_types": ["application/JWT"]}));
+        assert!(matches!(decide(&jwt, "RS256", keys), Decision::Verified { .. }));
+    }
+
+    #[test]
     fn verifies_a_valid_token() {
         let cfg = config(json!({"public_key_url": "http://a/jwks"}));
         let d = decide(&cfg, "RS256", |_| KeyLookup::ready(jwks(&["rsa", "p256"])));
-        assert_eq!(d, Decision::Verified { keys_until_ms: u64::MAX });
+        assert_eq!(d, Decision::Verified { keys_until_ms: u64::MAX, trust: TrustId::Global });
     }
 
     #[test]
@@ -198,7 +237,7 @@ mod tests {
             let until = if s.url.starts_with("http://a") { 5_000 } else { 7_000 };
             KeyLookup::Ready(if until == 5_000 { jwks(&["rsa"]) } else { jwks(&["p256"]) }, until)
         });
-        assert_eq!(d, Decision::Verified { keys_until_ms: 7_000 }, "the set that had the key decides");
+        assert_eq!(d, Decision::Verified { keys_until_ms: 7_000, trust: TrustId::Global }, "the set that had the key decides");
     }
 
     #[test]
@@ -246,7 +285,7 @@ mod tests {
 
     /// Key sets that answer an unknown kid with a refetch (`refetching`) and record who asked.
     struct Rotating {
-        refetching: bool,
+        answer: KidRefetch,
         asked: Vec<String>,
     }
 
@@ -254,24 +293,27 @@ mod tests {
         fn lookup(&mut self, _: &JwksSource) -> KeyLookup {
             KeyLookup::ready(jwks(&["rsa", "ed25519"]))
         }
-        fn refetch_for_unknown_kid(&mut self, source: &JwksSource) -> bool {
+        fn refetch_for_unknown_kid(&mut self, source: &JwksSource) -> KidRefetch {
             self.asked.push(source.url.clone());
-            self.refetching
+            self.answer.clone()
         }
     }
 
     #[test]
     fn unknown_kid_waits_for_a_refetch_when_one_is_under_way() {
         let jws = crate::authn::jws::parse(&token("ES384")).unwrap();
-        let mut keys = Rotating { refetching: true, asked: vec![] };
+        let mut keys = Rotating { answer: KidRefetch::Underway, asked: vec![] };
         assert_eq!(authenticate(&jws, &two_urls(), &mut keys, &GuestOnly, now()), Decision::NeedKeys);
         assert_eq!(keys.asked, ["http://a/jwks", "http://b/jwks"], "every URL may have rotated");
-        let mut keys = Rotating { refetching: false, asked: vec![] };
+        let mut keys = Rotating { answer: KidRefetch::Refused, asked: vec![] };
         let d = authenticate(&jws, &two_urls(), &mut keys, &GuestOnly, now());
         assert!(matches!(d, Decision::Deny(AuthError::NoMatchingKey { .. })), "{d:?}");
+        let mut keys = Rotating { answer: KidRefetch::Failed(Outage::transient("down")), asked: vec![] };
+        let d = authenticate(&jws, &two_urls(), &mut keys, &GuestOnly, now());
+        assert_eq!(d, Decision::Deny(AuthError::KeysUnavailable(Outage::transient("down"))), "the refetch failed: 503");
         let known = crate::authn::jws::parse(&token("RS256")).unwrap();
-        let mut keys = Rotating { refetching: true, asked: vec![] };
-        assert_eq!(authenticate(&known, &two_urls(), &mut keys, &GuestOnly, now()), Decision::Verified { keys_until_ms: u64::MAX });
+        let mut keys = Rotating { answer: KidRefetch::Underway, asked: vec![] };
+        assert_eq!(authenticate(&known, &two_urls(), &mut keys, &GuestOnly, now()), Decision::Verified { keys_until_ms: u64::MAX, trust: TrustId::Global });
         assert!(keys.asked.is_empty(), "a known kid never asks for a refetch");
     }
 

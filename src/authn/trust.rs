@@ -25,36 +25,56 @@ pub struct Trust<'a> {
     pub policy: &'a Policy,
 }
 
-/// The rules for a token with these (not yet verified) claims.
-pub fn select<'a>(config: &'a FilterConfig, claims: &Map<String, Value>) -> Result<Trust<'a>, AuthError> {
+/// Which trust a token takes: the global configuration or one configured issuer. Chosen once
+/// per token (by its unverified `iss`) and kept with the verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustId {
+    Global,
+    Issuer(usize),
+}
+
+/// Which trust a token with these (not yet verified) claims takes.
+pub fn select_id(config: &FilterConfig, claims: &Map<String, Value>) -> Result<TrustId, AuthError> {
     if !config.issuers.is_empty() {
         if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
-            if let Some(issuer) = config.issuers.iter().find(|i| i.iss == iss) {
-                return Ok(Trust {
-                    jwks: &issuer.jwks,
-                    inline_keys: &[],
-                    claim_rules: &issuer.claim_rules,
-                    policy: &issuer.policy,
-                });
+            if let Some(i) = config.issuers.iter().position(|i| i.iss == iss) {
+                return Ok(TrustId::Issuer(i));
             }
         }
         if config.jwks.is_empty() && config.inline_keys.is_empty() {
             return Err(AuthError::UnknownIssuer);
         }
     }
-    Ok(Trust {
-        jwks: &config.jwks,
-        inline_keys: &config.inline_keys,
-        claim_rules: &config.claim_rules,
-        policy: &config.policy,
-    })
+    Ok(TrustId::Global)
 }
+
+/// The rules of a trust.
+pub fn trust(config: &FilterConfig, id: TrustId) -> Trust<'_> {
+    let issuer = match id {
+        TrustId::Issuer(i) => config.issuers.get(i),
+        TrustId::Global => None,
+    };
+    match issuer {
+        Some(issuer) => Trust { jwks: &issuer.jwks, inline_keys: &[], claim_rules: &issuer.claim_rules, policy: &issuer.policy },
+        None => Trust {
+            jwks: &config.jwks,
+            inline_keys: &config.inline_keys,
+            claim_rules: &config.claim_rules,
+            policy: &config.policy,
+        },
+    }
+}
+
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::compile;
     use serde_json::json;
+
+    fn select<'a>(config: &'a FilterConfig, claims: &Map<String, Value>) -> Result<Trust<'a>, AuthError> {
+        select_id(config, claims).map(|id| trust(config, id))
+    }
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()

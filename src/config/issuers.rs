@@ -87,7 +87,7 @@ pub(super) fn compile_issuers(
             Some(Value::String(u)) if !u.is_empty() => u.clone(),
             Some(_) => return Err(err(&format!("{here}.jwks_url"), "must be a URL")),
         };
-        let source = locate(&jwks_url, &format!("{here}.jwks_url"), clusters)?;
+        let source = locate(&jwks_url, &format!("{here}.jwks_url"), clusters).map_err(String::from)?;
         let audience = match entry.get("audience") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(a)) if !a.is_empty() => vec![a.clone()],

@@ -17,7 +17,7 @@ pub mod url;
 pub use issuers::Issuer;
 pub use records::{RecordSource, SourceKind};
 pub use litellm::LITELLM_JWTAUTH_FIELDS;
-pub use url::{locate, JwksSource};
+pub use url::{locate, JwksSource, UrlError};
 
 use crate::authn::claims::ClaimRules;
 use crate::authn::extract::Locations;
@@ -106,6 +106,8 @@ pub struct FilterConfig {
     pub forward: bool,
     pub api_keys: ApiKeys,
     pub rules: Vec<RouteRule>,
+    /// DPoP-bound tokens (RFC 9449), when configured.
+    pub dpop: Option<crate::authn::dpop::DpopRules>,
 }
 
 impl FilterConfig {
@@ -139,7 +141,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     let mut policy = settings.policy;
     policy.access_groups = raw.model_access_groups;
     policy.scope_claims = scope_claims(raw.scope_claims)?;
-    let time_rules = time_rules(raw.leeway, raw.require_exp, raw.max_token_lifetime)?;
+    let time_rules = time_rules(raw.leeway, raw.require_exp, raw.max_token_lifetime, raw.token_types)?;
     let issuers = issuers::compile(raw.issuers, settings.issuers, &policy, &raw.clusters, &time_rules, records_enabled)?;
     let jwks = url::key_urls(raw.public_key_url, env, &raw.clusters)?;
     let all_sources: Vec<&JwksSource> = jwks.iter().chain(issuers.iter().flat_map(|i| i.jwks.iter())).collect();
@@ -155,6 +157,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         check_policy(&policy, "the global configuration")?;
     }
     let (audience, issuer) = audience_and_issuer(raw.audience, raw.issuer, env)?;
+    let token_locations = compile_locations(raw.from_headers, raw.from_params, raw.from_cookies)?;
     Ok(FilterConfig {
         jwks,
         inline_keys,
@@ -177,7 +180,8 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         filter_state: raw.filter_state,
         issuers,
         clusters: raw.clusters,
-        token_locations: compile_locations(raw.from_headers, raw.from_params, raw.from_cookies)?,
+        dpop: rules::compile_dpop(raw.dpop, &token_locations)?,
+        token_locations,
         forward: raw.forward.unwrap_or(true),
         api_keys: raw.api_keys,
         rules: raw.rules.into_iter().enumerate().map(|(i, r)| compile_rule(i, r)).collect::<Result<_, _>>()?,
@@ -203,12 +207,26 @@ fn scope_claims(configured: Option<Vec<String>>) -> Result<Vec<ClaimPath>, Strin
 }
 
 /// The time rules every issuer shares; audience and issuer are set per trust.
-fn time_rules(leeway: u64, require_exp: Option<bool>, max_lifetime: Option<u64>) -> Result<ClaimRules, String> {
+fn time_rules(leeway: u64, require_exp: Option<bool>, max_lifetime: Option<u64>, token_types: Option<Vec<String>>) -> Result<ClaimRules, String> {
     within(leeway, 0, 86_400, "leeway")?;
     if let Some(max) = max_lifetime {
         within(max, 1, 86_400 * 366, "max_token_lifetime")?;
     }
-    Ok(ClaimRules { leeway, require_exp: require_exp.unwrap_or(true), max_lifetime, ..ClaimRules::default() })
+    let token_types = match token_types {
+        None => Vec::new(),
+        Some(list) if list.is_empty() => {
+            return Err(err("token_types", "must name at least one type (leave it out to accept any typ)"))
+        }
+        Some(list) => list
+            .iter()
+            .map(|t| match t.trim() {
+                "" => Err(err("token_types", "entries must be non-empty media types, e.g. \"at+jwt\"")),
+                t if t.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(err("token_types", format!("{t:?} is not a media type"))),
+                t => Ok(crate::authn::claims::media_type(t)),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(ClaimRules { leeway, require_exp: require_exp.unwrap_or(true), max_lifetime, token_types, ..ClaimRules::default() })
 }
 
 fn inline_keys(texts: &[String]) -> Result<Vec<Arc<PublicKey>>, String> {
@@ -277,6 +295,16 @@ mod tests {
     use crate::config::compile;
     use crate::testkeys::vectors;
     use serde_json::json;
+
+    #[test]
+    fn token_types_are_media_types_and_never_an_empty_list() {
+        let c = testing::compile_json(json!({"public_key_url": "http://a/j", "token_types": ["application/AT+JWT", "jwt"]})).unwrap();
+        assert_eq!(c.claim_rules.token_types, ["at+jwt", "jwt"]);
+        for (bad, says) in [(json!([]), "at least one"), (json!([" "]), "non-empty"), (json!(["at jwt"]), "not a media type")] {
+            let e = testing::compile_json(json!({"public_key_url": "http://a/j", "token_types": bad})).unwrap_err();
+            assert!(e.contains("token_types") && e.contains(says), "{e}");
+        }
+    }
 
     #[test]
     fn minimal_url_config_gets_litellm_defaults() {

@@ -48,6 +48,8 @@ pub(super) struct RawConfig {
     pub(super) require_exp: Option<bool>,
     /// Longest accepted token lifetime in seconds (`exp − iat`, or `exp − now` without `iat`).
     pub(super) max_token_lifetime: Option<u64>,
+    /// Accepted header `typ` values (RFC 9068 `at+jwt`); any when absent.
+    pub(super) token_types: Option<Vec<String>>,
     pub(super) jwks_fetch_timeout_ms: Option<u64>,
     /// Seconds between refetches a token with an unknown `kid` may cause (per URL and Envoy
     /// process); 0: never refetch early (LiteLLM: keys change only when the TTL runs out).
@@ -93,6 +95,8 @@ pub(super) struct RawConfig {
     /// What to do with a credential that is not a JWT (`sk-…` virtual keys).
     #[serde(default)]
     pub(super) api_keys: ApiKeys,
+    /// DPoP-bound tokens (RFC 9449).
+    pub(super) dpop: Option<RawDpop>,
     /// Per-route policy, first match wins.
     #[serde(default)]
     pub(super) rules: Vec<RawRule>,
@@ -129,6 +133,15 @@ macro_rules! word_enum {
 word_enum!(Mode { "enforce" => Enforce, "report" => Report });
 word_enum!(ApiKeys { "refuse" => Refuse, "pass_through" => PassThrough });
 word_enum!(SourceKind { "litellm" => Litellm, "http" => Http });
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDpop {
+    pub(super) enabled: bool,
+    pub(super) max_age: Option<u64>,
+    pub(super) max_skew: Option<u64>,
+    pub(super) public_origin: Option<String>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -32,7 +32,7 @@ pub struct RecordSource {
 }
 
 pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result<(RecordSource, Lifetimes), String> {
-    let parsed = locate(&src.url, "record_source.url", clusters)?;
+    let parsed = locate(&src.url, "record_source.url", clusters).map_err(String::from)?;
     let base_path = parsed.path.trim_end_matches('/').to_string();
     let mut paths = BTreeMap::new();
     for (name, kind) in [("team", Kind::Team), ("user", Kind::User), ("org", Kind::Org), ("end_user", Kind::EndUser)] {

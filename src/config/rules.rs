@@ -1,8 +1,9 @@
 //! Per-route rules, token locations and route lists as configured.
 
 use super::fields::{err, objects, only_keys, string_list};
-use super::raw::{RawHeaderLocation, RawRule};
+use super::raw::{RawDpop, RawHeaderLocation, RawRule};
 use super::url::valid_authority;
+use crate::authn::dpop::{self, DpopRules};
 use crate::authn::extract::{HeaderLocation, Locations};
 use crate::authz::claim_path::ClaimPath;
 use crate::authz::route_rules::{PathMatch, Requirements, RouteRule, RuleAction};
@@ -45,6 +46,34 @@ pub(super) fn compile_locations(headers: Vec<RawHeaderLocation>, params: Vec<Str
     out.params = params;
     out.cookies = cookies;
     Ok(out)
+}
+
+/// The `dpop` block. DPoP is defined for the `Authorization` header only.
+pub(super) fn compile_dpop(raw: Option<RawDpop>, locations: &Locations) -> Result<Option<DpopRules>, String> {
+    let Some(raw) = raw.filter(|d| d.enabled) else { return Ok(None) };
+    if !locations.is_default() {
+        return Err(err("dpop", "DPoP tokens come in the Authorization header: remove from_headers, from_params and from_cookies"));
+    }
+    let max_age = raw.max_age.unwrap_or(dpop::DEFAULT_MAX_AGE);
+    if !(1..=3600).contains(&max_age) {
+        return Err(err("dpop.max_age", "must be between 1 and 3600 seconds"));
+    }
+    let max_skew = raw.max_skew.unwrap_or(dpop::DEFAULT_MAX_SKEW);
+    if max_skew > 300 {
+        return Err(err("dpop.max_skew", "must be at most 300 seconds"));
+    }
+    let public_origin = match raw.public_origin {
+        None => None,
+        Some(origin) => {
+            let origin = origin.trim_end_matches('/').to_string();
+            let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+            if !authority.is_some_and(|a| !a.contains('/') && valid_authority(a)) {
+                return Err(err("dpop.public_origin", format!("{origin:?} must be scheme://host[:port], e.g. https://api.example.com")));
+            }
+            Some(origin)
+        }
+    };
+    Ok(Some(DpopRules { max_age, max_skew, public_origin }))
 }
 
 pub(super) fn compile_rule(i: usize, raw: RawRule) -> Result<RouteRule, String> {

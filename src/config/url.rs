@@ -1,4 +1,4 @@
-//! Key and record URLs: checked at load (scheme, host[:port], no spaces, control characters,
+//! Key and record URLs: checked at load (scheme, `host[:port]`, no spaces, control characters,
 //! user info or fragment) and turned into what `dispatch_http_call` needs — the Envoy cluster,
 //! `:authority` and `:path`.
 
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub struct JwksSource {
     pub url: String,
     pub cluster: String,
-    /// `:authority` for the fetch: the URL's host[:port] as written.
+    /// `:authority` for the fetch: the URL's `host[:port]` as written.
     pub authority: String,
     /// `:path` for the fetch, with the query string.
     pub path: String,
@@ -79,10 +79,33 @@ pub(super) fn cluster_default(url: &str) -> Option<String> {
 /// Newest LiteLLM treats a key URL with this path as an OIDC discovery document.
 pub(super) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
+/// A URL this filter cannot fetch from, and why. Formatted where it is reported: at load it
+/// is a configuration error naming the field; at run time (a discovered `jwks_uri`) a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlError {
+    /// Where the URL was written (`public_key_url`, `issuers[0].jwks_url`, …).
+    pub field: String,
+    pub url: String,
+    pub problem: &'static str,
+}
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:?}: {}", self.field, self.url, self.problem)
+    }
+}
+
+impl From<UrlError> for String {
+    /// At load: the configuration error, in the same words as every other field's.
+    fn from(e: UrlError) -> String {
+        super::fields::err(&e.field, format!("{:?}: {}", e.url, e.problem))
+    }
+}
+
 /// Where a URL is fetched from: the Envoy cluster (`clusters` by authority, else the URL's
 /// `host:port`), `:authority` and `:path`. `field` is where the URL was written; errors name it.
-pub fn locate(url: &str, field: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, String> {
-    let bad = |what: &str| err(field, format!("{url:?}: {what}"));
+pub fn locate(url: &str, field: &str, clusters: &BTreeMap<String, String>) -> Result<JwksSource, UrlError> {
+    let bad = |problem: &'static str| UrlError { field: field.to_string(), url: url.to_string(), problem };
     let (authority, path, _) = split_url(url).ok_or_else(|| bad("must start with http:// or https://"))?;
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("must not contain spaces or control characters"));
@@ -118,7 +141,7 @@ pub(super) fn key_urls(
         Some(OneOrMany::Many(list)) => list.iter().flat_map(|s| split_urls(s)).collect(),
         None => env("JWT_PUBLIC_KEY_URL").map(|s| split_urls(&s)).unwrap_or_default(),
     };
-    urls.iter().map(|url| locate(url, "public_key_url", clusters)).collect()
+    urls.iter().map(|url| locate(url, "public_key_url", clusters).map_err(String::from)).collect()
 }
 
 /// Every `clusters` entry must route a URL of the configuration (a key URL or the record

@@ -1,17 +1,170 @@
-//! Host services behind the core's traits.
+//! The one boundary between the filter and Envoy: every host call the shell makes goes
+//! through [`Host`]. [`ProxyWasm`] is Envoy (the proxy-wasm ABI); the shell's native tests
+//! script a host instead (`shell::scripted`), as Kuadrant's wasm-shim does.
 
+use crate::authn::verify::{HashFn, HostCrypto};
+use crate::fetch::{Answer, Call};
 use crate::shell::host_verify_proto::{decode_result, encode_arguments};
 use crate::store::SharedData;
-use crate::authn::verify::{HashFn, HostCrypto};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Envoy's shared data (process-wide per `vm_id`).
-pub struct HostShared;
+/// What the shell asks of the host. The request calls act on the *current* request: the one
+/// whose callback is running, or the one [`Host::enter_request`] chose (the root context
+/// moving a waiting request on).
+pub trait Host {
+    // The current request.
+    fn request_headers(&self) -> Vec<(String, String)>;
+    /// Set (`Some`) or remove (`None`) a request header.
+    fn set_request_header(&self, name: &str, value: Option<&str>);
+    /// The first `size` bytes of the buffered request body. Only valid in the request's own
+    /// body callback.
+    fn request_body(&self, size: usize) -> Vec<u8>;
+    /// Filter state `wasm.<name>` (`%FILTER_STATE(wasm.<name>:PLAIN)%`).
+    fn set_filter_state(&self, name: &str, value: &[u8]);
+    /// Answer the request locally (it must then stay paused).
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// Let a paused request go on.
+    fn resume_request(&self);
+    /// Make `context_id` the current request; `false` when it is gone (the client hung up).
+    fn enter_request(&self, context_id: u32) -> bool;
 
-impl SharedData for HostShared {
+    // Outgoing calls: only the root context makes them (see `shell::worker::fetches`).
+    /// The call's token, or why Envoy refused it (it has no such cluster).
+    fn dispatch(&self, call: &Call) -> Result<u32, String>;
+    /// The answer of the call whose response callback is running.
+    fn call_answer(&self, num_headers: usize, body_size: usize) -> Answer;
+
+    // Services.
+    /// Microseconds since the epoch.
+    fn now_us(&self) -> u64;
+    fn now_ms(&self) -> u64 {
+        self.now_us() / 1000
+    }
+    /// Log through Envoy. Never pass token or key material (see `docs/security.md`).
+    fn log(&self, level: LogLevel, message: &str);
+    /// Whether debug lines would be printed: building them is skipped otherwise.
+    fn debug_enabled(&self) -> bool;
+    fn shared(&self) -> &dyn SharedData;
+    fn crypto(&self) -> &dyn HostCrypto;
+    /// Define a metric; `None` if the host refuses it (that metric is then lost, nothing else).
+    fn define_metric(&self, kind: MetricType, name: &str) -> Option<u32>;
+    /// Add to a counter, or record a histogram sample.
+    fn add_to_metric(&self, id: u32, kind: MetricType, value: u64);
+}
+
+/// Envoy, through the proxy-wasm ABI. One per worker, shared by its contexts.
+pub struct ProxyWasm {
+    debug: Cell<bool>,
+    verifier: HostVerifier,
+}
+
+impl Default for ProxyWasm {
+    fn default() -> Self {
+        let host = ProxyWasm { debug: Cell::new(false), verifier: HostVerifier::default() };
+        host.refresh_log_level();
+        host
+    }
+}
+
+impl ProxyWasm {
+    /// Read Envoy's `wasm` log level (on every tick): debug lines cost nothing when they would
+    /// be dropped anyway.
+    pub fn refresh_log_level(&self) {
+        let on = matches!(hostcalls::get_log_level(), Ok(LogLevel::Trace | LogLevel::Debug));
+        self.debug.set(on);
+    }
+}
+
+impl Host for ProxyWasm {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+    }
+
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default()
+    }
+
+    fn set_filter_state(&self, name: &str, value: &[u8]) {
+        let _ = hostcalls::set_property(vec![name], Some(value));
+    }
+
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
+    }
+
+    fn resume_request(&self) {
+        let _ = hostcalls::resume_http_request();
+    }
+
+    fn enter_request(&self, context_id: u32) -> bool {
+        hostcalls::set_effective_context(context_id).is_ok()
+    }
+
+    fn dispatch(&self, call: &Call) -> Result<u32, String> {
+        let timeout = Duration::from_millis(call.timeout_ms);
+        hostcalls::dispatch_http_call(&call.cluster, call.header_list(), call.body.as_deref(), vec![], timeout)
+            .map_err(|status| format!("{status:?}"))
+    }
+
+    fn call_answer(&self, num_headers: usize, body_size: usize) -> Answer {
+        let status = if num_headers == 0 {
+            None
+        } else {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten()
+        };
+        Answer::read(status, body_size, || {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
+        })
+    }
+
+    fn now_us(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or(Duration::ZERO)
+            .as_micros() as u64
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        if matches!(level, LogLevel::Trace | LogLevel::Debug) && !self.debug.get() {
+            return;
+        }
+        let _ = hostcalls::log(level, message);
+    }
+
+    fn debug_enabled(&self) -> bool {
+        self.debug.get()
+    }
+
+    fn shared(&self) -> &dyn SharedData {
+        self
+    }
+
+    fn crypto(&self) -> &dyn HostCrypto {
+        &self.verifier
+    }
+
+    fn define_metric(&self, kind: MetricType, name: &str) -> Option<u32> {
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn add_to_metric(&self, id: u32, kind: MetricType, value: u64) {
+        let _ = match kind {
+            MetricType::Histogram => hostcalls::record_metric(id, value),
+            _ => hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX)),
+        };
+    }
+}
+
+/// Envoy's shared data (process-wide per `vm_id`).
+impl SharedData for ProxyWasm {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         hostcalls::get_shared_data(key).unwrap_or((None, None))
     }
@@ -21,7 +174,7 @@ impl SharedData for HostShared {
 }
 
 /// Envoy's `verify_signature` foreign function (1.30+). Remembers when the host lacks it.
-pub struct HostVerifier {
+struct HostVerifier {
     available: Cell<bool>,
     announced: Cell<bool>,
 }
@@ -36,7 +189,7 @@ impl HostVerifier {
     /// Say once per worker which crypto is in use: operators (and the tests) can check it.
     fn announce(&self) {
         if !self.announced.replace(true) {
-            super::log(LogLevel::Info, "RS*/ES* signatures verified by the host's verify_signature");
+            let _ = hostcalls::log(LogLevel::Info, "RS*/ES* signatures verified by the host's verify_signature");
         }
     }
 }
@@ -59,31 +212,13 @@ impl HostCrypto for HostVerifier {
             }
             Err(Status::NotFound) => {
                 self.available.set(false);
-                super::log(LogLevel::Info, "host has no verify_signature; verifying in the guest");
+                let _ = hostcalls::log(LogLevel::Info, "host has no verify_signature; verifying in the guest");
                 None
             }
             Err(status) => {
-                super::log(LogLevel::Debug, &format!("verify_signature refused ({status:?}); verifying in the guest"));
+                let _ = hostcalls::log(LogLevel::Debug, &format!("verify_signature refused ({status:?}); verifying in the guest"));
                 None
             }
         }
     }
-}
-
-/// Microseconds since the epoch, from the host's clock (for latency figures).
-pub fn now_micros() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or(Duration::ZERO)
-        .as_micros() as u64
-}
-
-/// Milliseconds since the epoch, from the host's clock.
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
 }

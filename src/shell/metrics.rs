@@ -5,7 +5,7 @@
 //! Counters are added up in the worker and handed to Envoy on the root context's tick (every
 //! 100 ms): a host call per request per counter would be a measurable part of the hot path.
 
-use proxy_wasm::hostcalls;
+use super::host::Host;
 use proxy_wasm::types::MetricType;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    fn name(self) -> String {
+    pub fn name(self) -> String {
         let name = match self {
             Metric::Allowed => "requests_allowed",
             Metric::Public => "requests_public",
@@ -76,7 +76,7 @@ thread_local! {
     static IDS: RefCell<HashMap<Metric, Option<u32>>> = RefCell::new(HashMap::new());
     /// Counts since the last flush. A handful of metrics move per tick, so a linear scan is
     /// cheaper than hashing on the per-request path.
-    static PENDING: RefCell<Vec<(Metric, i64)>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Vec<(Metric, u64)>> = const { RefCell::new(Vec::new()) };
     static SAMPLES: RefCell<Vec<(Metric, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -84,10 +84,10 @@ thread_local! {
 /// histogram stays representative, memory stays bounded).
 const MAX_SAMPLES_PER_FLUSH: usize = 2048;
 
-fn id(metric: Metric) -> Option<u32> {
+fn id(host: &dyn Host, metric: Metric) -> Option<u32> {
     IDS.with(|ids| {
         let mut ids = ids.try_borrow_mut().ok()?;
-        *ids.entry(metric).or_insert_with(|| hostcalls::define_metric(metric.kind(), &metric.name()).ok())
+        *ids.entry(metric).or_insert_with(|| host.define_metric(metric.kind(), &metric.name()))
     })
 }
 
@@ -104,14 +104,14 @@ pub fn count(metric: Metric) {
 }
 
 /// Hand the counted events to Envoy.
-pub fn flush() {
-    let counts: Vec<(Metric, i64)> = PENDING.with(|pending| match pending.try_borrow_mut() {
+pub fn flush(host: &dyn Host) {
+    let counts: Vec<(Metric, u64)> = PENDING.with(|pending| match pending.try_borrow_mut() {
         Ok(mut pending) => std::mem::take(&mut *pending),
         Err(_) => Vec::new(),
     });
     for (metric, n) in counts {
-        if let Some(id) = id(metric) {
-            let _ = hostcalls::increment_metric(id, n);
+        if let Some(id) = id(host, metric) {
+            host.add_to_metric(id, metric.kind(), n);
         }
     }
     let samples: Vec<(Metric, u64)> = SAMPLES.with(|s| match s.try_borrow_mut() {
@@ -119,8 +119,8 @@ pub fn flush() {
         Err(_) => Vec::new(),
     });
     for (metric, value) in samples {
-        if let Some(id) = id(metric) {
-            let _ = hostcalls::record_metric(id, value);
+        if let Some(id) = id(host, metric) {
+            host.add_to_metric(id, metric.kind(), value);
         }
     }
 }
@@ -134,4 +134,12 @@ pub fn record(metric: Metric, value: u64) {
             }
         }
     });
+}
+
+/// Forget metric ids and pending counts: each test's scripted host is a new Envoy.
+#[cfg(test)]
+pub fn reset() {
+    IDS.with(|ids| ids.borrow_mut().clear());
+    PENDING.with(|p| p.borrow_mut().clear());
+    SAMPLES.with(|s| s.borrow_mut().clear());
 }

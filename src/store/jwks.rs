@@ -98,6 +98,14 @@ pub struct JwksCache {
     grace_ms: u64,
 }
 
+/// The answer to a token whose `kid` no key set has (see [`JwksCache::refetch_for_unknown_kid`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KidRefetch {
+    Underway,
+    Failed(Outage),
+    Refused,
+}
+
 /// What a worker should do about one URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
@@ -204,8 +212,12 @@ impl JwksCache {
         let record = || store.get(&format!("{KEY_PREFIX}{url}")).0.as_deref().and_then(Record::decode);
         // An unknown kid asked for a refetch that has not happened yet (still wanted for one interval).
         let requested = kid_stamp(store, url);
+        // Tried once: after a failure the next try waits for the next stamp (one per interval),
+        // not for the retry interval — one unknown kid must not start a fetch every second.
         let kid_refetch = requested.is_some_and(|at| {
-            now_ms < at.saturating_add(kid_interval_ms) && record().is_some_and(|r| r.fetched_ms < at)
+            now_ms < at.saturating_add(kid_interval_ms)
+                && record().is_some_and(|r| r.fetched_ms < at)
+                && failed_since(store, url, at).is_none()
         });
         if !kid_refetch && self.local.get(url).is_some_and(|l| now_ms < l.refresh_at_ms) {
             return Need::Nothing;
@@ -222,38 +234,50 @@ impl JwksCache {
     }
 
     /// A token's `kid` is in none of the key sets, `url`'s among them: ask for one refetch
-    /// (rate-limited, see the module docs). `true`: a refetch is under way or a newer key set
-    /// is there: decide again soon; `false`: the kid is unknown, refuse the token.
-    pub fn refetch_for_unknown_kid(&mut self, store: &dyn SharedData, url: &str, now_ms: u64, interval_ms: u64, lease_ms: u64) -> bool {
-        let Some(local_fetched) = self.local.get(url).map(|l| l.fetched_ms) else { return false };
+    /// (rate-limited, see the module docs). [`KidRefetch::Underway`]: decide again when it
+    /// lands (or a newer key set is already there); [`KidRefetch::Failed`]: the refetch this kid
+    /// asked for failed — the IdP may have rotated while down, which cannot be told from an
+    /// unknown key: 503, never a wrong 401; [`KidRefetch::Refused`]: the kid is unknown.
+    pub fn refetch_for_unknown_kid(&mut self, store: &dyn SharedData, url: &str, now_ms: u64, interval_ms: u64, lease_ms: u64) -> KidRefetch {
+        let Some(local_fetched) = self.local.get(url).map(|l| l.fetched_ms) else { return KidRefetch::Refused };
         if interval_ms == 0 {
-            return false;
+            return KidRefetch::Refused;
         }
         let shared_fetched = store.get(&format!("{KEY_PREFIX}{url}")).0.as_deref().and_then(Record::decode).map(|r| r.fetched_ms);
         if shared_fetched.is_some_and(|f| f > local_fetched) {
             // Another worker fetched a newer set: adopt it at the next lookup.
             self.local.remove(url);
             self.generation += 1;
-            return true;
+            return KidRefetch::Underway;
         }
         let key = format!("{KID_PREFIX}{url}");
         let (value, cas) = store.get(&key);
         let requested = value.as_deref().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok());
-        if let Some(at) = requested.filter(|at| *at > local_fetched) {
-            let failed_since = match fetch_state(store, url) {
-                FetchState::Failed { retry_ms, .. } => Some(retry_ms.saturating_sub(RETRY_AFTER_FAILURE_MS)),
-                _ => None,
-            };
-            // Under way, unless it already failed.
-            return now_ms < at + lease_ms && failed_since.is_none_or(|f| f < at);
-        }
         let recently = |t: u64| now_ms < t.saturating_add(interval_ms);
-        if recently(local_fetched) || requested.is_some_and(recently) {
-            return false;
+        if let Some(at) = requested.filter(|at| *at > local_fetched) {
+            if let Some(outage) = failed_since(store, url, at) {
+                // Failing since the refetch was asked for: until the interval allows the next
+                // one, every unknown kid is a 503.
+                return match recently(at) {
+                    true => KidRefetch::Failed(outage),
+                    false => self.ask_refetch(store, &key, cas, now_ms),
+                };
+            }
+            if now_ms < at + lease_ms {
+                return KidRefetch::Underway;
+            }
         }
-        // Losing the CAS means another worker asked just now: its refetch serves this token too.
-        let _ = store.set(&key, now_ms.to_string().as_bytes(), cas);
-        true
+        if recently(local_fetched) || requested.is_some_and(recently) {
+            return KidRefetch::Refused;
+        }
+        self.ask_refetch(store, &key, cas, now_ms)
+    }
+
+    /// Stamp the refetch request. Losing the CAS means another worker asked just now: its
+    /// refetch serves this token too.
+    fn ask_refetch(&self, store: &dyn SharedData, key: &str, cas: Option<u32>, now_ms: u64) -> KidRefetch {
+        let _ = store.set(key, now_ms.to_string().as_bytes(), cas);
+        KidRefetch::Underway
     }
 
     /// Take the fetch lease for `url` (CAS). `true`: this worker must fetch now.
@@ -302,6 +326,14 @@ fn fetch_state(store: &dyn SharedData, url: &str) -> FetchState {
     lease(url).state(store)
 }
 
+/// The outage of `url`'s last fetch, if it failed at or after `since_ms`.
+fn failed_since(store: &dyn SharedData, url: &str, since_ms: u64) -> Option<Outage> {
+    match fetch_state(store, url) {
+        FetchState::Failed { retry_ms, outage } if retry_ms.saturating_sub(RETRY_AFTER_FAILURE_MS) >= since_ms => Some(outage),
+        _ => None,
+    }
+}
+
 /// When an unknown kid last asked for a refetch of `url`.
 fn kid_stamp(store: &dyn SharedData, url: &str) -> Option<u64> {
     let value = store.get(&format!("{KID_PREFIX}{url}")).0?;
@@ -312,6 +344,7 @@ fn kid_stamp(store: &dyn SharedData, url: &str) -> Option<u64> {
 mod tests {
     use crate::store::mock::MockShared;
     use super::*;
+    use KidRefetch::*;
     use crate::testkeys::vectors;
     use serde_json::json;
 
@@ -464,32 +497,41 @@ mod tests {
         let (interval, lease) = (30_000, 6000);
         a.complete_fetch(&store, URL, 0, (600_000, 0), Ok(body())).unwrap();
         assert!(matches!(b.lookup(&store, URL, 1), KeyLookup::Ready(..)));
-        assert!(!a.refetch_for_unknown_kid(&store, URL, 10_000, interval, lease), "keys fetched moments ago: refuse");
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 10_000, interval, lease), Refused, "keys fetched moments ago: refuse");
         assert_eq!(a.need(&store, URL, 40_000, interval), Need::Nothing);
-        assert!(a.refetch_for_unknown_kid(&store, URL, 40_000, interval, lease), "first unknown kid asks and waits");
-        assert!(b.refetch_for_unknown_kid(&store, URL, 40_001, interval, lease), "other workers wait for the same refetch");
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 40_000, interval, lease), Underway, "first unknown kid asks and waits");
+        assert_eq!(b.refetch_for_unknown_kid(&store, URL, 40_001, interval, lease), Underway, "other workers wait for the same refetch");
         assert_eq!(b.need(&store, URL, 40_001, interval), Need::Fetch, "any worker's tick fetches it");
         assert!(JwksCache::try_begin_fetch(&store, URL, 40_001, lease));
         b.complete_fetch(&store, URL, 40_050, (600_000, 0), Ok(body())).unwrap();
         assert_eq!(a.need(&store, URL, 40_060, interval), Need::Nothing, "done: no second fetch");
-        assert!(a.refetch_for_unknown_kid(&store, URL, 40_060, interval, lease), "a adopts the newer set first");
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 40_060, interval, lease), Underway, "a adopts the newer set first");
         assert!(matches!(a.lookup(&store, URL, 40_061), KeyLookup::Ready(..)));
-        assert!(!a.refetch_for_unknown_kid(&store, URL, 40_062, interval, lease), "still unknown after the refetch: refuse");
-        assert!(!a.refetch_for_unknown_kid(&store, URL, 70_000, interval, lease), "the interval is per URL and process");
-        assert!(a.refetch_for_unknown_kid(&store, URL, 70_100, interval, lease), "next interval: one more");
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 40_062, interval, lease), Refused, "still unknown after the refetch: refuse");
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 70_000, interval, lease), Refused, "the interval is per URL and process");
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 70_100, interval, lease), Underway, "next interval: one more");
     }
 
     #[test]
-    fn unknown_kid_refetch_that_fails_or_is_off_refuses() {
+    fn unknown_kid_refetch_that_fails_is_unavailable_and_not_retried_until_the_next_interval() {
         let store = MockShared::default();
         let mut a = JwksCache::new(0);
+        let interval = 30_000;
         a.complete_fetch(&store, URL, 0, (600_000, 600_000), Ok(body())).unwrap();
-        assert!(!a.refetch_for_unknown_kid(&store, URL, 100_000, 0, 6000), "0 = off");
-        assert!(a.refetch_for_unknown_kid(&store, URL, 100_000, 30_000, 6000));
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 100_000, 0, 6000), Refused, "0 = off");
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 100_000, interval, 6000), Underway);
+        assert_eq!(a.need(&store, URL, 100_000, interval), Need::Fetch);
         assert!(JwksCache::try_begin_fetch(&store, URL, 100_000, 6000));
         a.complete_fetch(&store, URL, 100_100, (600_000, 600_000), Err(Outage::transient("down"))).unwrap_err();
-        assert!(!a.refetch_for_unknown_kid(&store, URL, 100_200, 30_000, 6000), "refetch failed: refuse");
+        let failed = a.refetch_for_unknown_kid(&store, URL, 100_200, interval, 6000);
+        assert_eq!(failed, Failed(Outage::transient("down")), "the IdP may have rotated while down: 503, not unknown kid");
         assert!(matches!(a.lookup(&store, URL, 100_200), KeyLookup::Ready(..)), "known kids still served");
+        for t in [101_200, 110_000, 129_999] {
+            assert_eq!(a.need(&store, URL, t, interval), Need::Nothing, "no retry loop at {t}");
+            assert!(matches!(a.refetch_for_unknown_kid(&store, URL, t, interval, 6000), Failed(_)));
+        }
+        assert_eq!(a.refetch_for_unknown_kid(&store, URL, 130_000, interval, 6000), Underway, "next interval: one more try");
+        assert_eq!(a.need(&store, URL, 130_000, interval), Need::Fetch);
     }
 
     #[test]

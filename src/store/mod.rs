@@ -132,9 +132,9 @@ impl Lease {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "cli"))]
 pub mod mock {
-    //! An in-memory shared data store with Envoy's CAS semantics, for tests.
+    //! An in-memory shared data store with Envoy's CAS semantics, for tests and `explain`.
     use super::SharedData;
     use std::cell::RefCell;
     use std::collections::HashMap;

@@ -12,7 +12,7 @@
 //! Hashing a fixed tail instead of the whole token (0.5–4 KiB) keeps a hit's cost flat: it
 //! was two SipHash passes over the whole token per hit before (measured in bench/PROFILE.md).
 
-use crate::authn::jws::Jws;
+use crate::authn::Verified;
 use lru::LruCache;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -26,7 +26,7 @@ pub const TAIL_BYTES: usize = 32;
 
 struct Entry {
     token: Box<str>,
-    jws: Rc<Jws>,
+    verified: Rc<Verified>,
     /// `exp` in seconds, if the token has one.
     expires: Option<u64>,
     /// The key-set generation the token was verified under.
@@ -79,7 +79,7 @@ impl TokenCache {
 
     /// The verified token, if cached, unexpired at `now_ms` and verified under `generation`
     /// with a key set still usable now.
-    pub fn get(&mut self, token: &str, now_ms: u64, generation: u64) -> Option<Rc<Jws>> {
+    pub fn get(&mut self, token: &str, now_ms: u64, generation: u64) -> Option<Rc<Verified>> {
         let slot = self.slot(token);
         let entries = self.entries.as_mut()?;
         // One lookup: Ok(hit), Err(true) = this token's entry is stale, Err(false) = not here.
@@ -87,7 +87,7 @@ impl TokenCache {
             Some(e) if *e.token == *token => {
                 let usable = e.generation == generation && now_ms < e.keys_until_ms;
                 if usable && e.expires.is_none_or(|exp| now_ms / 1000 < exp) {
-                    Ok(Rc::clone(&e.jws))
+                    Ok(Rc::clone(&e.verified))
                 } else {
                     Err(true)
                 }
@@ -95,9 +95,9 @@ impl TokenCache {
             _ => Err(false),
         };
         match found {
-            Ok(jws) => {
+            Ok(verified) => {
                 self.hits += 1;
-                Some(jws)
+                Some(verified)
             }
             Err(stale) => {
                 if stale {
@@ -111,11 +111,11 @@ impl TokenCache {
 
     /// Remember a token that verified under `generation` with a key set usable until
     /// `keys_until_ms`.
-    pub fn insert(&mut self, token: &str, jws: Rc<Jws>, generation: u64, keys_until_ms: u64) {
+    pub fn insert(&mut self, token: &str, verified: Rc<Verified>, generation: u64, keys_until_ms: u64) {
         let slot = self.slot(token);
         if let Some(entries) = self.entries.as_mut() {
-            let expires = crate::authn::claims::expiry(&jws.claims);
-            entries.put(slot, Entry { token: token.into(), jws, expires, generation, keys_until_ms });
+            let expires = crate::authn::claims::expiry(&verified.jws.claims);
+            entries.put(slot, Entry { token: token.into(), verified, expires, generation, keys_until_ms });
         }
     }
 
@@ -142,10 +142,11 @@ mod tests {
         crate::testkeys::now() * 1000
     }
 
-    fn verified(name: &str) -> (String, Rc<Jws>) {
+    fn verified(name: &str) -> (String, Rc<Verified>) {
         let t = token(name);
-        let jws = Rc::new(crate::authn::jws::parse(&t).unwrap());
-        (t, jws)
+        let jws = crate::authn::jws::parse(&t).unwrap();
+        let config = crate::config::compile(br#"{"public_key_url": "http://a/jwks"}"#, &|_| None).unwrap();
+        (t, Rc::new(Verified::new(jws, crate::authn::trust::TrustId::Global, &config)))
     }
 
     #[test]
@@ -154,7 +155,7 @@ mod tests {
         let (t, jws) = verified("RS256");
         assert!(c.get(&t, now(), 1).is_none());
         c.insert(&t, jws.clone(), 1, u64::MAX);
-        assert_eq!(c.get(&t, now(), 1).as_deref(), Some(&*jws));
+        assert!(Rc::ptr_eq(&c.get(&t, now(), 1).unwrap(), &jws));
         assert_eq!(c.stats(), (1, 1));
     }
 
@@ -162,7 +163,7 @@ mod tests {
     fn entries_die_at_exp_and_on_key_set_change() {
         let mut c = TokenCache::new(4);
         let (t, jws) = verified("ES256");
-        let exp = crate::authn::claims::expiry(&jws.claims).unwrap();
+        let exp = crate::authn::claims::expiry(&jws.jws.claims).unwrap();
         c.insert(&t, jws, 1, u64::MAX);
         assert!(c.get(&t, exp * 1000 - 1, 1).is_some());
         assert!(c.get(&t, exp * 1000, 1).is_none(), "expired at exp");

@@ -28,13 +28,12 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -44,9 +43,9 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "tools"))
+sys.path.insert(0, str(HERE.parents[1] / "tests" / "servers"))
 
-from loopback_server import LoopbackServer  # noqa: E402
+from loopback_server import LoopbackServer, TrackingHTTPServer  # noqa: E402
 
 OIDC_DIR = HERE.parents[1] / "tests" / "oidc"
 PROVIDER_JS = OIDC_DIR / "provider.mjs"
@@ -359,44 +358,6 @@ class DPoPKey:
 # -- the counting proxy --------------------------------------------------------------------
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    # Tracked so that stopping the proxy also ends Envoy's kept-alive connections (see
-    # record_source.py): otherwise their handler threads would go on serving.
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
                "content-length"}
 
@@ -446,7 +407,7 @@ class CountingProxy(LoopbackServer):
     thread_name = "oidc-proxy"
 
     def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(_ProxyServer, _ProxyHandler, host, port)
+        super().__init__(TrackingHTTPServer, _ProxyHandler, host, port)
         self.target_host = target_host
         self.target_port = target_port
         self._lock = threading.Lock()

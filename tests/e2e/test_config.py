@@ -198,3 +198,25 @@ def test_invalid_issuers_config_is_refused_naming_the_field(tmp_path, config, sa
     code, output = _envoy_validate(tmp_path, config, {"127.0.0.1:9": ("127.0.0.1", 9)})
     assert code != 0, output
     assert says in output, output
+
+
+def test_the_filter_says_which_build_runs_when_it_starts(envoys, idps, keyring):
+    """The start-up line names the crate version and the commit build.rs stamped in."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    version = tomllib.loads((root / "Cargo.toml").read_text())["package"]["version"]
+    key = keyring.get("config-version", "ES256")
+    idp = idps.new([key])
+    proxy = envoys.scenario("version", jwks=[idp], plugin_config={"public_key_url": idp.jwks_url})
+    assert_forwarded(proxy.request(key.sign(jf.claims("v"))), sub="v")
+    found = re.search(r"llm-jwt-auth (\S+) \((\S+)\) configured: ", proxy.envoy.log_tail(10_000))
+    assert found, proxy.envoy.log_tail()
+    assert found.group(1) == version
+    commit = found.group(2)
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?|unknown", commit), commit
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True)
+    if head.returncode == 0 and not commit.endswith("-dirty") and commit != "unknown":
+        assert commit == head.stdout.strip(), "the .wasm under test was built from another commit: make build"

@@ -1,4 +1,4 @@
-"""The demo IdP's /mint (tools/demo_idp.py): which query parameters it takes, the claims they
+"""The demo IdP's /mint (tests/servers/demo_idp.py): which query parameters it takes, the claims they
 become, that anything else is a 400 naming the accepted ones, and that the claim names are the
 ones the repository's envoy.yaml reads. No Envoy: the parsing is called directly, and the HTTP
 answer is read from an IdP on a loopback port."""
@@ -170,5 +170,5 @@ def test_the_mint_parameter_table_and_the_docstring_agree():
     import demo_idp
     doc = demo_idp.__doc__ or ""
     for name in MINT_PARAMS:
-        assert f"{name}=" in doc, f"tools/demo_idp.py's docstring does not mention {name}="
+        assert f"{name}=" in doc, f"tests/servers/demo_idp.py's docstring does not mention {name}="
     assert set(MINT_CLAIMS) <= set(MINT_PARAMS)

@@ -1,4 +1,4 @@
-"""The hostile-token corpus (`tools/hostile_corpus.py`), end to end through one Envoy.
+"""The hostile-token corpus (`tests/e2e/hostile_corpus.py`), end to end through one Envoy.
 
 One Envoy for the module (`--concurrency 2`): plugin config `{"public_key_url": <jwks>,
 "audience": "api://llm"}`; the JWKS holds rsa-1 (RS256, with `x5c`), rsa-any (RSA, no `alg`),

@@ -13,11 +13,11 @@ provider (unknown-kid refetch; old keys refused once gone and the TTL has passed
 down at start (503, then 200) and down mid-run (cached keys served within
 `public_key_stale_ttl`, 503 past it, 200 once it is back).
 
-Strict xfails mark what the filter does not do yet (issue 13): the fully specified `Ed25519`
-alg (RFC 9864), `token_types` (RFC 9068 `typ`), DPoP (RFC 9449), and an unknown kid while the
-provider is down. The plugin-config keys they assume are right below, in one place. One more
-strict xfail marks a filter bug found here: a token in the verified-token cache is still
-accepted after its key set has expired past `public_key_stale_ttl` (uncached tokens get 503).
+Also: the fully specified `Ed25519` alg (RFC 9864), `token_types` (RFC 9068 `typ`: access
+tokens only), an unknown kid while the provider is down (503, and one refetch, not a loop), and
+a token in the verified-token cache refused once its key set has expired past
+`public_key_stale_ttl`, and DPoP (RFC 9449) with oidc-provider's DPoP-bound access tokens.
+The plugin-config keys the tests use are right below, in one place.
 
 Needs Node 20+ and `make oidc-deps` (npm ci in tests/oidc/).
 """
@@ -48,7 +48,7 @@ from oidc_provider import (
     thumbprint,
 )
 
-# -- what the xfail tests assume of the filter's future configuration (issue 13) ----------------
+# -- the plugin-config keys these tests use (issue 13) ------------------------------------------
 
 #: (b) RFC 9068: only these JWT `typ`s are accepted (an id_token has no `typ` or `JWT`).
 TOKEN_TYPES_CONFIG: dict[str, Any] = {"token_types": ["at+jwt"]}
@@ -65,7 +65,6 @@ KID_REFETCH_CONFIG: dict[str, Any] = {"kid_refetch_interval": 4}
 #: (d) at most this many fetches (document or keys) follow one unknown-kid request while the IdP is down.
 MAX_FETCHES_AFTER_ONE_UNKNOWN_KID = 2
 
-ISSUE = "not implemented yet: issue 13"
 
 # -- constants -----------------------------------------------------------------------------
 
@@ -313,7 +312,7 @@ def test_id_token_names_whoever_logged_in(issuers, op):
 
 
 def test_id_token_claims_resigned_with_typ_jwt_by_the_provider_key_pass(issuers, op):
-    """The typ "JWT" token of the token_types xfail below is otherwise valid: without
+    """The typ "JWT" token of the token_types test below is otherwise valid: without
     `token_types` it passes (so a refusal there is the typ's doing)."""
     header, claims = decode(op.id_token(alg="ES256", login_hint="alice", scope="openid email llm"))
     token = op.sign(claims, alg="ES256", typ="JWT")
@@ -457,7 +456,7 @@ def test_cached_token_is_not_accepted_past_the_stale_window(outage):
     unavailable(proxy.request(tokens["cached"]))  # ... and for one verified while they were there
 
 
-# -- xfail (a): the fully specified Ed25519 alg ----------------------------------------------
+# -- (a) the fully specified Ed25519 alg ----------------------------------------------------
 
 
 def test_fully_specified_ed25519_alg_is_accepted(main, op):
@@ -466,7 +465,7 @@ def test_fully_specified_ed25519_alg_is_accepted(main, op):
     assert identity(main.request(token)) == user(client_id("Ed25519"))
 
 
-# -- xfail (b): token_types ----------------------------------------------------------------
+# -- (b) token_types ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -476,14 +475,12 @@ def typed(module_envoys, idp):
         "public_key_url": idp.provider.discovery_url, **TOKEN_TYPES_CONFIG})
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: token_types")
 def test_token_types_accepts_an_access_token(typed, op):
     token = op.client_credentials(alg="ES256")
     assert decode(token)[0]["typ"] == "at+jwt"
     assert identity(typed.request(token)) == user(client_id("ES256"))
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: token_types")
 def test_token_types_refuses_an_id_token(typed, op):
     token = op.id_token(alg="ES256", login_hint="alice")
     header, claims = decode(token)
@@ -495,7 +492,7 @@ def test_token_types_refuses_an_id_token(typed, op):
     assert identity(typed.request(op.client_credentials(alg="ES256"))) == user(client_id("ES256"))
 
 
-# -- xfail (c): DPoP -----------------------------------------------------------------------
+# -- (c) DPoP -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -545,14 +542,12 @@ def _error_401(reply) -> dict:
     return body["error"]
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: DPoP")
 def test_dpop_bound_token_with_a_valid_proof_is_accepted(dpop, dpop_key, bound):
     proof = dpop_key.proof("GET", htu(dpop), access_token=bound)
     reply = dpop_request(dpop, bound, proof)
     assert identity(reply) == user(client_id("ES256"))
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: DPoP")
 def test_dpop_bound_token_as_bearer_is_refused(dpop, bound):
     dpop_refused(dpop.request(bound), DPOP_BOUND_REASON, challenge=None)
 
@@ -575,7 +570,6 @@ BAD_PROOFS = ["wrong-htm", "wrong-htu-path", "wrong-htu-host", "wrong-ath", "no-
               "no-proof"]
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: DPoP")
 @pytest.mark.parametrize("case", BAD_PROOFS)
 def test_dpop_bad_proof_is_refused(dpop, dpop_key, bound, case):
     # The same token with a good proof passes (so the refusal is the proof's doing) ...
@@ -585,7 +579,7 @@ def test_dpop_bad_proof_is_refused(dpop, dpop_key, bound, case):
     dpop_refused(dpop_request(dpop, bound, _bad_proofs(dpop_key, dpop, bound)[case]), DPOP_PROOF_REASON)
 
 
-# -- xfail (d): a new kid while the provider is down ---------------------------------------
+# -- (d) a new kid while the provider is down ----------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -608,12 +602,10 @@ def new_kid_while_down(module_envoys, module_oidc):
     return {"idp": idp, "reply": reply, "sent": sent, "token": token}
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: an unknown kid with the IdP down is a 503, not unknown_kid")
 def test_new_kid_while_provider_down_is_503_not_unknown_kid(new_kid_while_down):
     unavailable(new_kid_while_down["reply"])
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: one unknown-kid request must not start a refetch loop")
 def test_one_unknown_kid_while_down_does_not_refetch_every_second(new_kid_while_down):
     idp, sent = new_kid_while_down["idp"], new_kid_while_down["sent"]
     window = KID_REFETCH_CONFIG["kid_refetch_interval"] + 3.0

@@ -1,5 +1,5 @@
 """The official OpenAI Python SDK (`openai`, tests/e2e/requirements-sdk.txt, `make sdk-deps`) as the
-client: SDK → Envoy with the filter → a fake OpenAI-compatible backend (tools/fake_openai.py).
+client: SDK → Envoy with the filter → a fake OpenAI-compatible backend (tests/servers/fake_openai.py).
 
 Successes: chat completions plain and streamed (SSE chunks delivered one by one, usage chunk,
 `[DONE]`), embeddings (the SDK's default base64 encoding), `models.list`, and the async client;

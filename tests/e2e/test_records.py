@@ -1,5 +1,5 @@
 """Team/user/org/end-user records: static records from the plugin config, LiteLLM's management
-API and a plain JSON service as sources (tools/record_source.py), the shared-data cache (ttl,
+API and a plain JSON service as sources (tests/servers/record_source.py), the shared-data cache (ttl,
 negative ttl, stale window, one fetch per record per Envoy under a burst), outages (503
 `no_db_connection`, never a 200 without a record), the LiteLLM rules that read records (team
 existence, blocked, model access with wildcards / aliases / access groups, budgets, the groups

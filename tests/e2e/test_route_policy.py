@@ -367,11 +367,14 @@ def test_route_rule_denials_are_counted(policy, sign):
     assert policy.request(None, path="/internal/a").status == 403
     assert policy.request(sign("bob"), path="/v1/models").status == 403
     assert policy.request(None, path="/health").status == 200
-    # The filter hands counters to Envoy on its 100 ms tick.
+    # The filter hands counters to Envoy on its 100 ms tick, which may fall between two of the
+    # requests above: wait for both counters, not the first one to move.
     deadline = time.monotonic() + 5
     while True:
         after = stats()
-        if delta(after, before, "requests_denied.route_rule") >= 2 or time.monotonic() > deadline:
+        settled = (delta(after, before, "requests_denied.route_rule") >= 2
+                   and delta(after, before, "requests_public") >= 1)
+        if settled or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert delta(after, before, "requests_denied.route_rule") == 2, after

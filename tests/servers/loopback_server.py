@@ -5,9 +5,54 @@ down, up, or restarted."""
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class TrackingHTTPServer(ThreadingHTTPServer):
+    """A threading server that knows its open connections, so that stopping it is a real
+    outage: Envoy keeps its HTTP/1.1 connections alive, and closing only the listening socket
+    would leave them served by their handler threads."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of concurrent connections from
+    # Envoy would overflow it and show up as connect timeouts.
+    request_queue_size = 256
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (Envoy's fetch timeout during an injected delay) is expected.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class LoopbackServer:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The hostile-token corpus: forged, confused, malformed and smuggled credentials.
 
-    python tools/hostile_corpus.py --out DIR [--audience api://llm] [--attacker-url URL] [--keys-dir DIR]
+    python tests/e2e/hostile_corpus.py --out DIR [--audience api://llm] [--attacker-url URL] [--keys-dir DIR]
 
 writes `DIR/jwks.json` (the trusted key set), `DIR/attacker-jwks.json` (what the attacker's
 `jku`/`x5u` server would serve) and `DIR/corpus.jsonl` (one case a line: name, group, the token
@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding  # noqa: E402

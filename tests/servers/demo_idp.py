@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Demo identity provider: serves a JWKS and mints tokens for the llm-jwt-auth filter.
 
-    python tools/demo_idp.py --host 127.0.0.1 --port 9090 [--keys-dir DIR]
+    python tests/servers/demo_idp.py --host 127.0.0.1 --port 9090 [--keys-dir DIR]
 
 Endpoints
   GET /.well-known/jwks.json   the public keys (kid, kty, alg, use + key material)

@@ -2,7 +2,7 @@
 """Echo upstream: answers any method and path with an OpenAI-style chat completion that also
 describes the request it received (method, path, lowercased headers, body sha256 and length).
 
-    python tools/echo_upstream.py --host 127.0.0.1 --port 8080
+    python tests/servers/echo_upstream.py --host 127.0.0.1 --port 8080
 
 `EchoServer` is importable; the e2e tests read `requests` (everything received, in order) to
 check what the filter let through.

@@ -2,7 +2,7 @@
 """Team/user record source for the llm-jwt-auth filter: LiteLLM's management API, or a plain
 JSON service, backed by in-memory tables.
 
-    python tools/record_source.py --host 127.0.0.1 --port 4000 --master-key sk-master
+    python tests/servers/record_source.py --host 127.0.0.1 --port 4000 --master-key sk-master
 
 LiteLLM management API (every request needs `authorization: Bearer <master key>`, else 401):
   GET  /team/info?team_id=<id>                 200 {"team_id", "team_info": <team row>, "keys": [], ...}
@@ -39,14 +39,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loopback_server import LoopbackServer  # noqa: E402
+from loopback_server import LoopbackServer, TrackingHTTPServer  # noqa: E402
 
 KINDS = ("team", "user", "org", "customer")
 
@@ -123,48 +123,6 @@ _ROW_MAKERS = {"team": team_row, "user": user_row, "org": org_row, "customer": c
 # -- the server -----------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    # socketserver's default listen backlog is 5: a burst of concurrent connections from
-    # Envoy would overflow it and show up as connect timeouts.
-    request_queue_size = 256
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    # Connections are tracked so that `RecordSource.stop()` is a real outage: Envoy keeps its
-    # HTTP/1.1 connections to the source alive, and closing only the listening socket would
-    # leave them served by their handler threads.
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (Envoy's fetch timeout during an injected delay) is expected.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
 class RecordSource(LoopbackServer):
     """In-memory LiteLLM management API + plain JSON record service, with knobs.
 
@@ -174,7 +132,7 @@ class RecordSource(LoopbackServer):
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, master_key: str | None = "sk-master",
                  plain_prefix: str = "/api", plain_headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(_Server, _Handler, host, port)
+        super().__init__(TrackingHTTPServer, _Handler, host, port)
         self.master_key = master_key
         self.plain_prefix = plain_prefix.rstrip("/")
         self.plain_headers = {k.lower(): v for k, v in (plain_headers or {}).items()}

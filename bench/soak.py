@@ -2,12 +2,12 @@
 """Soak: a million mixed requests through a real Envoy (`--concurrency 2`) running the built
 filter, every decision checked, Envoy's memory watched, the Wasm VMs watched.
 
-    .venv/bin/python tools/soak.py [--requests 1000000] [--quick] [--clients 3]
+    .venv/bin/python bench/soak.py [--requests 1000000] [--quick] [--clients 3]
                                    [--connections 8] [--rss-bound-mib 24] [--output bench/SOAK.md]
 
 What runs (all on loopback):
-  * the demo IdP (`tools/demo_idp.py`) serving the JWKS, refreshed every `public_key_ttl` = 60 s;
-  * a LiteLLM-shaped record source (`tools/record_source.py`) holding the teams, refreshed
+  * the demo IdP (`tests/servers/demo_idp.py`) serving the JWKS, refreshed every `public_key_ttl` = 60 s;
+  * a LiteLLM-shaped record source (`tests/servers/record_source.py`) holding the teams, refreshed
     every `ttl` = 30 s, unknown teams re-asked every `negative_ttl` = 10 s;
   * an upstream Envoy answering every request itself (`direct_response`) and echoing the
     identity the filter forwarded (`x-echo-user`, `x-echo-team`) — the check that a 200 carries
@@ -68,9 +68,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TOOLS = Path(__file__).resolve().parent
-REPO = TOOLS.parent
-sys.path.insert(0, str(TOOLS))
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO / "tests" / "servers"))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 import harness  # noqa: E402
@@ -526,7 +526,7 @@ class Report:
             "# Soak run" + (" (quick)" if quick else ""),
             "",
             f"Written by `{self.command}` on {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
-            "What runs and what is checked: the docstring of `tools/soak.py`.",
+            "What runs and what is checked: the docstring of `bench/soak.py`.",
             "",
             f"- **Verdict: {verdict}**",
             *([f"- Categories sent (`--only`): {', '.join(self.only)}"] if self.only else []),
@@ -650,7 +650,7 @@ def run(args: argparse.Namespace) -> int:
         report = Report(requests=args.requests, clients=args.clients, connections=args.connections,
                         wasm=wasm_src.relative_to(REPO) if wasm_src.is_relative_to(REPO) else wasm_src,
                         wasm_sha256=wasm_sha, envoy_version=version, rss_bound_mib=args.rss_bound_mib,
-                        command=" ".join(["tools/soak.py", *sys.argv[1:]]), repo_head=_repo_head(), only=args.only)
+                        command=" ".join(["bench/soak.py", *sys.argv[1:]]), repo_head=_repo_head(), only=args.only)
         report.rss_start = rss_kib(pid)
         problems = preflight(envoy, templates)
         if problems:

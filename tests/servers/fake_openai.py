@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fake OpenAI-compatible backend: enough of the API for the official `openai` SDK to parse.
 
-    python tools/fake_openai.py --host 127.0.0.1 --port 8081
+    python tests/servers/fake_openai.py --host 127.0.0.1 --port 8081
 
 Endpoints
   POST /v1/chat/completions   a `chat.completion` whose content is `echo: <last user message>`;
@@ -29,18 +29,17 @@ import argparse
 import base64
 import json
 import signal
-import socket
 import struct
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loopback_server import LoopbackServer  # noqa: E402
+from loopback_server import LoopbackServer, TrackingHTTPServer  # noqa: E402
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
 STREAM_PIECES = ("Hello", " from", " the", " fake", " backend")
@@ -79,49 +78,12 @@ class StreamGate:
                 self.stalled.append(index)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    # Tracked so that stop() is an outage: Envoy keeps its upstream connections alive.
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
 class FakeOpenAI(LoopbackServer):
     owner_attr = "backend"
     thread_name = "fake-openai"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, models: tuple[str, ...] = MODELS) -> None:
-        super().__init__(_Server, _Handler, host, port)
+        super().__init__(TrackingHTTPServer, _Handler, host, port)
         self.models = tuple(models)
         self._lock = threading.Lock()
         self._requests: list[dict] = []

@@ -1,0 +1,163 @@
+//! One request's callbacks, in the order Envoy makes them: headers (admission, then verify and
+//! authorize, or wait), body (the model, when a rule needs it), and the end. Waiting requests
+//! are moved on by the root context ([`move_on`]). Every step is applied in one place,
+//! `apply`, outside the worker's borrow.
+
+use super::admission::{admit, without_credential, Admission, Headers};
+use super::flow::{Body, Flow, Phase, Token};
+use super::host::Host;
+use super::metrics::{count, Metric};
+use super::reply;
+use super::worker::waiters::Ready;
+use super::worker::{SharedWorker, Step, Verification};
+use crate::authn::dpop::Presentation;
+use crate::config::{FilterConfig, Mode};
+use crate::error::{AuthError, Outage};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+/// The request's headers arrived.
+pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_of_stream: bool) -> Action {
+    let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else { return busy(host) };
+    let headers = Headers::read(host.request_headers(), &config);
+    for name in &headers.spoofed {
+        host.set_request_header(name, None);
+    }
+    let route = headers.route();
+    let mut log_ctx = host.debug_enabled().then(|| {
+        let shown: String = route.chars().filter(|c| !c.is_control()).take(200).collect();
+        format!("route={shown}")
+    });
+    let (token, found, rule, scheme) = match admit(&config, &headers) {
+        Admission::Public => {
+            count(Metric::Public);
+            return Action::Continue;
+        }
+        Admission::ApiKey => {
+            count(Metric::ApiKeyPassThrough);
+            return Action::Continue;
+        }
+        Admission::Deny(e) => return apply(host, &config, Step::Deny(e), log_ctx.as_deref()),
+        Admission::Token { token, found, rule, scheme } => (token, found, rule, scheme),
+    };
+    if let Some(ctx) = log_ctx.as_mut() {
+        ctx.push_str(" token=");
+        ctx.push_str(&super::token_id(token));
+    }
+    if !config.forward {
+        let (name, value) = without_credential(&found, &headers);
+        host.set_request_header(name, value.as_deref());
+    }
+    let now_us = host.now_us();
+    let now_ms = now_us / 1000;
+    let step = {
+        let Ok(mut w) = worker.try_borrow_mut() else { return busy(host) };
+        let held = match w.verify(host, token, now_us) {
+            Verification::Verified(verified) => Token::Verified(verified),
+            Verification::NeedKeys(jws) => Token::Unverified { text: token.into(), jws },
+            Verification::Deny(e) => {
+                drop(w);
+                return apply(host, &config, Step::Deny(e), log_ctx.as_deref());
+            }
+        };
+        let mut flow = Flow::new(held, route, headers.content_type.clone(), end_of_stream);
+        flow.rule = rule;
+        flow.log_ctx = log_ctx.clone();
+        if config.dpop.is_some() {
+            flow.binding = Some(Presentation::new(scheme, headers.dpop_proofs.clone(), &headers.method, headers.url(), token));
+        }
+        if flow.verified().is_none() {
+            // The root context's next tick (≤ 100 ms; usually the keys were prefetched) fetches.
+            w.await_keys(context_id, flow, now_ms);
+            return Action::Pause;
+        }
+        w.advance(host, context_id, flow, now_ms)
+    };
+    apply(host, &config, step, log_ctx.as_deref())
+}
+
+/// Body bytes arrived (`size` buffered so far).
+pub fn on_body(host: &dyn Host, worker: &SharedWorker, context_id: u32, size: usize, end_of_stream: bool) -> Action {
+    let (step, config, log_ctx) = {
+        let Ok(mut w) = worker.try_borrow_mut() else { return Action::Pause };
+        let Some(mut flow) = w.forget(context_id) else {
+            return Action::Continue; // decided (or public): the body passes untouched
+        };
+        flow.body = if end_of_stream { Body::Complete(size) } else { Body::Receiving(size) };
+        flow.body_seen = true;
+        if end_of_stream && size <= w.config.max_body_bytes && flow.body_model.is_none() && w.may_need_model(&flow) {
+            flow.read_model(&host.request_body(size));
+        }
+        if !matches!(flow.phase, Phase::AwaitingBody { .. }) {
+            // Waiting for keys or records: hold the body; the root context moves the request on.
+            w.flows.insert(context_id, flow);
+            return Action::Pause;
+        }
+        let log_ctx = flow.log_ctx.clone();
+        let now_ms = host.now_ms();
+        (w.advance(host, context_id, flow, now_ms), Rc::clone(&w.config), log_ctx)
+    };
+    apply(host, &config, step, log_ctx.as_deref())
+}
+
+/// The request is done (answered, reset, or the client went away).
+pub fn on_done(worker: &SharedWorker, context_id: u32) {
+    if let Ok(mut w) = worker.try_borrow_mut() {
+        w.forget(context_id);
+    }
+}
+
+/// Move waiting requests on (from the root context): authorize those whose keys or records
+/// arrived, answer those whose wait ran out, and let each go on or keep it paused.
+pub fn move_on(host: &dyn Host, worker: &SharedWorker, ready: Vec<(u32, Ready)>, now_ms: u64) {
+    for (context_id, ready) in ready {
+        let entered = host.enter_request(context_id);
+        let (step, config, log_ctx) = {
+            let Ok(mut w) = worker.try_borrow_mut() else { return };
+            if !entered {
+                w.forget(context_id); // the client hung up: nothing to answer
+                continue;
+            }
+            let log_ctx = w.flows.get(&context_id).and_then(|f| f.log_ctx.clone());
+            let step = match ready {
+                Ready::Advance => w.advance_waiting(host, context_id, now_ms),
+                Ready::Deny(e) => w.forget(context_id).map(|_| Step::Deny(e)),
+            };
+            let Some(step) = step else { continue };
+            (step, Rc::clone(&w.config), log_ctx)
+        };
+        if apply(host, &config, step, log_ctx.as_deref()) == Action::Continue {
+            host.resume_request();
+        }
+    }
+}
+
+/// Apply a step to the current request: forward the identity, answer (or, in report mode,
+/// record) the denial, or keep waiting. The one place a decision takes effect.
+fn apply(host: &dyn Host, config: &FilterConfig, step: Step, log_ctx: Option<&str>) -> Action {
+    match step {
+        Step::Allow(identity) => {
+            reply::allow(host, &identity, config.filter_state, log_ctx);
+            Action::Continue
+        }
+        Step::Deny(error) => match reply::deny(host, &error, config.mode, config.filter_state, log_ctx) {
+            true => Action::Pause,
+            false => Action::Continue,
+        },
+        Step::Wait => Action::Pause,
+    }
+}
+
+/// The worker is borrowed by a callback further up the stack (a re-entered VM): never a pass.
+fn busy(host: &dyn Host) -> Action {
+    not_ready(host, "worker busy")
+}
+
+/// A request that cannot be decided now gets a 503.
+pub fn not_ready(host: &dyn Host, why: &str) -> Action {
+    let error = AuthError::KeysUnavailable(Outage::transient(why));
+    match reply::deny(host, &error, Mode::Enforce, false, None) {
+        true => Action::Pause,
+        false => Action::Continue,
+    }
+}
