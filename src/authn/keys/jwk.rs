@@ -2,8 +2,8 @@
 
 use super::{KeyMaterial, PublicKey};
 use crate::authn::jws::{Algorithm, B64URL};
+use super::rsa::RsaKey;
 use base64::Engine;
-use rsa::BoxedUint;
 use serde_json::{Map, Value};
 
 /// A JWK's `kid`, if it is a string (LiteLLM compares `kid`s by equality; a non-string `kid`
@@ -55,11 +55,7 @@ pub fn parse(jwk: &Map<String, Value>) -> Result<PublicKey, String> {
         Some("RSA") => {
             let n = b64_member(jwk, "n")?;
             let e = b64_member(jwk, "e")?;
-            let key = rsa::PublicKey::new(
-                BoxedUint::from_be_slice_vartime(&n),
-                BoxedUint::from_be_slice_vartime(&e),
-            )
-            .map_err(|e| format!("invalid RSA key: {e}"))?;
+            let key = RsaKey::new(&n, &e).map_err(|e| format!("invalid RSA key: {e}"))?;
             KeyMaterial::rsa(key)?
         }
         Some("EC") => {

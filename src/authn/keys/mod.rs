@@ -8,14 +8,16 @@
 pub mod jwk;
 pub mod jwks;
 pub mod pem;
+pub mod rsa;
 
 use crate::authn::jws::Algorithm;
+use rsa::RsaKey;
 use spki::EncodePublicKey;
 
 /// The key itself, by kind. Host crypto gets `spki_der`; guest crypto uses the parsed key.
 #[derive(Debug, Clone)]
 pub enum KeyMaterial {
-    Rsa { key: rsa::PublicKey, spki_der: Vec<u8> },
+    Rsa { key: RsaKey, spki_der: Vec<u8> },
     P256 { key: p256::ecdsa::VerifyingKey, spki_der: Vec<u8> },
     P384 { key: p384::ecdsa::VerifyingKey, spki_der: Vec<u8> },
     P521 { key: p521::ecdsa::VerifyingKey, spki_der: Vec<u8> },
@@ -23,8 +25,8 @@ pub enum KeyMaterial {
 }
 
 impl KeyMaterial {
-    pub fn rsa(key: rsa::PublicKey) -> Result<Self, String> {
-        let spki_der = der_of(&key)?;
+    pub fn rsa(key: RsaKey) -> Result<Self, String> {
+        let spki_der = key.to_spki_der()?;
         Ok(Self::Rsa { key, spki_der })
     }
     pub fn p256(key: p256::ecdsa::VerifyingKey) -> Result<Self, String> {

@@ -2,8 +2,8 @@
 //! `CERTIFICATE` (X.509: its subject public key is used; validity and chain are not checked,
 //! as in LiteLLM and Envoy's `local_jwks`). These keys have no `kid`.
 
+use super::rsa::RsaKey;
 use super::{KeyMaterial, PublicKey};
-use rsa::pkcs1::DecodeRsaPublicKey;
 use spki::der::{Decode, Encode};
 use spki::DecodePublicKey;
 
@@ -13,9 +13,7 @@ pub fn parse(pem: &str) -> Result<PublicKey, String> {
         .map_err(|e| format!("not a PEM block: {e}"))?;
     let material = match label {
         "PUBLIC KEY" => from_spki_der(&der)?,
-        "RSA PUBLIC KEY" => KeyMaterial::rsa(
-            rsa::PublicKey::from_pkcs1_der(&der).map_err(|e| format!("invalid PKCS#1 key: {e}"))?,
-        )?,
+        "RSA PUBLIC KEY" => KeyMaterial::rsa(RsaKey::from_pkcs1_der(&der)?)?,
         "CERTIFICATE" => {
             let cert = x509_cert::Certificate::from_der(&der)
                 .map_err(|e| format!("invalid X.509 certificate: {e}"))?;
@@ -32,7 +30,7 @@ pub fn parse(pem: &str) -> Result<PublicKey, String> {
 }
 
 fn from_spki_der(der: &[u8]) -> Result<KeyMaterial, String> {
-    if let Ok(key) = rsa::PublicKey::from_public_key_der(der) {
+    if let Ok(key) = RsaKey::from_spki_der(der) {
         return KeyMaterial::rsa(key);
     }
     if let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
