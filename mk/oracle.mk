@@ -35,13 +35,13 @@ $(VENV)/.diff-installed: $(VENV)/.installed tests/diff/requirements.txt
 
 diff-venv: $(VENV)/.diff-installed oracle-venv
 
-diff: diff-venv
+diff: diff-venv $(if $(LLM_JWT_AUTH_WASM),,build)
 	@test -f "$(DIFF_WASM)" || { echo "no filter at $(DIFF_WASM): run make build or set LLM_JWT_AUTH_WASM"; exit 1; }
 	LLM_JWT_AUTH_WASM=$(DIFF_WASM) ORACLE_PYTHON=$(CURDIR)/$(ORACLE_PYTHON) \
 	  $(PYTHON) tests/diff/difftool.py --n $(N) --seed $(SEED) --out tests/diff/last-run.md \
 	  --json tests/diff/last-run.jsonl $(DIFF_ARGS)
 
-diff-subset: diff-venv
+diff-subset: diff-venv $(if $(LLM_JWT_AUTH_WASM),,build)
 	@test -f "$(DIFF_WASM)" || { echo "no filter at $(DIFF_WASM): run make build or set LLM_JWT_AUTH_WASM"; exit 1; }
 	LLM_JWT_AUTH_WASM=$(DIFF_WASM) ORACLE_PYTHON=$(CURDIR)/$(ORACLE_PYTHON) \
 	  $(PYTHON) -m pytest tests/diff -q -ra -p no:cacheprovider
