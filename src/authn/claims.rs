@@ -86,7 +86,9 @@ pub fn validate(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -> Re
                 }
             }
         }
-        None if rules.require_exp => return Err(AuthError::ClaimMissing("exp")),
+        // A token without `exp` never expires: no maximum lifetime holds for it, so setting one
+        // requires `exp` even where `require_exp: false` would let it be optional.
+        None if rules.require_exp || rules.max_lifetime.is_some() => return Err(AuthError::ClaimMissing("exp")),
         None => {}
     }
     if let Some(issuer) = &rules.issuer {
@@ -234,5 +236,9 @@ mod tests {
         assert_eq!(check(json!({"exp": NOW + 3601}), &rules), Err(AuthError::LifetimeTooLong(3600)));
         assert_eq!(check(json!({"iat": NOW - 7200, "exp": NOW + 60}), &rules), Err(AuthError::LifetimeTooLong(3600)),
             "an old long-lived token is refused even close to its expiry");
+        let optional_exp = ClaimRules { require_exp: false, ..rules };
+        assert_eq!(check(json!({"iat": NOW}), &optional_exp), Err(AuthError::ClaimMissing("exp")),
+            "a token that never expires is longer-lived than any maximum, require_exp or not");
+        assert_eq!(check(json!({"iat": NOW}), &ClaimRules { max_lifetime: None, ..optional_exp }), Ok(()));
     }
 }

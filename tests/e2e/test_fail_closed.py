@@ -136,7 +136,8 @@ def lifetimes(module_envoys, idp):
     def make(name, **top):
         return module_envoys.scenario(name, jwks=[idp], plugin_config={"public_key_url": idp.jwks_url, **top})
     return {"default": make("fc-exp-default"), "pyjwt": make("fc-exp-optional", require_exp=False),
-            "bounded": make("fc-lifetime", max_token_lifetime=3600)}
+            "bounded": make("fc-lifetime", max_token_lifetime=3600),
+            "bounded-pyjwt": make("fc-lifetime-exp-optional", max_token_lifetime=3600, require_exp=False)}
 
 
 def test_a_token_without_exp_is_refused_unless_exp_is_optional(lifetimes, sign):
@@ -155,6 +156,15 @@ def test_max_token_lifetime_refuses_long_lived_tokens(lifetimes, sign):
         assert_auth_error(reply, "Authentication Error, Validation fails: The token is valid for longer than the "
                                  "allowed maximum of 3600 seconds")
         assert reply.headers.get(REASON) == "lifetime_too_long"
+
+
+def test_max_token_lifetime_requires_exp_even_where_exp_is_optional(lifetimes, sign):
+    # require_exp: false with a maximum lifetime: a token that never expires exceeds any maximum.
+    proxy = lifetimes["bounded-pyjwt"]
+    reply = proxy.request(sign("forever", exp_in=None))
+    assert_auth_error(reply, 'Authentication Error, Validation fails: Token is missing the "exp" claim')
+    assert reply.headers.get(REASON) == "missing_claim"
+    assert_forwarded(proxy.request(sign("short", exp_in=600)), sub="short")
 
 
 # -- 5. What a client is told when keys cannot be had ---------------------------------------
