@@ -6,6 +6,10 @@
 
 use serde_json::json;
 
+/// The `algs` a `DPoP` challenge offers (RFC 9449 §7.1): every asymmetric algorithm this filter
+/// verifies.
+pub const DPOP_ALGS: &str = "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA Ed25519";
+
 /// Why a dependency (the IdP's keys, the record source) could not be had. The detail is for the
 /// log and the counters; a client only learns whether retrying can help.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,7 +350,7 @@ impl AuthError {
         let dpop = |code: &str| {
             let message = self.message();
             let description = quoted_safe(message.strip_prefix("Authentication Error, ").unwrap_or(&message));
-            format!("DPoP error=\"{code}\", error_description=\"{description}\", algs=\"{}\"", crate::authn::dpop::ALGS)
+            format!("DPoP error=\"{code}\", error_description=\"{description}\", algs=\"{}\"", DPOP_ALGS)
         };
         match self {
             AuthError::Dpop(DpopFailure::Proof(_)) => return Some(dpop("invalid_dpop_proof")),

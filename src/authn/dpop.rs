@@ -31,8 +31,6 @@ pub struct DpopRules {
 
 pub const DEFAULT_MAX_AGE: u64 = 300;
 pub const DEFAULT_MAX_SKEW: u64 = 5;
-/// The `algs` a `DPoP` challenge offers (every asymmetric algorithm this filter verifies).
-pub const ALGS: &str = "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA Ed25519";
 
 /// How the token was presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

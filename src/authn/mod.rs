@@ -19,7 +19,6 @@ use crate::authn::keys::jwks::KeySet;
 use crate::authn::keys::PublicKey;
 use crate::authn::verify::{verify_signature, HostCrypto};
 use crate::authz::Caller;
-use crate::store::jwks::KidRefetch;
 use std::sync::Arc;
 
 /// What a worker knows of one JWKS URL's keys at this moment.
@@ -35,11 +34,22 @@ pub enum KeyLookup {
     Unavailable(Outage),
 }
 
+/// What may be done about a token whose `kid` no key set has (the store answers it, see
+/// `store::jwks::JwksCache::refetch_for_unknown_kid`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KidRefetch {
+    /// A refetch (key rotation) is under way: decide again when it lands.
+    Underway,
+    /// The refetch failed: the keys cannot be had now (503, not 401).
+    Failed(Outage),
+    /// No refetch now (one was made recently): refuse the token.
+    Refused,
+}
+
 /// The key sets as the decision sees them.
 pub trait KeySets {
     fn lookup(&mut self, source: &JwksSource) -> KeyLookup;
-    /// The token's `kid` is in none of the key sets, `source`'s among them. `true`: a refetch
-    /// (key rotation) is under way, decide again when it lands; `false`: refuse now.
+    /// The token's `kid` is in none of the key sets, `source`'s among them.
     fn refetch_for_unknown_kid(&mut self, _source: &JwksSource) -> KidRefetch {
         KidRefetch::Refused
     }

@@ -4,7 +4,9 @@
 use crate::authz::claim_path::ClaimPath;
 use serde_json::{Map, Value};
 
-use super::litellm::JWTAUTH;
+/// Where LiteLLM's JWT settings are, as the operator writes the path.
+pub(super) const JWTAUTH: &str = "general_settings.litellm_jwtauth";
+
 
 pub(super) fn err(field: &str, what: impl std::fmt::Display) -> String {
     format!("invalid plugin configuration: {field}: {what}")

@@ -3,7 +3,7 @@
 
 use super::fields::{err, flag, objects, only_keys, string_list};
 use super::url::{locate, DISCOVERY_PATH};
-use super::litellm::JWTAUTH;
+use super::fields::JWTAUTH;
 use super::{check_policy, JwksSource};
 use crate::authn::claims::ClaimRules;
 use crate::authz::claim_path::ClaimPath;

@@ -3,7 +3,7 @@
 //! authorization [`Policy`]. Settings this version does not enforce are refused unless they hold
 //! their do-nothing value.
 
-use super::fields::{err, field_err, flag, objects, only_keys, opt_path, opt_string, seconds_ms, string_list};
+use super::fields::{err, field_err, flag, objects, only_keys, opt_path, opt_string, seconds_ms, string_list, JWTAUTH};
 use super::rules::{claim_requirements, route_list};
 use super::{DEFAULT_ADMIN_ALLOWED_ROUTES, DEFAULT_ADMIN_JWT_SCOPE, DEFAULT_PUBLIC_KEY_STALE_TTL_S, DEFAULT_PUBLIC_KEY_TTL_S, DEFAULT_TEAM_ALLOWED_ROUTES};
 use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
@@ -60,7 +60,6 @@ pub(super) struct Settings {
     pub(super) issuers: Option<Value>,
 }
 
-pub(super) const JWTAUTH: &str = "general_settings.litellm_jwtauth";
 
 pub(super) fn rbac_role(value: Option<&Value>, field: &str) -> Result<RbacRole, String> {
     value

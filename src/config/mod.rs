@@ -15,7 +15,8 @@ pub mod rules;
 pub mod url;
 
 pub use issuers::Issuer;
-pub use records::{RecordSource, SourceKind};
+pub use raw::SourceKind;
+pub use records::RecordSource;
 pub use litellm::LITELLM_JWTAUTH_FIELDS;
 pub use url::{locate, JwksSource, UrlError};
 
@@ -28,9 +29,9 @@ use crate::authz::Policy;
 use crate::records::Record;
 use crate::routes::RouteList;
 use crate::store::records::Lifetimes;
-use crate::store::token_cache::DEFAULT_CAPACITY;
 use fields::{err, seconds_ms};
-use litellm::{general_settings, JWTAUTH};
+use fields::JWTAUTH;
+use litellm::general_settings;
 use records::compile_source;
 use rules::{compile_locations, compile_rule};
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub const DEFAULT_PUBLIC_KEY_TTL_S: f64 = 600.0;
 /// Newest LiteLLM's `public_key_stale_ttl` default.
 pub const DEFAULT_PUBLIC_KEY_STALE_TTL_S: f64 = 3600.0;
 pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
+/// Verified tokens each worker remembers (`token_cache_size`).
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 4096;
 pub const DEFAULT_KID_REFETCH_INTERVAL_S: f64 = 30.0;
 pub const DEFAULT_ADMIN_JWT_SCOPE: &str = "litellm_proxy_admin";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -172,7 +175,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         policy,
         public_routes: settings.public_routes,
         max_body_bytes: within(raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES) as u64, 1, 64 * 1024 * 1024, "max_body_bytes")? as usize,
-        token_cache_size: within(raw.token_cache_size.unwrap_or(DEFAULT_CAPACITY) as u64, 0, 1_000_000, "token_cache_size")? as usize,
+        token_cache_size: within(raw.token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE) as u64, 0, 1_000_000, "token_cache_size")? as usize,
         statics,
         record_source,
         record_lifetimes,

@@ -2,7 +2,6 @@
 
 use super::fields::err;
 use super::{ApiKeys, Mode};
-use super::records::SourceKind;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -132,6 +131,14 @@ macro_rules! word_enum {
 
 word_enum!(Mode { "enforce" => Enforce, "report" => Report });
 word_enum!(ApiKeys { "refuse" => Refuse, "pass_through" => PassThrough });
+/// What kind of record source `record_source.type` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// LiteLLM's management API: `/team/info?team_id=…` etc., with the master key.
+    Litellm,
+    /// Any JSON service: one URL path template per kind, `{id}` replaced (URL-encoded).
+    Http,
+}
 word_enum!(SourceKind { "litellm" => Litellm, "http" => Http });
 
 #[derive(Debug, Deserialize)]

@@ -2,19 +2,11 @@
 //! record source (LiteLLM's management API or a plain JSON service) with its lifetimes.
 
 use super::fields::{err, seconds_ms};
-use super::raw::{RawConfig, RawSource};
+use super::raw::{RawConfig, RawSource, SourceKind};
 use super::url::locate;
 use crate::records::{Kind, Record, UserAlias, USER_LIST_PAGE};
 use crate::store::records::Lifetimes;
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    /// LiteLLM's management API: `/team/info?team_id=…` etc., with the master key.
-    Litellm,
-    /// Any JSON service: one URL path template per kind, `{id}` replaced (URL-encoded).
-    Http,
-}
 
 /// The compiled record source.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@
 //! `kid_refetch_interval` per URL per Envoy process, and never within that interval of the last
 //! fetch, so a flood of made-up kids costs no more than one fetch per interval.
 
-use crate::authn::KeyLookup;
+use crate::authn::{KeyLookup, KidRefetch};
 use crate::error::Outage;
 use crate::authn::keys::jwks::KeySet;
 pub use crate::store::{FetchState, Lease, SharedData, RETRY_AFTER_FAILURE_MS};
@@ -96,14 +96,6 @@ pub struct JwksCache {
     /// How long past its expiry a key set may still be used while its refresh is under way
     /// and the source has not failed (one fetch timeout).
     grace_ms: u64,
-}
-
-/// The answer to a token whose `kid` no key set has (see [`JwksCache::refetch_for_unknown_kid`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KidRefetch {
-    Underway,
-    Failed(Outage),
-    Refused,
 }
 
 /// What a worker should do about one URL.

@@ -19,8 +19,6 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 
-pub const DEFAULT_CAPACITY: usize = 4096;
-
 /// How much of the token's end chooses its slot.
 pub const TAIL_BYTES: usize = 32;
 
