@@ -96,19 +96,6 @@ fn matches_steps(steps: &[Step], text: &[char]) -> bool {
     }
 }
 
-/// `_route_matches_pattern`: the member as an anchored regex.
-fn matches_pattern(route: &str, member: &str) -> bool {
-    let text: Vec<char> = route.chars().collect();
-    matches_steps(&compile(member), &text)
-}
-
-/// `check_route_access`: exact, trailing-`*` prefix, or the member as a pattern.
-fn check_route_access(route: &str, members: &[&str]) -> bool {
-    members.contains(&route)
-        || members.iter().filter_map(|m| m.strip_suffix('*')).any(|prefix| route.starts_with(prefix))
-        || members.iter().any(|m| matches_pattern(route, m))
-}
-
 /// `_is_azure_openai_route`: `/openai/deployments/<a>/<b>/chat/completions`,
 /// `/engines/<a>/chat/completions`.
 fn is_azure_openai_route(route: &str) -> bool {
@@ -121,23 +108,57 @@ fn is_azure_openai_route(route: &str) -> bool {
     segments("/openai/deployments/", 2) || segments("/engines/", 1)
 }
 
-/// `RouteChecks.is_llm_api_route`: the routes every authenticated caller may use.
+/// `RouteChecks.is_llm_api_route`: the routes every authenticated caller may use. Asked on
+/// every non-admin request, so LiteLLM's member lists are compiled once (the first time) into
+/// one set of exact routes, the `*` prefixes and the patterns; the answer is the same as
+/// trying each list in LiteLLM's order (`is_llm_api_route_as_litellm_writes_it` in the tests).
 pub fn is_llm_api_route(route: &str) -> bool {
-    OPENAI_ROUTES.contains(&route)
-        || ANTHROPIC_ROUTES.contains(&route)
-        || GOOGLE_ROUTES.contains(&route)
-        || check_route_access(route, MCP_INFERENCE_ROUTES)
-        || check_route_access(route, AGENT_INFERENCE_ROUTES)
-        || check_route_access(route, LITELLM_NATIVE_ROUTES)
-        || OPENAI_ROUTES.iter().any(|m| {
-            (m.contains('{') && matches_pattern(route, m)) || m.strip_suffix('*').is_some_and(|p| route.starts_with(p))
-        })
-        || GOOGLE_ROUTES.iter().chain(ANTHROPIC_ROUTES).any(|m| m.contains('{') && matches_pattern(route, m))
+    let m = LLM_API_MATCHER.get_or_init(LlmApiMatcher::new);
+    if m.exact.contains(route)
+        || m.prefixes.iter().any(|p| route.starts_with(p))
         || is_azure_openai_route(route)
-        || MAPPED_PASS_THROUGH_ROUTES
-            .iter()
-            .any(|p| route == *p || route.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+        || MAPPED_PASS_THROUGH_ROUTES.iter().any(|p| route == *p || route.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
         || route.trim_end_matches('/') == EU_JEV_DECISION_ROUTE
+    {
+        return true;
+    }
+    let text: Vec<char> = route.chars().collect();
+    m.patterns.iter().any(|steps| matches_steps(steps, &text))
+}
+
+static LLM_API_MATCHER: std::sync::OnceLock<LlmApiMatcher> = std::sync::OnceLock::new();
+
+/// [`is_llm_api_route`]'s lists, compiled.
+struct LlmApiMatcher {
+    exact: std::collections::HashSet<&'static str>,
+    prefixes: Vec<&'static str>,
+    patterns: Vec<Vec<Step>>,
+}
+
+impl LlmApiMatcher {
+    fn new() -> Self {
+        let mut m = LlmApiMatcher { exact: Default::default(), prefixes: Vec::new(), patterns: Vec::new() };
+        // Exact members of the three provider lists; their templates (and `*` entries of the
+        // OpenAI list) as LiteLLM tries them.
+        for list in [OPENAI_ROUTES, ANTHROPIC_ROUTES, GOOGLE_ROUTES] {
+            for member in list {
+                m.exact.insert(member);
+                if member.contains('{') {
+                    m.patterns.push(compile(member));
+                }
+            }
+        }
+        m.prefixes.extend(OPENAI_ROUTES.iter().filter_map(|r| r.strip_suffix('*')));
+        // `check_route_access` lists: exact, `*` prefix, or the member as a pattern.
+        for list in [MCP_INFERENCE_ROUTES, AGENT_INFERENCE_ROUTES, LITELLM_NATIVE_ROUTES] {
+            for member in list {
+                m.exact.insert(member);
+                m.prefixes.extend(member.strip_suffix('*'));
+                m.patterns.push(compile(member));
+            }
+        }
+        m
+    }
 }
 
 /// `RouteChecks.is_info_route`: exact members of `info_routes`.
@@ -172,6 +193,77 @@ pub fn route_skips_budget_checks(route: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `_route_matches_pattern`: the member as an anchored regex.
+    fn matches_pattern(route: &str, member: &str) -> bool {
+        let text: Vec<char> = route.chars().collect();
+        matches_steps(&compile(member), &text)
+    }
+
+    /// `check_route_access`: exact, trailing-`*` prefix, or the member as a pattern.
+    fn check_route_access(route: &str, members: &[&str]) -> bool {
+        members.contains(&route)
+            || members.iter().filter_map(|m| m.strip_suffix('*')).any(|prefix| route.starts_with(prefix))
+            || members.iter().any(|m| matches_pattern(route, m))
+    }
+
+    /// LiteLLM's `is_llm_api_route` as it is written, list by list: the reference the compiled
+    /// matcher is held to.
+    fn is_llm_api_route_as_litellm_writes_it(route: &str) -> bool {
+        OPENAI_ROUTES.contains(&route)
+            || ANTHROPIC_ROUTES.contains(&route)
+            || GOOGLE_ROUTES.contains(&route)
+            || check_route_access(route, MCP_INFERENCE_ROUTES)
+            || check_route_access(route, AGENT_INFERENCE_ROUTES)
+            || check_route_access(route, LITELLM_NATIVE_ROUTES)
+            || OPENAI_ROUTES.iter().any(|m| {
+                (m.contains('{') && matches_pattern(route, m)) || m.strip_suffix('*').is_some_and(|p| route.starts_with(p))
+            })
+            || GOOGLE_ROUTES.iter().chain(ANTHROPIC_ROUTES).any(|m| m.contains('{') && matches_pattern(route, m))
+            || is_azure_openai_route(route)
+            || MAPPED_PASS_THROUGH_ROUTES
+                .iter()
+                .any(|p| route == *p || route.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+            || route.trim_end_matches('/') == EU_JEV_DECISION_ROUTE
+    }
+
+    /// The compiled matcher answers as LiteLLM's list-by-list code for every member of every
+    /// list, and for members changed at their ends and inside.
+    #[test]
+    fn the_compiled_matcher_is_litellms_predicate() {
+        let lists = [OPENAI_ROUTES, ANTHROPIC_ROUTES, GOOGLE_ROUTES, MCP_INFERENCE_ROUTES, AGENT_INFERENCE_ROUTES,
+                     LITELLM_NATIVE_ROUTES, MAPPED_PASS_THROUGH_ROUTES, INFO_ROUTES, crate::routes::groups::MANAGEMENT_ROUTES];
+        let mut routes = vec![String::new(), "/".into(), "/x".into(), EU_JEV_DECISION_ROUTE.into()];
+        for member in lists.iter().flat_map(|l| l.iter()) {
+            let filled = member.replace("{model}", "m").replace(":path}", "}");
+            let filled: String = {
+                let mut out = String::new();
+                let mut depth = 0;
+                for c in filled.chars() {
+                    match c {
+                        '{' => { depth += 1; out.push('p'); }
+                        '}' => depth -= 1,
+                        _ if depth > 0 => {}
+                        _ => out.push(c),
+                    }
+                }
+                out
+            };
+            for r in [member.to_string(), filled.clone(), format!("{filled}/"), format!("{filled}/x/y"), format!("{filled}x"),
+                      filled.trim_end_matches('*').to_string(), format!("/v1{filled}"), filled.replacen('/', "//", 1),
+                      filled.chars().take(filled.len() / 2).collect()] {
+                routes.push(r);
+            }
+        }
+        let mut differ = Vec::new();
+        for r in &routes {
+            if is_llm_api_route(r) != is_llm_api_route_as_litellm_writes_it(r) {
+                differ.push(r.clone());
+            }
+        }
+        assert!(differ.is_empty(), "{} of {} routes differ: {:?}", differ.len(), routes.len(), differ.iter().take(10).collect::<Vec<_>>());
+        assert!(routes.len() > 1000, "{}", routes.len());
+    }
 
     /// Every expectation here was checked against LiteLLM 1.110.2's `RouteChecks.is_llm_api_route`.
     #[test]
