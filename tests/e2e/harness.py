@@ -254,8 +254,13 @@ class Envoy:
         cwd: Path | None = None,
         extra_args: Sequence[str] = (),
         envoy_bin: str | None = None,
+        drain_time_s: int = 0,
     ) -> None:
         self.name = name
+        # 0: a stopped or replaced listener closes its connections at once (fast tests). A
+        # listener update then also cuts requests in flight on the old filter chain, which
+        # is Envoy's drain, not the filter: tests of in-place updates give it time.
+        self.drain_time_s = drain_time_s
         self.concurrency = concurrency
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"llm-jwt-auth-{name}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -289,7 +294,7 @@ class Envoy:
             "--component-log-level", "wasm:debug",
             "--log-path", str(self.log_path),
             "--admin-address-path", str(self.admin_address_path),
-            "--drain-time-s", "0",
+            "--drain-time-s", str(self.drain_time_s),
             # Flush the log files often, so a failure report shows what just happened.
             "--file-flush-interval-msec", "100",
             *self.extra_args,

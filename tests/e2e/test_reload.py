@@ -104,7 +104,12 @@ class LdsEnvoy:
 
     def start(self, *, wait: bool = True) -> harness.Envoy:
         self.generation += 1
+        # A drain time, as every real deployment has (Envoy's default is 600 s): with 0, the
+        # in-place update closes the old filter chain's connections at once, and a request in
+        # flight on one of them fails with a connection error (seen on 1.36 and 1.39 under load;
+        # the upstream saw a broken pipe) — Envoy cutting it, not the filter deciding it.
         envoy = harness.Envoy(copy.deepcopy(self.bootstrap), name=f"{self.name}-{self.generation}", concurrency=2,
+                              drain_time_s=5,
                               workdir=self.workdir / f"run-{self.generation}")
         self.factory.track(envoy)
         self.envoy = envoy.start(wait=wait)
