@@ -16,6 +16,10 @@ use std::collections::BTreeMap;
 pub struct Issuer {
     /// The exact `iss` value this issuer's tokens carry.
     pub iss: String,
+    /// Its `issuer` label in the decision metrics: the `iss` without its scheme, every
+    /// character other than a letter, digit or `_` written `_`, at most [`LABEL_MAX`]
+    /// characters, unique among the issuers (a clash gets `_<n>`, its position from 1).
+    pub label: String,
     pub jwks: Vec<JwksSource>,
     pub claim_rules: ClaimRules,
     /// The global policy with this issuer's claim fields in place.
@@ -119,7 +123,9 @@ pub(super) fn compile_issuers(
         if policy.team_ids_jwt_field.is_some() && !records_enabled {
             return Err(err(&format!("{here}.team_ids_jwt_field"), "needs team/user records: add a record_source or static teams"));
         }
+        let label = unique_label(issuer_label(&iss), i, &issuers);
         issuers.push(Issuer {
+            label,
             iss: iss.clone(),
             jwks: vec![source],
             claim_rules: ClaimRules { audience, issuer: Some(iss), ..time_rules.clone() },
@@ -129,10 +135,75 @@ pub(super) fn compile_issuers(
     Ok(issuers)
 }
 
+/// Longest issuer label (a Prometheus label value; Entra's `iss` with its tenant id fits).
+pub const LABEL_MAX: usize = 64;
+
+/// `base`, or, when an earlier issuer has it, `base_<n>` for the first free `n` from the
+/// issuer's position (`i + 1`), the base cut so that the whole stays within [`LABEL_MAX`].
+fn unique_label(base: String, i: usize, earlier: &[Issuer]) -> String {
+    let taken = |label: &str| earlier.iter().any(|other| other.label == label);
+    if !taken(&base) {
+        return base;
+    }
+    (i + 1..)
+        .map(|n| {
+            let suffix = format!("_{n}");
+            let kept: String = base.chars().take(LABEL_MAX.saturating_sub(suffix.len())).collect();
+            kept + &suffix
+        })
+        .find(|label| !taken(label))
+        .unwrap_or(base) // unreachable: only finitely many labels are taken
+}
+
+/// The metric label for an `iss` (see [`Issuer::label`]).
+fn issuer_label(iss: &str) -> String {
+    let bare = iss.split_once("://").map_or(iss, |(_, rest)| rest);
+    let label: String = bare
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect::<String>()
+        .trim_matches('_')
+        .chars()
+        .take(LABEL_MAX)
+        .collect();
+    if label.is_empty() { "issuer".to_string() } else { label }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::testing::*;
     use serde_json::json;
+
+    #[test]
+    fn issuers_get_distinct_metric_labels_from_their_iss() {
+        let c = compile_json(json!({"issuers": [
+            {"issuer": "https://login.example.com/tenant-a/v2.0", "audience": "x", "jwks_url": "https://login.example.com/k"},
+            {"issuer": "https://login.example.com/tenant_a/v2.0", "audience": "x", "jwks_url": "https://login.example.com/k"},
+            {"issuer": "urn:idp", "audience": "x", "jwks_url": "https://idp/k"},
+            {"issuer": "https://", "audience": "x", "jwks_url": "https://idp/k"},
+        ]}))
+        .unwrap();
+        let labels: Vec<&str> = c.issuers.iter().map(|i| i.label.as_str()).collect();
+        assert_eq!(labels, ["login_example_com_tenant_a_v2_0", "login_example_com_tenant_a_v2_0_2", "urn_idp", "issuer"]);
+        let long = format!("https://{}", "a".repeat(300));
+        let c = compile_json(json!({"issuers": [
+            {"issuer": long, "audience": "x", "jwks_url": "https://idp/k"},
+            {"issuer": format!("{long}/"), "audience": "x", "jwks_url": "https://idp/k"},
+        ]}))
+        .unwrap();
+        assert_eq!(c.issuers[0].label.len(), super::LABEL_MAX);
+        assert_eq!(c.issuers[1].label.len(), super::LABEL_MAX, "suffixed, still within the maximum");
+        assert!(c.issuers[1].label.ends_with("_2"));
+        // A suffix that is itself another issuer's label moves on to the next number.
+        let c = compile_json(json!({"issuers": [
+            {"issuer": "https://a", "audience": "x", "jwks_url": "https://idp/k"},
+            {"issuer": "https://a_3", "audience": "x", "jwks_url": "https://idp/k"},
+            {"issuer": "https://a/", "audience": "x", "jwks_url": "https://idp/k"},
+        ]}))
+        .unwrap();
+        let labels: Vec<&str> = c.issuers.iter().map(|i| i.label.as_str()).collect();
+        assert_eq!(labels, ["a", "a_3", "a_4"]);
+    }
 
     #[test]
     fn issuers_are_compiled_from_either_place_but_not_both() {

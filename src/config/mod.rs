@@ -111,6 +111,8 @@ pub struct FilterConfig {
     pub rules: Vec<RouteRule>,
     /// DPoP-bound tokens (RFC 9449), when configured.
     pub dpop: Option<crate::authn::dpop::DpopRules>,
+    /// The route groups the decision metrics are labelled with.
+    pub route_group_labels: crate::routes::group_label::RouteGroupLabels,
 }
 
 impl FilterConfig {
@@ -188,6 +190,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         forward: raw.forward.unwrap_or(true),
         api_keys: raw.api_keys,
         rules: raw.rules.into_iter().enumerate().map(|(i, r)| compile_rule(i, r)).collect::<Result<_, _>>()?,
+        route_group_labels: crate::routes::group_label::RouteGroupLabels::default(),
     })
 }
 

@@ -5,6 +5,7 @@
 
 
 pub mod checks;
+pub mod group_label;
 pub mod groups;
 
 use std::collections::HashSet;

@@ -8,6 +8,7 @@ use crate::authn::Verified;
 use crate::authz::model;
 use crate::error::AuthError;
 use crate::records::RecordKey;
+use crate::routes::group_label::RouteGroupLabel;
 use std::rc::Rc;
 
 /// What the request waits for.
@@ -63,6 +64,8 @@ pub struct Flow {
     pub rule: Option<usize>,
     /// `route=… token=…` for debug lines (only when debug logging is on).
     pub log_ctx: Option<String>,
+    /// The request's route group, for the decision metrics (`Worker::labels`).
+    pub group: RouteGroupLabel,
     /// How the token was presented, when DPoP is configured: checked once, after it verifies.
     pub binding: Option<Presentation>,
 }
@@ -80,6 +83,7 @@ impl Flow {
             body_model: None,
             rule: None,
             log_ctx: None,
+            group: RouteGroupLabel::Other,
             binding: None,
         }
     }

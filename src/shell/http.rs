@@ -2,6 +2,7 @@
 //! [`super::request`].
 
 use super::host::ProxyWasm;
+use super::metrics::Labels;
 use super::request;
 use super::worker::SharedWorker;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -27,7 +28,7 @@ impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         match &self.worker {
             Some(worker) => request::on_headers(&*self.host, worker, self.context_id, end_of_stream),
-            None => request::not_ready(&*self.host, "filter is not configured"),
+            None => request::not_ready(&*self.host, "filter is not configured", Labels::UNREAD),
         }
     }
 

@@ -3,7 +3,7 @@
 //! with the denial only recorded.
 
 use super::host::Host;
-use super::metrics::{count, Metric};
+use super::metrics::{count, Labels, Metric};
 use crate::authz::identity::{Identity, REASON_HEADER};
 use crate::config::Mode;
 use crate::error::AuthError;
@@ -13,8 +13,9 @@ use proxy_wasm::types::LogLevel;
 /// filter state (`wasm.llm_jwt_auth.<name>`, e.g. `%FILTER_STATE(wasm.llm_jwt_auth.user_id:PLAIN)%`).
 /// Filter state is opt-in: each value is a host call that creates a filter-state object, which
 /// measured at ~7% of the cached-token request path per value.
-pub fn allow(host: &dyn Host, identity: &Identity, filter_state: bool, log_ctx: Option<&str>) {
+pub fn allow(host: &dyn Host, identity: &Identity, filter_state: bool, labels: Labels, log_ctx: Option<&str>) {
     count(Metric::Allowed);
+    count(Metric::Decision { denied: None, labels });
     if host.debug_enabled() {
         let none = || "-".to_string();
         host.log(LogLevel::Debug, &format!(
@@ -37,8 +38,9 @@ pub fn allow(host: &dyn Host, identity: &Identity, filter_state: bool, log_ctx: 
 /// Refuse a request: LiteLLM's JSON error as a local reply — or, in report mode, only record
 /// the denial. `true` when a reply was sent (the request must stay paused), `false` when the
 /// request may go on.
-pub fn deny(host: &dyn Host, error: &AuthError, mode: Mode, filter_state: bool, log_ctx: Option<&str>) -> bool {
+pub fn deny(host: &dyn Host, error: &AuthError, mode: Mode, filter_state: bool, labels: Labels, log_ctx: Option<&str>) -> bool {
     count(Metric::Denied(error.reason()));
+    count(Metric::Decision { denied: Some(error.reason()), labels });
     if filter_state {
         host.set_filter_state("llm_jwt_auth.denial_reason", error.reason().as_bytes());
     }

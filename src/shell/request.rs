@@ -6,7 +6,7 @@
 use super::admission::{admit, without_credential, Admission, Headers};
 use super::flow::{Body, Flow, Phase, Token};
 use super::host::Host;
-use super::metrics::{count, Metric};
+use super::metrics::{count, Labels, Metric};
 use super::reply;
 use super::worker::waiters::Ready;
 use super::worker::{SharedWorker, Step, Verification};
@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 /// The request's headers arrived.
 pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_of_stream: bool) -> Action {
-    let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else { return busy(host) };
+    let Ok(config) = worker.try_borrow().map(|w| Rc::clone(&w.config)) else { return busy(host, Labels::UNREAD) };
     let headers = Headers::read(host.request_headers(), &config);
     for name in &headers.spoofed {
         host.set_request_header(name, None);
@@ -37,9 +37,14 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
             count(Metric::ApiKeyPassThrough);
             return Action::Continue;
         }
-        Admission::Deny(e) => return apply(host, &config, Step::Deny(e), log_ctx.as_deref()),
+        Admission::Deny(e) => {
+            let labels = Labels::unverified(config.route_group_labels.of(route));
+            return apply(host, &config, Step::Deny(e), labels, log_ctx.as_deref());
+        }
         Admission::Token { token, found, rule, scheme } => (token, found, rule, scheme),
     };
+    // Public routes and passed-through keys are not decisions: only now is the group needed.
+    let unverified = Labels::unverified(config.route_group_labels.of(route));
     if let Some(ctx) = log_ctx.as_mut() {
         ctx.push_str(" token=");
         ctx.push_str(&super::token_id(token));
@@ -50,19 +55,21 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
     }
     let now_us = host.now_us();
     let now_ms = now_us / 1000;
-    let step = {
-        let Ok(mut w) = worker.try_borrow_mut() else { return busy(host) };
+    let (step, labels) = {
+        let Ok(mut w) = worker.try_borrow_mut() else { return busy(host, unverified) };
         let held = match w.verify(host, token, now_us) {
             Verification::Verified(verified) => Token::Verified(verified),
             Verification::NeedKeys(jws) => Token::Unverified { text: token.into(), jws },
             Verification::Deny(e) => {
                 drop(w);
-                return apply(host, &config, Step::Deny(e), log_ctx.as_deref());
+                return apply(host, &config, Step::Deny(e), unverified, log_ctx.as_deref());
             }
         };
         let mut flow = Flow::new(held, route, headers.content_type.clone(), end_of_stream);
         flow.rule = rule;
         flow.log_ctx = log_ctx.clone();
+        flow.group = unverified.group;
+        let labels = w.labels(&flow);
         if config.dpop.is_some() {
             flow.binding = Some(Presentation::new(scheme, headers.dpop_proofs.clone(), &headers.method, headers.url(), token));
         }
@@ -71,14 +78,14 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
             w.await_keys(context_id, flow, now_ms);
             return Action::Pause;
         }
-        w.advance(host, context_id, flow, now_ms)
+        (w.advance(host, context_id, flow, now_ms), labels)
     };
-    apply(host, &config, step, log_ctx.as_deref())
+    apply(host, &config, step, labels, log_ctx.as_deref())
 }
 
 /// Body bytes arrived (`size` buffered so far).
 pub fn on_body(host: &dyn Host, worker: &SharedWorker, context_id: u32, size: usize, end_of_stream: bool) -> Action {
-    let (step, config, log_ctx) = {
+    let (step, config, labels, log_ctx) = {
         let Ok(mut w) = worker.try_borrow_mut() else { return Action::Pause };
         let Some(mut flow) = w.forget(context_id) else {
             return Action::Continue; // decided (or public): the body passes untouched
@@ -93,11 +100,11 @@ pub fn on_body(host: &dyn Host, worker: &SharedWorker, context_id: u32, size: us
             w.flows.insert(context_id, flow);
             return Action::Pause;
         }
-        let log_ctx = flow.log_ctx.clone();
+        let (log_ctx, labels) = (flow.log_ctx.clone(), w.labels(&flow));
         let now_ms = host.now_ms();
-        (w.advance(host, context_id, flow, now_ms), Rc::clone(&w.config), log_ctx)
+        (w.advance(host, context_id, flow, now_ms), Rc::clone(&w.config), labels, log_ctx)
     };
-    apply(host, &config, step, log_ctx.as_deref())
+    apply(host, &config, step, labels, log_ctx.as_deref())
 }
 
 /// The request is done (answered, reset, or the client went away).
@@ -112,21 +119,21 @@ pub fn on_done(worker: &SharedWorker, context_id: u32) {
 pub fn move_on(host: &dyn Host, worker: &SharedWorker, ready: Vec<(u32, Ready)>, now_ms: u64) {
     for (context_id, ready) in ready {
         let entered = host.enter_request(context_id);
-        let (step, config, log_ctx) = {
+        let (step, config, labels, log_ctx) = {
             let Ok(mut w) = worker.try_borrow_mut() else { return };
             if !entered {
                 w.forget(context_id); // the client hung up: nothing to answer
                 continue;
             }
-            let log_ctx = w.flows.get(&context_id).and_then(|f| f.log_ctx.clone());
+            let Some((labels, log_ctx)) = w.flows.get(&context_id).map(|f| (w.labels(f), f.log_ctx.clone())) else { continue };
             let step = match ready {
                 Ready::Advance => w.advance_waiting(host, context_id, now_ms),
                 Ready::Deny(e) => w.forget(context_id).map(|_| Step::Deny(e)),
             };
             let Some(step) = step else { continue };
-            (step, Rc::clone(&w.config), log_ctx)
+            (step, Rc::clone(&w.config), labels, log_ctx)
         };
-        if apply(host, &config, step, log_ctx.as_deref()) == Action::Continue {
+        if apply(host, &config, step, labels, log_ctx.as_deref()) == Action::Continue {
             host.resume_request();
         }
     }
@@ -134,13 +141,13 @@ pub fn move_on(host: &dyn Host, worker: &SharedWorker, ready: Vec<(u32, Ready)>,
 
 /// Apply a step to the current request: forward the identity, answer (or, in report mode,
 /// record) the denial, or keep waiting. The one place a decision takes effect.
-fn apply(host: &dyn Host, config: &FilterConfig, step: Step, log_ctx: Option<&str>) -> Action {
+fn apply(host: &dyn Host, config: &FilterConfig, step: Step, labels: Labels, log_ctx: Option<&str>) -> Action {
     match step {
         Step::Allow(identity) => {
-            reply::allow(host, &identity, config.filter_state, log_ctx);
+            reply::allow(host, &identity, config.filter_state, labels, log_ctx);
             Action::Continue
         }
-        Step::Deny(error) => match reply::deny(host, &error, config.mode, config.filter_state, log_ctx) {
+        Step::Deny(error) => match reply::deny(host, &error, config.mode, config.filter_state, labels, log_ctx) {
             true => Action::Pause,
             false => Action::Continue,
         },
@@ -149,14 +156,14 @@ fn apply(host: &dyn Host, config: &FilterConfig, step: Step, log_ctx: Option<&st
 }
 
 /// The worker is borrowed by a callback further up the stack (a re-entered VM): never a pass.
-fn busy(host: &dyn Host) -> Action {
-    not_ready(host, "worker busy")
+fn busy(host: &dyn Host, labels: Labels) -> Action {
+    not_ready(host, "worker busy", labels)
 }
 
 /// A request that cannot be decided now gets a 503.
-pub fn not_ready(host: &dyn Host, why: &str) -> Action {
+pub fn not_ready(host: &dyn Host, why: &str, labels: Labels) -> Action {
     let error = AuthError::KeysUnavailable(Outage::transient(why));
-    match reply::deny(host, &error, Mode::Enforce, false, None) {
+    match reply::deny(host, &error, Mode::Enforce, false, labels, None) {
         true => Action::Pause,
         false => Action::Continue,
     }

@@ -188,6 +188,46 @@ fn report_mode_lets_a_denial_through_and_says_why() {
     assert!(g.host.logged(LogLevel::Info, "decision=report_deny reason=missing_token"));
 }
 
+#[test]
+fn decisions_are_counted_by_outcome_reason_route_group_and_issuer() {
+    let g = Gateway::ready(json!({}));
+    g.request(1, "GET", "/v1/models", Some(&token("RS256")), true);
+    g.request(2, "POST", "/key/generate", None, true);
+    g.request(3, "GET", "/custom/thing", Some(&format!("{}x", token("RS256"))), true);
+    assert_eq!(g.counter("decisions.allowed.route_group.llm_api.issuer.default"), 1);
+    assert_eq!(g.counter("decisions.denied.reason.missing_token.route_group.management.issuer.none"), 1);
+    assert_eq!(g.counter("decisions.denied.reason.malformed_token.route_group.other.issuer.none"), 1);
+    assert_eq!(g.counter("requests_allowed"), 1, "the unlabelled counters still count");
+}
+
+#[test]
+fn a_denial_let_through_in_report_mode_is_still_a_denied_decision() {
+    let g = Gateway::ready(json!({"mode": "report"}));
+    assert_eq!(g.request(1, "GET", "/v1/models", None, true), Action::Continue);
+    assert_eq!(g.counter("decisions.denied.reason.missing_token.route_group.llm_api.issuer.none"), 1);
+    assert_eq!(g.counter("requests_reported_not_enforced"), 1);
+}
+
+#[test]
+fn issuer_label_ids_mean_the_same_label_in_every_configuration_of_the_vm() {
+    metrics::reset();
+    let a = metrics::issuer_label_id("idp_a");
+    let b = metrics::issuer_label_id("idp_b");
+    assert_ne!(a, b);
+    assert_eq!(metrics::issuer_label_id("idp_a"), a, "a later configuration naming idp_a again gets its id");
+    assert_eq!(metrics::issuer_label_id("idp_b"), b);
+}
+
+#[test]
+fn a_request_that_waited_for_its_keys_is_counted_under_the_issuer_that_verified_it() {
+    let g = Gateway::cold(json!({}));
+    g.request(1, "GET", "/key/info", Some(&token("ES256")), true);
+    g.tick();
+    g.answer_call(JWKS_PATH, "200", &jwks());
+    assert_eq!(g.resumed(1), 1);
+    assert_eq!(g.counter("decisions.allowed.route_group.info.issuer.default"), 1);
+}
+
 // ------------------------------------------------------------------------------------------
 // Waiting for keys
 // ------------------------------------------------------------------------------------------

@@ -150,7 +150,9 @@ def test_repository_envoy_yaml_plugin_config_matches_the_demo():
     assert envoy_yaml.listeners(text) == {"ingress": 10000, "rbac": 10001}
     for needle in ('name: "127.0.0.1:9090"', "port_value: 9901", "port_value: 8080",
                    "filename: target/wasm32-wasip1/release/llm_jwt_auth.wasm",
-                   "  - tag_name: reason\n    regex: '^wasmcustom\\.llm_jwt_auth\\.requests_denied(\\.(\\w+))$'"):
+                   "  - tag_name: reason\n    regex: '^wasmcustom\\.llm_jwt_auth\\.(?:requests_denied|decisions\\.denied)"
+                   "((?:\\.reason)?\\.(\\w+))'",
+                   "  - tag_name: issuer\n"):
         assert needle in text, needle
     # Both gateways read the model from the body, which needs this flag on each Wasm filter.
     assert text.count("allow_on_headers_stop_iteration: true") == 2

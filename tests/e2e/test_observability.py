@@ -56,6 +56,9 @@ def code_metrics() -> dict[str, str]:
     assert re.search(r'Metric::Denied\(reason\) => return format!\("llm_jwt_auth\.requests_denied\.\{reason\}"\)', text), \
         "metrics.rs: the denial counter's name changed; update this test and the stats tag"
     names["requests_denied"] = "counter"
+    assert 'Metric::Decision { denied, labels } => return decision_name(denied, labels)' in text, \
+        "metrics.rs: the decisions series' name changed; update this test and the stats tags"
+    names["decisions"] = "counter"
     for variant in re.findall(r"Metric::(\w+) => MetricType::Histogram", text):
         name = re.search(rf'Metric::{variant} => "(\w+)"', text)
         assert name, variant
@@ -137,7 +140,11 @@ def check_queried(where: str, expr: str, metrics: dict[str, str], reasons: set[s
             assert suffix, f"{where}: the histogram {name} is queried without _bucket/_sum/_count"
         used.add(base)
     if "reason" in expr:
-        assert "llm_jwt_auth_requests_denied" in expr, f"{where}: a reason label on a metric that has none"
+        assert "llm_jwt_auth_requests_denied" in expr or "llm_jwt_auth_decisions" in expr, \
+            f"{where}: a reason label on a metric that has none"
+    for label in ("route_group", "issuer", "outcome"):
+        if label in expr:
+            assert "llm_jwt_auth_decisions" in expr, f"{where}: a {label} label on a metric that has none"
     unknown = reason_values(expr) - reasons
     assert not unknown, f"{where}: reasons {unknown} are not reasons the filter counts (src/error.rs)"
     return used
@@ -304,7 +311,11 @@ def test_istio_custom_bootstrap_labels_denials_in_envoy(yaml_files, upstream, id
         assert status == 200, body[:500]
         [bootstrap] = [c["bootstrap"] for c in json.loads(body)["configs"] if c["@type"].endswith("BootstrapConfigDump")]
         tags = [t["tag_name"] for t in bootstrap["stats_config"]["stats_tags"]]
-        assert tags == ["cluster_name", "wasm_filter", "reason"], tags  # appended to Istio's own
+        assert tags == ["cluster_name", "wasm_filter", "reason", "outcome", "route_group", "issuer"], tags  # appended
+        # The decisions series with all four labels (the token of o-2 is the global keys').
+        assert 'llm_jwt_auth_decisions{reason="expired",outcome="denied",route_group="llm_api",issuer="none"} 2' in ours, ours
+        assert 'llm_jwt_auth_decisions{reason="missing_token",outcome="denied",route_group="llm_api",issuer="none"} 1' in ours, ours
+        assert 'llm_jwt_auth_decisions{outcome="allowed",route_group="llm_api",issuer="default"} 1' in ours, ours
     finally:
         envoy.stop()
 
@@ -343,3 +354,44 @@ def test_readme_metrics_table_matches_the_code():
         f"README.md's metrics table lacks {sorted(missing)} (known gaps: {sorted(README_TABLE_GAPS)}); "
         "update README_TABLE_GAPS when the README changes")
     assert reasons == code_reasons(), (reasons ^ code_reasons())
+
+
+def test_decisions_are_labelled_by_route_group_and_the_issuer_that_verified_the_token(upstream, idps, keyring, tmp_path):
+    """envoy.yaml's stats tags on a gateway with a configured issuer next to the global keys."""
+    global_key = keyring.get("observability-rs256", "RS256")
+    issuer_key = keyring.get("observability-issuer", "ES256")
+    idp, issuer_idp = idps.new([global_key]), idps.new([issuer_key])
+    iss = "https://login.example.com/tenant-a/v2.0"
+    config = harness.render_bootstrap(
+        upstream_port=upstream.port, wasm=harness.require_wasm(),
+        plugin_config={"public_key_url": idp.jwks_url,
+                       "issuers": [{"issuer": iss, "jwks_url": issuer_idp.jwks_url, "audience": "api"}]},
+        jwks_clusters={idp.authority: (idp.host, idp.port), issuer_idp.authority: (issuer_idp.host, issuer_idp.port)})
+    config["stats_config"] = {"stats_tags": envoy_yaml_stats_tags()}
+    envoy = harness.Envoy(config, name="decision-labels", workdir=tmp_path)
+    try:
+        envoy.start()
+        assert send(envoy, global_key.sign(jf.claims("g-1")), upstream=upstream).status == 200           # llm_api
+        assert send(envoy, issuer_key.sign(jf.claims("i-1", iss=iss, aud="api")), upstream=upstream,
+                    path="/key/info").status == 200                                                        # info
+        assert send(envoy, issuer_key.sign(jf.claims("i-2", iss=iss, aud="other")), upstream=upstream).status == 401
+        assert send(envoy, None, upstream=upstream, path="/key/generate").status == 401                    # management
+        expected = [
+            'llm_jwt_auth_decisions{outcome="allowed",route_group="llm_api",issuer="default"} 1',
+            'llm_jwt_auth_decisions{outcome="allowed",route_group="info",issuer="login_example_com_tenant_a_v2_0"} 1',
+            'llm_jwt_auth_decisions{reason="audience",outcome="denied",route_group="llm_api",issuer="none"} 1',
+            'llm_jwt_auth_decisions{reason="missing_token",outcome="denied",route_group="management",issuer="none"} 1',
+        ]
+        deadline = time.monotonic() + 5
+        while True:
+            status, body = envoy.admin_get("/stats/prometheus")
+            ours = [line for line in body.splitlines() if line.startswith("llm_jwt_auth_decisions")]
+            if all(e in ours for e in expected) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200
+        assert sorted(ours) == sorted(expected), ours  # nothing else: no series per raw path or token
+        status, body = envoy.admin_get("/stats?filter=decisions")
+        assert "wasmcustom.llm_jwt_auth.decisions.allowed.route_group.info.issuer.login_example_com_tenant_a_v2_0: 1" in body, body
+    finally:
+        envoy.stop()

@@ -15,7 +15,7 @@ pub mod waiters;
 
 use super::flow::{Flow, Phase, Wanted};
 use super::host::Host;
-use super::metrics::{count, record, Metric};
+use super::metrics::{self, count, record, IssuerTag, Labels, Metric};
 use crate::authn::jws::{self, Jws};
 use crate::authn::dpop::{self, Proof};
 use crate::authn::trust::TrustId;
@@ -73,6 +73,8 @@ pub struct Worker {
     proofs_seen: SeenProofs,
     /// Configuration faults already logged as critical (see [`Worker::report_misconfigured`]).
     reported: HashSet<String>,
+    /// `issuers[i]`'s label id in the VM's metric label table.
+    issuer_label_ids: Vec<usize>,
 }
 
 impl Worker {
@@ -81,7 +83,9 @@ impl Worker {
             JwksCache::init_fetch_key(shared, &source.url);
         }
         let grace_ms = config.fetch_timeout_ms;
+        let issuer_label_ids = config.issuers.iter().map(|i| metrics::issuer_label_id(&i.label)).collect();
         Worker {
+            issuer_label_ids,
             tokens: TokenCache::new(config.token_cache_size),
             records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes)
                 .for_source(&format!("{:?}", config.record_source)),
@@ -93,6 +97,12 @@ impl Worker {
             proofs_seen: SeenProofs::new(),
             reported: HashSet::new(),
         }
+    }
+
+    /// The decision metrics' labels of a request (its token's trust, once verified).
+    pub fn labels(&self, flow: &Flow) -> Labels {
+        let issuer = flow.verified().map_or(IssuerTag::None, |v| IssuerTag::of(v.trust, &self.issuer_label_ids));
+        Labels { group: flow.group, issuer }
     }
 
     /// Whether team/user records exist at all (a source or static records).
