@@ -159,9 +159,21 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports: every socket stays bound until all are chosen (one at a
+    time, the kernel may hand out a port just released: two listeners on one port, and Envoy
+    refuses the configuration — seen once)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def taskset(cpu: int | None) -> list[str]:
@@ -625,7 +637,7 @@ class Bench:
 
     def start_envoy(self, keys: list[str], name: str) -> tuple[Envoy, dict[str, int]]:
         assert self.idp is not None
-        ports = {k: free_port() for k in keys}
+        ports = dict(zip(keys, free_ports(len(keys))))
         config = render_bootstrap(ports=ports, keys=keys, jwks_url=self.idp.jwks_url, jwks_port=self.idp.port,
                                   wasm=self.wasm, noop_wasm=self.noop_wasm)
         envoy = Envoy(self.envoy_bin, config, self.workdir, self.envoy_cpu, name).start()
