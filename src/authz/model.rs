@@ -97,7 +97,9 @@ pub fn from_multipart(body: &[u8], boundary: &str) -> Result<Option<String>, Bod
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded (anything else as it is; invalid UTF-8 replaced): a path segment as
+/// LiteLLM's router sees it. Also `llm-jwt-auth explain`'s reading of record ids in URLs.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

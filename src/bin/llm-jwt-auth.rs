@@ -318,7 +318,7 @@ impl Sources for Files {
         // The filter asks LiteLLM (`/team/info?team_id=…`) or a plain source (`…/{id}`): find the
         // record by the id at the end of the path, of the kind the path names.
         let id = call.path.rsplit(['=', '/']).next()?;
-        let id = percent_decode(id);
+        let id = llm_jwt_auth::authz::model::percent_decode(id);
         let kind = ["team", "user", "organization", "customer", "end_user"].into_iter().find(|k| call.path.contains(k))?;
         let key = match kind {
             "team" => "teams",
@@ -335,26 +335,6 @@ impl Sources for Files {
         };
         Some(Answer::Response { status: "200".into(), body: Some(body.to_string().into_bytes()) })
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `--unsigned`: a throwaway P-256 key (fixed, so runs repeat) that signs the claims; every key

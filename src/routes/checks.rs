@@ -128,6 +128,11 @@ pub fn is_llm_api_route(route: &str) -> bool {
 
 static LLM_API_MATCHER: std::sync::OnceLock<LlmApiMatcher> = std::sync::OnceLock::new();
 
+/// Compile [`is_llm_api_route`]'s lists now (at configure time), so no request pays for it.
+pub fn prepare() {
+    LLM_API_MATCHER.get_or_init(LlmApiMatcher::new);
+}
+
 /// [`is_llm_api_route`]'s lists, compiled.
 struct LlmApiMatcher {
     exact: std::collections::HashSet<&'static str>,

@@ -83,6 +83,7 @@ impl Worker {
             JwksCache::init_fetch_key(shared, &source.url);
         }
         let grace_ms = config.fetch_timeout_ms;
+        crate::routes::checks::prepare();
         let issuer_label_ids = config.issuers.iter().map(|i| metrics::issuer_label_id(&i.label)).collect();
         Worker {
             issuer_label_ids,
