@@ -84,6 +84,9 @@ pub enum AuthError {
     Forbidden(String),
     /// A LiteLLM check that raises a plain exception (rendered as 401 `Authentication Error, …`).
     Denied(String),
+    /// A LiteLLM 401 raised as an `HTTPException` (its text without the prefix): a user the IdP
+    /// deactivated through SCIM.
+    Deactivated(String),
     /// `user_allowed_email_domain` refused the token's email (403, LiteLLM's param `user_email`).
     EmailDomain(String),
     /// The body had to be inspected (a rule needs the model) but is larger than the limit.
@@ -172,6 +175,7 @@ impl AuthError {
             AuthError::Forbidden(_)
                 | AuthError::EmailDomain(_)
                 | AuthError::Denied(_)
+                | AuthError::Deactivated(_)
                 | AuthError::TeamModelDenied { .. }
                 | AuthError::UserModelDenied { .. }
                 | AuthError::OrgCreationDenied(_)
@@ -231,7 +235,7 @@ impl AuthError {
                 "Service Unavailable, the identity provider's JWKS endpoint is temporarily unreachable. Please retry."
                     .to_string()
             }
-            AuthError::Forbidden(detail) | AuthError::EmailDomain(detail) => detail.clone(),
+            AuthError::Forbidden(detail) | AuthError::EmailDomain(detail) | AuthError::Deactivated(detail) => detail.clone(),
             AuthError::Denied(detail) => format!("{AUTH}{detail}"),
             AuthError::BodyTooLarge(limit) => {
                 format!("Request body too large to inspect: the limit is {limit} bytes")
@@ -290,7 +294,7 @@ impl AuthError {
             AuthError::KeysUnavailable(_) => "keys_unavailable",
             AuthError::Forbidden(_) => "forbidden",
             AuthError::EmailDomain(_) => "email_domain",
-            AuthError::Denied(_) => "denied",
+            AuthError::Denied(_) | AuthError::Deactivated(_) => "denied",
             AuthError::BodyTooLarge(_) => "body_too_large",
             AuthError::InvalidBody(_) => "invalid_body",
             AuthError::RecordsUnavailable(_) => "records_unavailable",

@@ -86,6 +86,19 @@ pub struct User {
     pub user_role: Option<String>,
     /// The id the user's SSO login gave it, when it differs from `user_id`.
     pub sso_user_id: Option<String>,
+    /// The teams the user is a member of (LiteLLM's `LiteLLM_UserTable.teams`): a user with
+    /// exactly one is acting for it when the token selects no team, and
+    /// `fallback_to_db_teams` picks among them.
+    pub teams: Vec<String>,
+    /// Carried for `scim_active`: a user deactivated through SCIM (`false`) is refused.
+    pub metadata: Value,
+}
+
+impl User {
+    /// LiteLLM refuses a user whose `metadata.scim_active` is `false` (deactivated by the IdP).
+    pub fn scim_deactivated(&self) -> bool {
+        self.metadata.get("scim_active") == Some(&Value::Bool(false))
+    }
 }
 
 /// LiteLLM's `LitellmUserRoles` values: what a user record's `user_role` may say.

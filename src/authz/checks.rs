@@ -27,6 +27,9 @@ pub(super) struct Linked {
     pub end_user: Option<Rc<Record>>,
 }
 
+/// A team's organization: its id and record.
+pub(super) type TeamOrg = (Option<String>, Option<Rc<Record>>);
+
 /// Which budgets apply to a request, as LiteLLM decides before reading any.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Budgets {
@@ -91,11 +94,26 @@ impl Policy {
             )));
         }
         let user = self.user_record(&ids, records)?;
+        let team = self.admin_header_team(request, records)?;
         if let Some(keys) = records.pending() {
             return Ok(Outcome::Need(keys));
         }
-        if let (Some(u), false) = (user.as_deref(), Budgets::of(request).skip) {
-            user_budget(u)?;
+        if let Some(u) = user.as_deref().filter(|u| u.scim_deactivated()) {
+            return Err(super::scim_deactivated(&u.user_id));
+        }
+        let team = team.as_deref().and_then(|r| match r {
+            Record::Team(t) => Some(t),
+            _ => None,
+        });
+        match team {
+            // LiteLLM's central `common_checks` run on the admin's result too: the team's rules
+            // hold for a request an admin attributes to it.
+            Some(t) => self.common_checks(Some(t), user.as_deref(), None, None, request)?,
+            None => {
+                if let (Some(u), false) = (user.as_deref(), Budgets::of(request).skip) {
+                    user_budget(u)?;
+                }
+            }
         }
         let identity = Identity {
             user_id: ids.user_id.or(ids.sub),
@@ -103,9 +121,28 @@ impl Policy {
             admin: true,
             user_email: ids.user_email,
             org_id: ids.org_id,
+            team_id: team.map(|t| t.team_id.clone()),
+            team_alias: team.and_then(|t| t.team_alias.clone()),
+            team_tpm_limit: team.and_then(|t| t.tpm_limit),
+            team_rpm_limit: team.and_then(|t| t.rpm_limit),
             ..Identity::default()
         };
         Ok(Outcome::Allow { identity, upserts: Vec::new() })
+    }
+
+    /// The team an admin's `x-litellm-team-id` header names on an LLM API route, for
+    /// attribution only (newest LiteLLM): a team that cannot be found is ignored, as there.
+    /// (LiteLLM would also upsert it with `team_id_upsert`; the filter does not create teams
+    /// for admins.)
+    fn admin_header_team(&self, request: Request, records: &mut Lookups) -> Result<Option<Rc<Record>>, AuthError> {
+        let Some(header) = request.team_header.filter(|h| !h.is_empty() && is_llm_api_route(request.route)) else {
+            return Ok(None);
+        };
+        match records.find(Kind::Team, Some(header)) {
+            Ok(Found::Record(r)) => Ok(Some(r)),
+            // Missing, or not known yet (noted), or the source failing: admitted all the same.
+            Ok(Found::Missing | Found::Unknown) | Err(_) => Ok(None),
+        }
     }
 
     /// LiteLLM's `get_user_object`: the user with the token's user id, else (its
@@ -126,14 +163,30 @@ impl Policy {
         Ok(None)
     }
 
-    /// The organization, the team's organization, the user and the end user, all at once.
-    pub(super) fn linked(&self, ids: &Ids, team: Option<&Record>, records: &mut Lookups) -> Result<Step<Linked>, AuthError> {
-        let org = records.get(Kind::Org, ids.org_id.as_deref())?;
+    /// Without an org claim, the team's organization: its id and record (noted when not known
+    /// yet, see [`Lookups::pending`]).
+    fn team_org_lookup(&self, ids: &Ids, team: Option<&Record>, records: &mut Lookups) -> Result<TeamOrg, AuthError> {
         let team_org_id = match (&ids.org_id, team) {
             (None, Some(Record::Team(t))) => t.organization_id.clone(),
             _ => None,
         };
         let team_org = records.get(Kind::Org, team_org_id.as_deref())?;
+        Ok((team_org_id, team_org))
+    }
+
+    /// The team's organization alone, for a team chosen after the linked records were read.
+    pub(super) fn team_org(&self, ids: &Ids, team: Option<&Record>, records: &mut Lookups) -> Result<Step<TeamOrg>, AuthError> {
+        let found = self.team_org_lookup(ids, team, records)?;
+        match records.pending() {
+            Some(keys) => Ok(Step::Need(keys)),
+            None => Ok(Step::Got(found)),
+        }
+    }
+
+    /// The organization, the team's organization, the user and the end user, all at once.
+    pub(super) fn linked(&self, ids: &Ids, team: Option<&Record>, records: &mut Lookups) -> Result<Step<Linked>, AuthError> {
+        let org = records.get(Kind::Org, ids.org_id.as_deref())?;
+        let (team_org_id, team_org) = self.team_org_lookup(ids, team, records)?;
         let user = self.user_record(ids, records)?;
         let end_user = records.get(Kind::EndUser, ids.end_user_id.as_deref())?;
         if let Some(keys) = records.pending() {
@@ -144,12 +197,10 @@ impl Policy {
 
     /// Between the records and `common_checks`, in LiteLLM's order: the organization exists, the
     /// email domain (not for admins; no email is no allowed domain either), the user exists (or
-    /// is upserted), `validate_object_id`. `enabled`: records are configured. Returns the user
-    /// record.
+    /// is upserted). `enabled`: records are configured. Returns the user record.
     pub(super) fn member_checks(
         &self,
         ids: &Ids,
-        team_id: Option<&str>,
         linked: &Linked,
         enabled: bool,
         upserts: &mut Vec<Record>,
@@ -181,12 +232,17 @@ impl Policy {
             }
             (_, _, found) => found.clone(),
         };
+        Ok(user)
+    }
+
+    /// LiteLLM's `validate_object_id`, once the team is final (the user's teams may give one).
+    pub(super) fn validate_object_id(&self, ids: &Ids, team_id: Option<&str>) -> Result<(), AuthError> {
         if self.general_enforce_rbac && ids.user_id.is_none() && team_id.is_none() {
             return Err(forbidden(
                 "No user or team id found in token. enforce_rbac is set to True. Token must belong to a proxy admin, team, or user.".into(),
             ));
         }
-        Ok(user)
+        Ok(())
     }
 
     /// LiteLLM's `common_checks` for the selected team, the user, the organization (the token's,

@@ -16,6 +16,9 @@ pub fn record_role(user_role: Option<&str>) -> &'static str {
 /// Request headers with this prefix are identity the filter asserts; any a client sends are
 /// removed before forwarding so they cannot be spoofed.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-litellm-";
+/// The request header a caller picks one of its teams with (LiteLLM's); upstream, the same
+/// header carries the team the filter selected.
+pub const TEAM_SELECTION_HEADER: &str = "x-litellm-team-id";
 
 /// The denial reason: on local replies, and upstream in report (shadow) mode. Stripped from
 /// client requests like the identity headers.

@@ -126,6 +126,11 @@ pub struct Policy {
     pub team_id_upsert: bool,
     pub user_id_upsert: bool,
     pub enforce_team_based_model_access: bool,
+    /// Newest LiteLLM: a claimed team no record has is not an error; the fallbacks choose.
+    pub team_claim_fallback: bool,
+    /// Newest LiteLLM: a token without team claims acts for one of its user's teams (and the
+    /// `x-litellm-team-id` header may name any of them).
+    pub fallback_to_db_teams: bool,
     pub team_allowed_routes: RouteList,
     pub access_groups: AccessGroups,
 }
@@ -136,6 +141,8 @@ pub struct Request<'a> {
     /// The path without the query string.
     pub route: &'a str,
     pub model: Option<&'a str>,
+    /// The `x-litellm-team-id` request header: which of its teams the caller acts for.
+    pub team_header: Option<&'a str>,
 }
 
 /// What authorization reads from a verified token beyond its claims, worked out once per token
@@ -152,6 +159,11 @@ pub struct Caller {
 
 pub(crate) fn forbidden(message: String) -> AuthError {
     AuthError::Forbidden(message)
+}
+
+/// LiteLLM refuses a user its IdP deactivated through SCIM (`metadata.scim_active: false`).
+pub(crate) fn scim_deactivated(user_id: &str) -> AuthError {
+    AuthError::Deactivated(format!("User={user_id} has been deactivated via SCIM. Keys owned by this user cannot be used."))
 }
 
 pub(crate) fn model_not_available(model: &str) -> AuthError {
@@ -227,10 +239,11 @@ impl Policy {
     }
 
     /// Whether deciding this token needs the requested model (so the body must be read).
-    /// With records, a non-admin's team or user model list may apply.
-    pub fn needs_model(&self, caller: &Caller, records_enabled: bool) -> bool {
+    /// With records, a non-admin's team or user model list may apply, and so may the team an
+    /// admin names in the `x-litellm-team-id` header (`team_header`).
+    pub fn needs_model(&self, caller: &Caller, records_enabled: bool, team_header: bool) -> bool {
         let scope_gate = self.enforce_scope_based_access && !self.scope_mappings.is_empty();
-        if records_enabled && !caller.admin {
+        if records_enabled && (!caller.admin || team_header) {
             return true;
         }
         let role_gate = self.enforce_rbac
@@ -263,10 +276,22 @@ impl Policy {
             return self.admin(ids, request, records);
         }
         let mut upserts = Vec::new();
-        let (team_id, team) = step!(self.team(claims, ids.object_team.clone(), request, records, &mut upserts)?);
-        let linked = step!(self.linked(&ids, team.as_deref(), records)?);
-        let user = self.member_checks(&ids, team_id.as_deref(), &linked, records.enabled, &mut upserts)?;
-        if let (true, Some(id), None) = (records.enabled, &ids.object_team, &team) {
+        let selection = step!(self.team(claims, ids.object_team.clone(), request, records, &mut upserts)?);
+        let chosen_before_user = selection.team_id.clone();
+        let linked = step!(self.linked(&ids, selection.team.as_deref(), records)?);
+        let user = self.member_checks(&ids, &linked, records.enabled, &mut upserts)?;
+        let object_team_missing = records.enabled && ids.object_team.is_some() && selection.team.is_none();
+        let (team_id, team) = step!(self.team_fallbacks(selection, user.as_deref(), request, records, &mut upserts)?);
+        // A team the user's memberships gave: its organization was not looked up with the rest.
+        let (team_org_id, team_org) = match team_id != chosen_before_user {
+            true => step!(self.team_org(&ids, team.as_deref(), records)?),
+            false => (linked.team_org_id, linked.team_org),
+        };
+        self.validate_object_id(&ids, team_id.as_deref())?;
+        if let Some(u) = user.as_deref().filter(|u| u.scim_deactivated()) {
+            return Err(scim_deactivated(&u.user_id));
+        }
+        if let (true, Some(id)) = (object_team_missing, &ids.object_team) {
             // LiteLLM loads an object id's team only now (common_checks), after the user.
             return Err(teams::team_not_found(id));
         }
@@ -275,7 +300,7 @@ impl Policy {
             _ => None,
         };
         let user = user.as_deref();
-        let org = linked.org.as_deref().or(linked.team_org.as_deref());
+        let org = linked.org.as_deref().or(team_org.as_deref());
         self.common_checks(team, user, org, linked.end_user.as_deref(), request)?;
         self.route_checks(user, request.route)?;
         // Beyond LiteLLM (docs/compatibility.md): a blocked end user is refused, after every
@@ -295,7 +320,7 @@ impl Policy {
             team_alias: team.and_then(|t| t.team_alias.clone()),
             team_tpm_limit: team.and_then(|t| t.tpm_limit),
             team_rpm_limit: team.and_then(|t| t.rpm_limit),
-            org_id: ids.org_id.or(linked.team_org_id),
+            org_id: ids.org_id.or(team_org_id),
             end_user_id: ids.end_user_id,
         };
         Ok(Outcome::Allow { identity, upserts })
@@ -335,3 +360,5 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_team_selection;

@@ -9,24 +9,24 @@ use serde_json::{Map, Value};
 use std::rc::Rc;
 use serde_json::json;
 
-fn policy(general_settings: Value) -> Policy {
+pub(super) fn policy(general_settings: Value) -> Policy {
     // A static team makes record-backed fields valid; which records exist is up to each test.
     let cfg = json!({"public_key_url": "http://idp/jwks", "teams": [{"team_id": "cfg-team"}],
                      "general_settings": general_settings});
     compile(cfg.to_string().as_bytes(), &|_| None).unwrap().policy
 }
 
-fn jwt(block: Value) -> Policy {
+pub(super) fn jwt(block: Value) -> Policy {
     policy(json!({"litellm_jwtauth": block}))
 }
 
-fn claims(v: Value) -> Map<String, Value> {
+pub(super) fn claims(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
 }
 
 fn call(p: &Policy, c: Value, route: &str, model: Option<&str>) -> Result<Identity, AuthError> {
     let c = claims(c);
-    match p.authorize(&c, &p.caller(&c), Request { route, model }, &mut NoRecords) {
+    match p.authorize(&c, &p.caller(&c), Request { route, model, team_header: None }, &mut NoRecords) {
         Outcome::Allow { identity, upserts } => {
             assert!(upserts.is_empty());
             Ok(identity)
@@ -37,15 +37,15 @@ fn call(p: &Policy, c: Value, route: &str, model: Option<&str>) -> Result<Identi
 }
 
 /// Records from a fixed table; ids listed in `pending` are not known yet.
-struct Table {
-    records: Vec<Record>,
-    pending: Vec<String>,
-    down: bool,
-    asked: Vec<RecordKey>,
+pub(super) struct Table {
+    pub records: Vec<Record>,
+    pub pending: Vec<String>,
+    pub down: bool,
+    pub asked: Vec<RecordKey>,
 }
 
 impl Table {
-    fn new(records: Vec<Record>) -> Self {
+    pub fn new(records: Vec<Record>) -> Self {
         Table { records, pending: vec![], down: false, asked: vec![] }
     }
 }
@@ -74,16 +74,21 @@ fn by_email(u: &User) -> Record {
     crate::records::UserAlias::of(Kind::UserEmail, u).unwrap()
 }
 
-fn team(id: &str, models: &[&str]) -> Team {
+pub(super) fn team(id: &str, models: &[&str]) -> Team {
     Team { team_id: id.into(), models: models.iter().map(|m| m.to_string()).collect(), ..Team::default() }
 }
 
-fn with(p: &Policy, table: &mut Table, c: Value, route: &str, model: Option<&str>) -> Outcome {
-    let c = claims(c);
-    p.authorize(&c, &p.caller(&c), Request { route, model }, table)
+pub(super) fn with(p: &Policy, table: &mut Table, c: Value, route: &str, model: Option<&str>) -> Outcome {
+    with_header(p, table, c, route, model, None)
 }
 
-const CHAT: &str = "/v1/chat/completions";
+/// As [`with`], with an `x-litellm-team-id` header.
+pub(super) fn with_header(p: &Policy, table: &mut Table, c: Value, route: &str, model: Option<&str>, team_header: Option<&str>) -> Outcome {
+    let c = claims(c);
+    p.authorize(&c, &p.caller(&c), Request { route, model, team_header }, table)
+}
+
+pub(super) const CHAT: &str = "/v1/chat/completions";
 
 #[test]
 fn plain_token_may_call_llm_routes_as_internal_user() {
@@ -222,8 +227,8 @@ fn role_permissions_gate_models_and_routes_when_rbac_is_enforced() {
     let user = json!({"uid": "u"});
     let e = call(&p, user.clone(), "/v1/models", None).unwrap_err();
     assert!(e.message().contains("No team found in token"), "team_id_jwt_field makes a team required");
-    assert!(p.needs_model(&p.caller(&claims(team)), false));
-    assert!(!p.needs_model(&p.caller(&claims(user.clone())), false), "internal_user has no model list");
+    assert!(p.needs_model(&p.caller(&claims(team)), false, false));
+    assert!(!p.needs_model(&p.caller(&claims(user.clone())), false, false), "internal_user has no model list");
 
     let users = policy(json!({
         "role_permissions": [{"role": "internal_user", "routes": ["/v1/models"]}],
@@ -252,7 +257,7 @@ fn scope_mappings_gate_models() {
     assert_eq!(e.status(), 403);
     assert!(e.message().starts_with("The requested model 'o1' is not available"));
     assert!(call(&p, json!({}), "/v1/models", None).is_ok(), "no model requested: pass");
-    assert!(p.needs_model(&p.caller(&claims(json!({}))), false));
+    assert!(p.needs_model(&p.caller(&claims(json!({}))), false, false));
 }
 
 #[test]
@@ -585,9 +590,10 @@ fn users_orgs_and_end_users() {
 #[test]
 fn with_records_every_non_admin_decision_needs_the_model() {
     let p = jwt(json!({}));
-    assert!(p.needs_model(&p.caller(&claims(json!({"sub": "x"}))), true));
-    assert!(!p.needs_model(&p.caller(&claims(json!({"scope": "litellm_proxy_admin"}))), true));
-    assert!(!p.needs_model(&p.caller(&claims(json!({"sub": "x"}))), false));
+    assert!(p.needs_model(&p.caller(&claims(json!({"sub": "x"}))), true, false));
+    assert!(!p.needs_model(&p.caller(&claims(json!({"scope": "litellm_proxy_admin"}))), true, false));
+    assert!(p.needs_model(&p.caller(&claims(json!({"scope": "litellm_proxy_admin"}))), true, true), "an admin's header team may have a model list");
+    assert!(!p.needs_model(&p.caller(&claims(json!({"sub": "x"}))), false, false));
 }
 
 #[test]

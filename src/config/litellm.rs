@@ -38,12 +38,14 @@ pub(super) const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
     "end_user_id_jwt_field", "public_key_ttl", "enforce_rbac", "roles_jwt_field", "role_mappings",
     "object_id_jwt_field", "scope_mappings", "enforce_scope_based_access", "custom_validate",
     "upsert_sso_user_to_team", "public_allowed_routes", "public_key_stale_ttl", "team_ids_jwt_field", "team_id_upsert",
-    "user_id_upsert", "enforce_team_based_model_access", "issuers",
+    "user_id_upsert", "enforce_team_based_model_access", "issuers", "team_claim_fallback",
+    "fallback_to_db_teams",
 ];
 
 /// `litellm_jwtauth` fields that only mean something with team/user records.
 pub(super) const RECORD_FIELDS: &[&str] =
-    &["team_ids_jwt_field", "team_id_upsert", "user_id_upsert", "enforce_team_based_model_access"];
+    &["team_ids_jwt_field", "team_id_upsert", "user_id_upsert", "enforce_team_based_model_access",
+      "team_claim_fallback", "fallback_to_db_teams"];
 
 /// `general_settings` keys understood here.
 pub(super) const GENERAL_SETTINGS_FIELDS: &[&str] =
@@ -199,6 +201,8 @@ fn policy(gs: &Map<String, Value>, jwt: &Map<String, Value>) -> Result<Policy, S
         team_id_upsert: flag(jwt, "team_id_upsert", &format!("{JWTAUTH}.team_id_upsert"))?,
         user_id_upsert: flag(jwt, "user_id_upsert", &format!("{JWTAUTH}.user_id_upsert"))?,
         enforce_team_based_model_access: flag(jwt, "enforce_team_based_model_access", &format!("{JWTAUTH}.enforce_team_based_model_access"))?,
+        team_claim_fallback: flag(jwt, "team_claim_fallback", &format!("{JWTAUTH}.team_claim_fallback"))?,
+        fallback_to_db_teams: flag(jwt, "fallback_to_db_teams", &format!("{JWTAUTH}.fallback_to_db_teams"))?,
         team_allowed_routes: route_list(&team_allowed_routes, &format!("{JWTAUTH}.team_allowed_routes"))?,
         access_groups: BTreeMap::new(),
     })

@@ -4,7 +4,7 @@
 
 use crate::authn::dpop::Scheme;
 use crate::authn::extract::{dpop_token, is_jwt_shaped, without_cookie, without_param, Found};
-use crate::authz::identity::{IDENTITY_HEADER_PREFIX, REASON_HEADER};
+use crate::authz::identity::{IDENTITY_HEADER_PREFIX, REASON_HEADER, TEAM_SELECTION_HEADER};
 use crate::authz::route_rules::{self, RuleAction, Target};
 use crate::config::{ApiKeys, FilterConfig};
 use crate::error::AuthError;
@@ -25,6 +25,9 @@ pub struct Headers {
     /// Identity headers the client sent (`x-litellm-*`, the denial reason): only this filter
     /// sets them, so they are removed before anything else.
     pub spoofed: Vec<String>,
+    /// `x-litellm-team-id`: removed like the other identity headers, but read first — it is
+    /// how a caller picks one of its teams (LiteLLM's team selection).
+    pub team_header: Option<String>,
 }
 
 impl Headers {
@@ -32,6 +35,9 @@ impl Headers {
         let mut h = Headers::default();
         for (name, value) in all {
             if name.starts_with(IDENTITY_HEADER_PREFIX) || name == REASON_HEADER {
+                if name == TEAM_SELECTION_HEADER {
+                    h.team_header = Some(value);
+                }
                 h.spoofed.push(name);
             } else if config.token_locations.wants_header(&name) {
                 h.credentials.push((name, value));

@@ -68,6 +68,8 @@ pub struct Flow {
     pub group: RouteGroupLabel,
     /// How the token was presented, when DPoP is configured: checked once, after it verifies.
     pub binding: Option<Presentation>,
+    /// The team the caller asked to act for (`x-litellm-team-id`).
+    pub team_header: Option<String>,
 }
 
 impl Flow {
@@ -85,6 +87,7 @@ impl Flow {
             log_ctx: None,
             group: RouteGroupLabel::Other,
             binding: None,
+            team_header: None,
         }
     }
 

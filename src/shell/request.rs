@@ -69,6 +69,7 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
         flow.rule = rule;
         flow.log_ctx = log_ctx.clone();
         flow.group = unverified.group;
+        flow.team_header = headers.team_header.clone();
         let labels = w.labels(&flow);
         if config.dpop.is_some() {
             flow.binding = Some(Presentation::new(scheme, headers.dpop_proofs.clone(), &headers.method, headers.url(), token));

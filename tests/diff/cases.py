@@ -94,7 +94,7 @@ class Config:
     cid: str
     general_settings: dict[str, Any]
     records: dict[str, list[dict]]
-    requests: list[dict] = field(default_factory=list)  # {"claims", "route", "method", "model"}
+    requests: list[dict] = field(default_factory=list)  # {"claims", "route", "method", "model"[, "headers"]}
 
     def case(self, i: int) -> dict:
         r = self.requests[i]
@@ -158,6 +158,13 @@ def _records(rng: random.Random, jwt: dict) -> dict[str, list[dict]]:
             user["user_role"] = rng.choice(["internal_user", "internal_user_viewer", "proxy_admin",
                                             "proxy_admin_viewer"])
         users.append(user)
+    # Team memberships (LiteLLM's `teams` column): newest LiteLLM acts for a user's only team,
+    # and `fallback_to_db_teams` chooses among them. A few users were deactivated through SCIM.
+    for user in users:
+        if _p(rng, 0.45):
+            user["teams"] = rng.sample(TEAM_IDS + ["t-missing"], rng.randint(1, 2))
+        if _p(rng, 0.04):
+            user["metadata"] = {"scim_active": False}
     orgs = []
     for oid in ORGS:
         if _p(rng, 0.3):
@@ -253,6 +260,12 @@ def gen_config(rng: random.Random, cid: str) -> Config:
         if _p(rng, 0.15):
             jwt["user_id_upsert"] = True
 
+    if with_records:
+        if _p(rng, 0.2):
+            jwt["team_claim_fallback"] = True
+        if _p(rng, 0.25):
+            jwt["fallback_to_db_teams"] = True
+
     if jwt:
         gs["litellm_jwtauth"] = jwt
     records = _records(rng, jwt) if with_records else {}
@@ -317,7 +330,10 @@ def gen_request(rng: random.Random, cfg: Config, now: int) -> dict:
     model = None
     if takes_model and _p(rng, 0.85):
         model = rng.choice(MODELS)
-    return {"claims": claims, "route": route, "method": method, "model": model}
+    req: dict[str, Any] = {"claims": claims, "route": route, "method": method, "model": model}
+    if _p(rng, 0.2):  # the caller picks a team (LiteLLM's team selection header)
+        req["headers"] = {"x-litellm-team-id": rng.choice(TEAM_IDS + ["t-missing"])}
+    return req
 
 
 def configs(seed: int, n_cases: int, *, per_config: int = 12, now: int | None = None) -> list[Config]:

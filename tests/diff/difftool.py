@@ -153,7 +153,7 @@ class FilterSide:
 
     def send(self, envoy: harness.Envoy, req: dict) -> dict:
         token = self.key.sign(req["claims"])
-        headers = {"authorization": f"Bearer {token}"}
+        headers = {**(req.get("headers") or {}), "authorization": f"Bearer {token}"}
         data = None
         if req["method"] not in ("GET", "HEAD"):
             body: dict[str, Any] = {}

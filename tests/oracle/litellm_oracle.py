@@ -424,12 +424,14 @@ def sign(claims: dict) -> str:
     return jwt.encode(claims, _state["private"], algorithm="RS256", headers={"kid": KID})
 
 
-def _request(route: str, method: str, body: bytes, token: str | None) -> Any:
+def _request(route: str, method: str, body: bytes, token: str | None, extra: dict | None = None) -> Any:
     from starlette.requests import Request
 
     headers = [(b"content-type", b"application/json"), (b"host", b"litellm-oracle")]
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
+    for name, value in (extra or {}).items():
+        headers.append((name.lower().encode(), str(value).encode()))
     path, _, query = route.partition("?")
     scope = {
         "type": "http", "http_version": "1.1", "method": method.upper(), "scheme": "http",
@@ -517,7 +519,7 @@ def decide(case: dict) -> dict:
     if "body" in case:
         body_obj = case["body"]
     body = json.dumps(body_obj).encode() if method.upper() not in ("GET", "HEAD") or body_obj else b""
-    request = _request(route, method, body, token)
+    request = _request(route, method, body, token, case.get("headers"))
 
     from litellm.proxy._types import ProxyException
 

@@ -185,7 +185,7 @@ impl Worker {
             }
         }
         let policy = verified.trust(config).policy;
-        let model = if policy.needs_model(&verified.caller, records_enabled) {
+        let model = if policy.needs_model(&verified.caller, records_enabled, flow.team_header.is_some()) {
             match flow.model(config.max_body_bytes) {
                 Ok(Wanted::Model(model)) => model,
                 Ok(Wanted::Wait) => {
@@ -198,7 +198,7 @@ impl Worker {
         } else {
             flow.path_model.clone()
         };
-        let request = AuthzRequest { route: &flow.route, model: model.as_deref() };
+        let request = AuthzRequest { route: &flow.route, model: model.as_deref(), team_header: flow.team_header.as_deref() };
         let mut view = RecordsView { store: records, shared: host.shared(), now_ms };
         let step = match policy.authorize(&verified.jws.claims, &verified.caller, request, &mut view) {
             Outcome::Allow { identity, upserts } => {
@@ -234,7 +234,7 @@ impl Worker {
     /// Whether deciding this request may need its model (so its complete body is read). A token
     /// still waiting for its keys may: its body is only readable now, in its own callback.
     pub fn may_need_model(&self, flow: &Flow) -> bool {
-        flow.verified().is_none_or(|v| v.trust(&self.config).policy.needs_model(&v.caller, self.records.enabled()))
+        flow.verified().is_none_or(|v| v.trust(&self.config).policy.needs_model(&v.caller, self.records.enabled(), flow.team_header.is_some()))
     }
 
     /// Keep a request whose keys are not here yet, until they arrive or the wait times out.

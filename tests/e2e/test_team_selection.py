@@ -1,0 +1,200 @@
+"""Team selection in a real Envoy (two workers): the `x-litellm-team-id` header, the user's only
+team, `fallback_to_db_teams` and `team_claim_fallback` (newest LiteLLM's `authorize_jwt`;
+docs/configuration.md, "Team selection"), with static records and with LiteLLM's management
+API as the record source (tests/servers/record_source.py): one fetch per record per Envoy under
+a burst, and a failing source is a 503, never a request without its team.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+import jwt_fixtures as jf
+from checks import assert_denied, assert_error, assert_forbidden, assert_records_unavailable
+from test_records import (
+    MASTER_KEY, assert_allowed, ident, litellm_source, post, scenario, team_blocked, team_model_denied, team_path,
+    user_path,
+)
+
+
+def header_not_allowed(value: str, allowed: list[str]) -> str:
+    listed = ", ".join(repr(t) for t in sorted(allowed))
+    return (f"x-litellm-team-id '{value}' does not resolve to a team id or a unique team alias in your JWT's "
+            f"allowed teams. Allowed team ids: [{listed}]")
+
+
+def not_a_membership(value: str) -> str:
+    return (f"x-litellm-team-id '{value}' does not resolve to a team id or a unique team alias among your "
+            "team memberships.")
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def choose(proxy, token: str, team: str | None, model: str | None = None):
+    """A chat completion whose caller asks to act for `team` (no header when None)."""
+    headers = {"content-type": "application/json"}
+    if team is not None:
+        headers["x-litellm-team-id"] = team
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
+    if model is not None:
+        body["model"] = model
+    return proxy.request(token, method="POST", path="/v1/chat/completions", data=json.dumps(body).encode(),
+                         headers=headers, timeout=8.0)
+
+
+@pytest.fixture(scope="module")
+def key(keyring):
+    return keyring.get("team-selection-rs256", "RS256")
+
+
+@pytest.fixture(scope="module")
+def idp(module_idps, key):
+    return module_idps.new([key])
+
+
+@pytest.fixture(scope="module")
+def sign(key):
+    def mint(sub: str | None = "alice", **extra: Any) -> str:
+        return key.sign(jf.claims(sub, **extra))
+
+    return mint
+
+
+# -- static records: the header ---------------------------------------------------------------
+
+STATIC_TEAMS = [
+    {"team_id": "t-gpt", "team_alias": "GPT Team", "models": ["gpt-4o"]},
+    {"team_id": "t-claude", "team_alias": "Claude Team", "models": ["claude-3-5-sonnet"]},
+    {"team_id": "t-other", "models": []},
+    {"team_id": "t-blocked", "blocked": True},
+]
+STATIC_USERS = [
+    {"user_id": "alice"},
+    {"user_id": "solo-blocked", "teams": ["t-blocked"]},
+    {"user_id": "solo-claude", "teams": ["t-claude"]},
+    {"user_id": "gone", "metadata": {"scim_active": False}},
+]
+
+
+@pytest.fixture(scope="module")
+def static(module_envoys, idp):
+    return scenario(module_envoys, idp, "team-selection-static", teams=STATIC_TEAMS, users=STATIC_USERS,
+                    jwtauth={"team_ids_jwt_field": "groups", "user_id_jwt_field": "sub"})
+
+
+def test_the_header_picks_one_of_the_tokens_teams_and_upstream_sees_the_selected_team(static, sign):
+    token = sign("alice", groups=["t-gpt", "t-claude"])
+    # The groups path alone would take t-gpt for gpt-4o; the header says t-claude.
+    assert_allowed(choose(static, token, None, "gpt-4o"), ident("alice", team_id="t-gpt", team_alias="GPT Team"))
+    assert_allowed(choose(static, token, "t-claude", "claude-3-5-sonnet"),
+                   ident("alice", team_id="t-claude", team_alias="Claude Team"))
+    # The chosen team's models apply, whatever another of the caller's teams may use.
+    assert_error(choose(static, token, "t-claude", "gpt-4o"), 401, "team_model_access_denied",
+                 message=team_model_denied(["claude-3-5-sonnet"], "gpt-4o"), param="model", token_accepted=True)
+
+
+def test_a_header_naming_a_team_outside_the_token_is_refused(static, sign):
+    token = sign("alice", groups=["t-gpt", "t-claude"])
+    reply = choose(static, token, "t-other", "gpt-4o")
+    assert_forbidden(reply, header_not_allowed("t-other", ["t-gpt", "t-claude"]))
+
+
+def test_the_users_only_team_applies_when_the_token_names_none(static, sign):
+    # Newest LiteLLM acts for a user's only team: its rules hold (this was admitted before).
+    assert_denied(choose(static, sign("solo-blocked"), None, "gpt-4o"), team_blocked("t-blocked"))
+    assert_allowed(choose(static, sign("solo-claude"), None, "claude-3-5-sonnet"),
+                   ident("solo-claude", team_id="t-claude", team_alias="Claude Team"))
+    assert_error(choose(static, sign("solo-claude"), None, "gpt-4o"), 401, "team_model_access_denied",
+                 message=team_model_denied(["claude-3-5-sonnet"], "gpt-4o"), param="model", token_accepted=True)
+
+
+def test_a_user_deactivated_through_scim_is_refused(static, sign):
+    assert_denied(choose(static, sign("gone"), None, "gpt-4o"),
+                      "User=gone has been deactivated via SCIM. Keys owned by this user cannot be used.")
+
+
+# -- LiteLLM as the source: fallback_to_db_teams ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def litellm_src(module_sources):
+    return module_sources.new(master_key=MASTER_KEY)
+
+
+@pytest.fixture(scope="module")
+def db_teams(module_envoys, idp, litellm_src):
+    return scenario(module_envoys, idp, "team-selection-db", source=litellm_src,
+                    record_source=litellm_source(litellm_src, ttl=60, negative_ttl=10, stale_ttl=0, timeout_ms=1000),
+                    jwtauth={"team_ids_jwt_field": "groups", "user_id_jwt_field": "sub", "fallback_to_db_teams": True,
+                             "enforce_team_based_model_access": True})
+
+
+def test_a_token_without_teams_acts_for_the_users_first_team_that_may_use_the_model(db_teams, litellm_src, sign):
+    user, gpt, claude = uid("u"), uid("t-gpt"), uid("t-claude")
+    litellm_src.put_team(gpt, models=["gpt-4o"])
+    litellm_src.put_team(claude, models=["claude-3-5-sonnet"])
+    litellm_src.put_user(user, teams=[claude, gpt])
+    token = sign(user)
+    assert_allowed(choose(db_teams, token, None, "gpt-4o"), ident(user, team_id=gpt))
+    assert_allowed(choose(db_teams, token, None, "claude-3-5-sonnet"), ident(user, team_id=claude))
+    assert_forbidden(choose(db_teams, token, None, "o1"),
+                     "No team you are a member of has access to the requested model: o1. Check `/models` to see the "
+                     "models available to you.")
+    # The header may name any of the user's teams; one it is not a member of is refused, as is
+    # a team that does not exist, with the same text.
+    assert_allowed(choose(db_teams, sign(user, groups=["t-unrelated"]), claude, None), ident(user, team_id=claude))
+    other = uid("t-elsewhere")
+    litellm_src.put_team(other)
+    assert_forbidden(choose(db_teams, token, other, None), not_a_membership(other))
+    assert_forbidden(choose(db_teams, token, "t-does-not-exist", None), not_a_membership("t-does-not-exist"))
+    assert litellm_src.count(user_path(user)) == 1, litellm_src.counts()
+    assert litellm_src.count(team_path(gpt)) == 1, litellm_src.counts()
+
+
+def test_a_burst_on_two_workers_fetches_each_record_once(db_teams, litellm_src, sign):
+    user, team = uid("u-burst"), uid("t-burst")
+    litellm_src.put_team(team, models=["gpt-4o"])
+    litellm_src.put_user(user, teams=[team])
+    token = sign(user)
+    replies: list = [None] * 24
+    barrier = threading.Barrier(len(replies))
+
+    def fire(i: int) -> None:
+        barrier.wait(timeout=10)
+        replies[i] = choose(db_teams, token, None, "gpt-4o")
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(replies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for reply in replies:
+        assert_allowed(reply, ident(user, team_id=team))
+    assert litellm_src.count(user_path(user)) == 1, litellm_src.counts()
+    assert litellm_src.count(team_path(team)) == 1, litellm_src.counts()
+
+
+def test_a_failing_source_is_a_503_never_a_request_without_its_team(db_teams, litellm_src, sign):
+    user, team = uid("u-outage"), uid("t-outage")
+    litellm_src.put_user(user, teams=[team])
+    litellm_src.put_team(team, models=["gpt-4o"])
+    litellm_src.fail_with(500)
+    try:
+        assert_records_unavailable(choose(db_teams, sign(user), None, "gpt-4o"))
+    finally:
+        litellm_src.heal()
+    # A failed fetch is retried after about a second (docs/store.md); then the team applies.
+    deadline = time.monotonic() + 5
+    reply = choose(db_teams, sign(user), None, "gpt-4o")
+    while reply.status == 503 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        reply = choose(db_teams, sign(user), None, "gpt-4o")
+    assert_allowed(reply, ident(user, team_id=team))
