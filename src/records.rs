@@ -18,6 +18,10 @@ pub enum Kind {
     UserSso,
     /// A user looked up by its email (lower-cased): LiteLLM's next fallback.
     UserEmail,
+    /// The teams whose `team_alias` is the id (`team_alias_jwt_field`, the team header).
+    TeamAlias,
+    /// The organizations whose `organization_alias` is the id (`org_alias_jwt_field`).
+    OrgAlias,
 }
 
 impl Kind {
@@ -29,6 +33,8 @@ impl Kind {
             Kind::EndUser => "end_user",
             Kind::UserSso => "user_sso",
             Kind::UserEmail => "user_email",
+            Kind::TeamAlias => "team_alias",
+            Kind::OrgAlias => "org_alias",
         }
     }
 }
@@ -145,6 +151,27 @@ pub struct EndUser {
     pub spend: f64,
 }
 
+/// The records an alias names (LiteLLM looks teams and organizations up by alias): all of
+/// them, so that an alias two records share is known to be ambiguous, never taken for one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aliased<T> {
+    pub alias: String,
+    pub matches: Vec<T>,
+}
+
+impl<T> Aliased<T> {
+    /// The one record the alias names; `Err(n)` when it names `n != 1`.
+    pub fn unique(&self) -> Result<&T, usize> {
+        match self.matches.as_slice() {
+            [only] => Ok(only),
+            all => Err(all.len()),
+        }
+    }
+}
+
+/// Most teams (organizations) one alias search page returns (`/v2/team/list` `page_size`).
+pub const ALIAS_LIST_PAGE: usize = 100;
+
 /// One record of any kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -155,6 +182,8 @@ pub enum Record {
     EndUser(EndUser),
     UserBySso(UserAlias),
     UserByEmail(UserAlias),
+    TeamByAlias(Aliased<Team>),
+    OrgByAlias(Aliased<Org>),
 }
 
 /// A user row. Its `user_role` must be one of LiteLLM's roles: the role is forwarded and read
@@ -182,15 +211,16 @@ fn known_fields(kind: Kind) -> Vec<String> {
     let blank = match kind {
         Kind::Team => serde_json::to_value(Team::default()),
         Kind::User | Kind::UserSso | Kind::UserEmail => serde_json::to_value(User::default()),
-        Kind::Org => serde_json::to_value(Org::default()),
+        Kind::Org | Kind::OrgAlias => serde_json::to_value(Org::default()),
         Kind::EndUser => serde_json::to_value(EndUser::default()),
+        Kind::TeamAlias => serde_json::to_value(Team::default()),
     };
     let mut names: Vec<String> = match blank {
         Ok(Value::Object(m)) => m.keys().cloned().collect(),
         _ => Vec::new(),
     };
     names.push("litellm_budget_table".into());
-    if kind == Kind::Team {
+    if matches!(kind, Kind::Team | Kind::TeamAlias) {
         names.push("litellm_model_table".into());
     }
     names
@@ -258,6 +288,7 @@ impl Record {
                 e.max_budget = e.max_budget.or(budget);
                 Record::EndUser(e)
             }
+            Kind::TeamAlias | Kind::OrgAlias => return Err("an alias answer is a list of records".into()),
         })
     }
 
@@ -268,7 +299,7 @@ impl Record {
         let inner = match kind {
             Kind::Team => body.get("team_info").ok_or("LiteLLM answer has no team_info")?,
             Kind::User => body.get("user_info").ok_or("LiteLLM answer has no user_info")?,
-            Kind::Org | Kind::EndUser | Kind::UserSso | Kind::UserEmail => body,
+            Kind::Org | Kind::EndUser | Kind::UserSso | Kind::UserEmail | Kind::TeamAlias | Kind::OrgAlias => body,
         };
         if !inner.is_object() {
             return Err("record is not a JSON object".into());
@@ -293,6 +324,9 @@ impl Record {
         if litellm && matches!(key.kind, Kind::UserSso | Kind::UserEmail) {
             return user_from_list(key, &value);
         }
+        if matches!(key.kind, Kind::TeamAlias | Kind::OrgAlias) {
+            return aliased_from_list(key, &value);
+        }
         let record = if litellm { Record::from_litellm(key.kind, &value)? } else { Record::from_plain(key.kind, &value)? };
         if record.id() != key.id {
             let shown: String = record.id().chars().filter(|c| !c.is_control()).take(64).collect();
@@ -309,6 +343,8 @@ impl Record {
             Record::EndUser(_) => Kind::EndUser,
             Record::UserBySso(_) => Kind::UserSso,
             Record::UserByEmail(_) => Kind::UserEmail,
+            Record::TeamByAlias(_) => Kind::TeamAlias,
+            Record::OrgByAlias(_) => Kind::OrgAlias,
         }
     }
 
@@ -324,6 +360,8 @@ impl Record {
             Record::Org(o) => &o.organization_id,
             Record::EndUser(e) => &e.user_id,
             Record::UserBySso(u) | Record::UserByEmail(u) => &u.alias,
+            Record::TeamByAlias(a) => &a.alias,
+            Record::OrgByAlias(a) => &a.alias,
         }
     }
 }
@@ -357,6 +395,47 @@ fn user_from_list(key: &RecordKey, body: &Value) -> Result<Option<Record>, Strin
         return Err(format!("more than {USER_LIST_PAGE} users partly match the {field}; none exactly on the first page"));
     }
     Ok(None)
+}
+
+/// An alias search's answer → the records whose alias is exactly the one asked for (LiteLLM's
+/// `where team_alias = …`; its list endpoints match partially). LiteLLM's `/v2/team/list`
+/// answers `{"teams": [...]}`, `/organization/list` a bare list; a plain source may answer
+/// with either, or with the one record. No exact match is "no such alias" — unless the page
+/// was full, which could hide one or a second: then an error.
+fn aliased_from_list(key: &RecordKey, body: &Value) -> Result<Option<Record>, String> {
+    let (base, field, list_member) = match key.kind {
+        Kind::TeamAlias => (Kind::Team, "team_alias", "teams"),
+        _ => (Kind::Org, "organization_alias", "organizations"),
+    };
+    let rows: Vec<&Value> = match body {
+        Value::Array(rows) => rows.iter().collect(),
+        Value::Object(m) => match m.get(list_member) {
+            Some(Value::Array(rows)) => rows.iter().collect(),
+            Some(_) => return Err(format!("answer's {list_member} is not a list")),
+            None => vec![body],
+        },
+        _ => return Err("alias answer is neither a list nor a record".into()),
+    };
+    let full = rows.len() >= ALIAS_LIST_PAGE;
+    let mut teams = Vec::new();
+    let mut orgs = Vec::new();
+    for row in rows.into_iter().filter(|r| r.get(field).and_then(Value::as_str) == Some(key.id.as_str())) {
+        match Record::from_plain(base, row)? {
+            Record::Team(t) => teams.push(t),
+            Record::Org(o) => orgs.push(o),
+            _ => {}
+        }
+    }
+    if full {
+        // A later page could hold the record, or a second one with the same alias.
+        return Err(format!("{ALIAS_LIST_PAGE} or more records partly match the {field}: the first page cannot tell"));
+    }
+    let alias = key.id.clone();
+    Ok(match (teams.is_empty() && orgs.is_empty(), base) {
+        (true, _) => None,
+        (false, Kind::Team) => Some(Record::TeamByAlias(Aliased { alias, matches: teams })),
+        (false, _) => Some(Record::OrgByAlias(Aliased { alias, matches: orgs })),
+    })
 }
 
 #[cfg(test)]
@@ -453,6 +532,29 @@ mod tests {
         let list = json!({"users": [{"user_id": "a", "sso_user_id": "okta|42"}, {"user_id": "b", "sso_user_id": "Okta|42"}]});
         let Some(Record::UserBySso(found)) = Record::from_answer(true, &sso, list.to_string().as_bytes()).unwrap() else { panic!() };
         assert_eq!(found.user.user_id, "b");
+    }
+
+    #[test]
+    fn alias_answers_keep_only_exact_matches_and_a_full_page_is_an_error() {
+        let key = RecordKey { kind: Kind::TeamAlias, id: "Research".into() };
+        // LiteLLM's /v2/team/list matches partially: only the exact alias counts.
+        let list = json!({"teams": [{"team_id": "a", "team_alias": "Research (old)"}, {"team_id": "b", "team_alias": "Research", "models": ["gpt-4o"]}], "total": 2});
+        let Some(Record::TeamByAlias(found)) = Record::from_answer(true, &key, list.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!(found.unique().map(|t| t.team_id.as_str()), Ok("b"));
+        let twins = json!({"teams": [{"team_id": "a", "team_alias": "Research"}, {"team_id": "b", "team_alias": "Research"}]});
+        let Some(Record::TeamByAlias(found)) = Record::from_answer(true, &key, twins.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!(found.unique().map(|t| t.team_id.clone()), Err(2), "a shared alias names neither");
+        assert_eq!(Record::from_answer(true, &key, br#"{"teams": [{"team_id": "a", "team_alias": "research"}]}"#).unwrap(), None, "case matters, as in the DB");
+        let full: Vec<Value> = (0..ALIAS_LIST_PAGE).map(|i| json!({"team_id": format!("t{i}"), "team_alias": format!("Research {i}")})).collect();
+        assert!(Record::from_answer(true, &key, json!({"teams": full}).to_string().as_bytes()).is_err(), "a full page could hide a match");
+        assert!(Record::from_answer(true, &key, br#"{"teams": "x"}"#).is_err());
+        // Organizations: LiteLLM answers a bare list; a plain source may answer the one record.
+        let org = RecordKey { kind: Kind::OrgAlias, id: "ACME".into() };
+        let Some(Record::OrgByAlias(found)) = Record::from_answer(true, &org, br#"[{"organization_id": "acme", "organization_alias": "ACME"}]"#).unwrap() else { panic!() };
+        assert_eq!(found.unique().map(|o| o.organization_id.as_str()), Ok("acme"));
+        let Some(Record::OrgByAlias(found)) = Record::from_answer(false, &org, br#"{"organization_id": "acme", "organization_alias": "ACME"}"#).unwrap() else { panic!() };
+        assert_eq!(found.alias, "ACME");
+        assert_eq!(Record::from_answer(false, &org, br#"{"organization_id": "x", "organization_alias": "Other"}"#).unwrap(), None);
     }
 
     #[test]

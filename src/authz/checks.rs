@@ -17,7 +17,11 @@ use std::rc::Rc;
 
 /// The records a non-admin decision reads besides the team.
 pub(super) struct Linked {
+    /// The token's organization: by its id, else by `org_alias_jwt_field`.
     pub org: Option<Rc<Record>>,
+    /// What `org_alias_jwt_field` resolved to: the organization's id, or LiteLLM's refusal
+    /// (no organization has the alias, or several do), raised in [`Policy::member_checks`].
+    pub org_alias: Option<Result<String, AuthError>>,
     /// Without an org claim, the selected team's organization is the org (LiteLLM's
     /// organization budget check and its `org_id` read it from the team).
     pub team_org_id: Option<String>,
@@ -166,8 +170,8 @@ impl Policy {
     /// Without an org claim, the team's organization: its id and record (noted when not known
     /// yet, see [`Lookups::pending`]).
     fn team_org_lookup(&self, ids: &Ids, team: Option<&Record>, records: &mut Lookups) -> Result<TeamOrg, AuthError> {
-        let team_org_id = match (&ids.org_id, team) {
-            (None, Some(Record::Team(t))) => t.organization_id.clone(),
+        let team_org_id = match (&ids.org_id, &ids.org_alias, team) {
+            (None, None, Some(Record::Team(t))) => t.organization_id.clone(),
             _ => None,
         };
         let team_org = records.get(Kind::Org, team_org_id.as_deref())?;
@@ -185,14 +189,35 @@ impl Policy {
 
     /// The organization, the team's organization, the user and the end user, all at once.
     pub(super) fn linked(&self, ids: &Ids, team: Option<&Record>, records: &mut Lookups) -> Result<Step<Linked>, AuthError> {
-        let org = records.get(Kind::Org, ids.org_id.as_deref())?;
+        let mut org = records.get(Kind::Org, ids.org_id.as_deref())?;
+        let alias = ids.org_alias.as_deref().filter(|_| ids.org_id.is_none());
+        let by_alias = records.get(Kind::OrgAlias, alias)?;
         let (team_org_id, team_org) = self.team_org_lookup(ids, team, records)?;
         let user = self.user_record(ids, records)?;
         let end_user = records.get(Kind::EndUser, ids.end_user_id.as_deref())?;
         if let Some(keys) = records.pending() {
             return Ok(Step::Need(keys));
         }
-        Ok(Step::Got(Linked { org, team_org_id, team_org, user, end_user }))
+        let mut org_alias = None;
+        if let (Some(alias), true) = (alias, records.enabled) {
+            let found = match by_alias.as_deref() {
+                Some(Record::OrgByAlias(a)) => a.unique(),
+                _ => Err(0),
+            };
+            org_alias = Some(match found {
+                Ok(o) => {
+                    org = Some(Rc::new(Record::Org(o.clone())));
+                    Ok(o.organization_id.clone())
+                }
+                Err(0) => Err(AuthError::Denied(format!(
+                    "Organization with alias '{alias}' doesn't exist in db. Create organization via `/organization/new` call."
+                ))),
+                Err(_) => Err(AuthError::Denied(format!(
+                    "Multiple organizations found with alias '{alias}'. Please use org_id_jwt_field instead or ensure organization aliases are unique."
+                ))),
+            });
+        }
+        Ok(Step::Got(Linked { org, org_alias, team_org_id, team_org, user, end_user }))
     }
 
     /// Between the records and `common_checks`, in LiteLLM's order: the organization exists, the
@@ -205,6 +230,9 @@ impl Policy {
         enabled: bool,
         upserts: &mut Vec<Record>,
     ) -> Result<Option<Rc<User>>, AuthError> {
+        if let Some(Err(e)) = &linked.org_alias {
+            return Err(e.clone());
+        }
         if let (true, Some(id), None) = (enabled, &ids.org_id, &linked.org) {
             return Err(AuthError::Denied(format!(
                 "Organization doesn't exist in db. Organization={id}. Create organization via `/organization/new` call."

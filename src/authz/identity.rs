@@ -31,6 +31,8 @@ pub struct Ids {
     pub user_id: Option<String>,
     pub user_email: Option<String>,
     pub org_id: Option<String>,
+    /// `org_alias_jwt_field`: the organization by its alias, when the token names no org id.
+    pub org_alias: Option<String>,
     pub end_user_id: Option<String>,
     /// The object id of a `team` token: its team.
     pub object_team: Option<String>,

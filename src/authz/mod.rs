@@ -100,7 +100,11 @@ pub struct Policy {
     pub admin_allowed_routes: RouteList,
     pub team_id_jwt_field: Option<ClaimPath>,
     pub team_id_default: Option<String>,
+    /// Newest LiteLLM: the team by its alias, when the token names no team id.
+    pub team_alias_jwt_field: Option<ClaimPath>,
     pub org_id_jwt_field: Option<ClaimPath>,
+    /// Newest LiteLLM: the organization by its alias, when the token names no org id.
+    pub org_alias_jwt_field: Option<ClaimPath>,
     pub user_id_jwt_field: Option<ClaimPath>,
     pub user_email_jwt_field: Option<ClaimPath>,
     /// Newest LiteLLM: a token whose email is in another domain is refused (403).
@@ -320,7 +324,7 @@ impl Policy {
             team_alias: team.and_then(|t| t.team_alias.clone()),
             team_tpm_limit: team.and_then(|t| t.tpm_limit),
             team_rpm_limit: team.and_then(|t| t.rpm_limit),
-            org_id: ids.org_id.or(team_org_id),
+            org_id: ids.org_id.or(linked.org_alias.and_then(Result::ok)).or(team_org_id),
             end_user_id: ids.end_user_id,
         };
         Ok(Outcome::Allow { identity, upserts })
@@ -351,6 +355,7 @@ impl Policy {
             user_id,
             user_email,
             org_id: string(&self.org_id_jwt_field),
+            org_alias: string(&self.org_alias_jwt_field).filter(|a| !a.is_empty()),
             end_user_id: string(&self.end_user_id_jwt_field),
             object_team,
             sub,

@@ -31,6 +31,14 @@ pub(super) struct Selection {
     pub db_fallback: bool,
 }
 
+/// What a team alias names.
+enum AliasMatch {
+    One(Rc<Record>),
+    None,
+    /// Several teams share it: it names none of them.
+    Many,
+}
+
 /// The refusal of a header naming a team outside the token's (LiteLLM's text).
 fn header_team_not_allowed(header: &str, allowed: &BTreeSet<String>) -> AuthError {
     let quoted: Vec<String> = allowed.iter().map(|i| format!("'{i}'")).collect();
@@ -54,9 +62,9 @@ pub(super) fn team_not_found(id: &str) -> AuthError {
     AuthError::Denied(format!("Team doesn't exist in db. Team={id}. Create team via `/team/new` call."))
 }
 
-/// LiteLLM's text when `team_id_jwt_field` is set and the token has no team (newest: it names
-/// the alias field too, always `None` here, and hints at indexing syntax it does not read).
-fn no_team_found(field: &str) -> String {
+/// LiteLLM's text when `team_id_jwt_field` (or `team_alias_jwt_field`) is set and the token has
+/// no team (newest: it names both fields, and hints at indexing syntax it does not read).
+fn no_team_found(field: &str, alias_field: &str) -> String {
     let hint = match field.rsplit_once('.') {
         Some((base, last)) if !last.is_empty() && last.chars().all(|c| c.is_ascii_digit()) => format!(
             " Hint: dot-notation array indexing (e.g. '{field}') is not supported. Use '{base}' instead — LiteLLM \
@@ -78,7 +86,7 @@ fn no_team_found(field: &str) -> String {
             _ => String::new(),
         },
     };
-    format!("No team found in token. Checked team_id field '{field}' and team_alias field 'None'.{hint}")
+    format!("No team found in token. Checked team_id field '{field}' and team_alias field '{alias_field}'.{hint}")
 }
 
 impl Policy {
@@ -92,10 +100,16 @@ impl Policy {
         upserts: &mut Vec<Record>,
     ) -> Result<Step<Selection>, AuthError> {
         let groups = self.group_team_ids(claims);
-        let specific = self.team_id(claims);
+        let alias = self.team_alias_jwt_field.as_ref().and_then(|f| f.string(claims)).filter(|a| !a.is_empty());
+        // `team_id_default` stands in for a missing team id claim, but not for a team alias.
+        let specific = match (&alias, self.has_team_claim(claims)) {
+            (Some(_), false) => None,
+            _ => self.team_id(claims),
+        };
         // Only a token without any team claim (`team_id_default` is not one) falls back to
         // the user's teams; an RBAC `team` token already has its team.
-        let db_fallback = self.fallback_to_db_teams && !self.has_team_claim(claims) && object_team.is_none();
+        let db_fallback =
+            self.fallback_to_db_teams && !self.has_team_claim(claims) && alias.is_none() && object_team.is_none();
         let mut allowed: BTreeSet<String> = groups.iter().cloned().collect();
         if let (Some(id), false) = (&specific, db_fallback) {
             allowed.insert(id.clone());
@@ -115,14 +129,23 @@ impl Policy {
         if db_fallback {
             return Ok(Step::Got(Selection { db_fallback, ..Selection::default() }));
         }
-        if let (None, Some(field)) = (&specific, &self.team_id_jwt_field) {
-            return Err(AuthError::Denied(no_team_found(field.as_str())));
-        }
-        if let Some(id) = specific {
-            // With `team_claim_fallback`, an unknown claimed team leaves the choice to the
-            // groups path and the fallbacks.
-            if let Some(team) = step!(self.single_team(&id, records, upserts)?) {
-                return Ok(Step::Got(Selection { team_id: Some(id), team, ..Selection::default() }));
+        match (&specific, &alias) {
+            (Some(id), _) => {
+                // With `team_claim_fallback`, an unknown claimed team leaves the choice to the
+                // groups path and the fallbacks.
+                if let Some(team) = step!(self.single_team(id, records, upserts)?) {
+                    return Ok(Step::Got(Selection { team_id: Some(id.clone()), team, ..Selection::default() }));
+                }
+            }
+            (None, Some(alias)) => {
+                let team = step!(self.team_by_alias(alias, records)?);
+                return Ok(Step::Got(Selection { team_id: Some(team.id().to_string()), team: Some(team), ..Selection::default() }));
+            }
+            (None, None) => {
+                if self.team_id_jwt_field.is_some() || self.team_alias_jwt_field.is_some() {
+                    let name = |f: &Option<ClaimPath>| f.as_ref().map_or("None".to_string(), |f| f.as_str().to_string());
+                    return Err(AuthError::Denied(no_team_found(&name(&self.team_id_jwt_field), &name(&self.team_alias_jwt_field))));
+                }
             }
         }
         // LiteLLM's groups path runs whenever no team was chosen (so
@@ -130,6 +153,41 @@ impl Policy {
         let ids: Vec<String> = allowed.into_iter().collect();
         let team = step!(self.find_team_with_model_access(&ids, request, records)?);
         Ok(Step::Got(Selection { team_id: team.as_ref().map(|t| t.id().to_string()), team, ..Selection::default() }))
+    }
+
+    /// The one team whose alias the token's `team_alias_jwt_field` names (LiteLLM's
+    /// `get_team_object_by_alias`): none, or several sharing it, is an error.
+    fn team_by_alias(&self, alias: &str, records: &mut Lookups) -> Result<Step<Rc<Record>>, AuthError> {
+        match step!(Self::alias_lookup(alias, records)?) {
+            AliasMatch::One(team) => Ok(Step::Got(team)),
+            AliasMatch::None => Err(AuthError::Denied(format!(
+                "Team with alias '{alias}' doesn't exist in db. Create team via `/team/new` call."
+            ))),
+            AliasMatch::Many => Err(AuthError::Denied(format!(
+                "Multiple teams found with alias '{alias}'. Please use team_id_jwt_field instead or ensure team aliases are unique."
+            ))),
+        }
+    }
+
+    /// What the records say of a team alias.
+    fn alias_lookup(alias: &str, records: &mut Lookups) -> Result<Step<AliasMatch>, AuthError> {
+        if !records.enabled {
+            return Ok(Step::Got(AliasMatch::None));
+        }
+        let key = RecordKey { kind: Kind::TeamAlias, id: alias.to_string() };
+        Ok(Step::Got(match records.lookup(&key) {
+            RecordLookup::Found(r) => match r.as_ref() {
+                Record::TeamByAlias(a) => match a.unique() {
+                    Ok(team) => AliasMatch::One(Rc::new(Record::Team(team.clone()))),
+                    Err(0) => AliasMatch::None,
+                    Err(_) => AliasMatch::Many,
+                },
+                _ => AliasMatch::None,
+            },
+            RecordLookup::NotFound => AliasMatch::None,
+            RecordLookup::Pending => return Ok(Step::Need(vec![key])),
+            RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
+        }))
     }
 
     /// The ids of `team_ids_jwt_field` (newest: a string claim is not a list of teams).
@@ -140,24 +198,24 @@ impl Policy {
         }
     }
 
-    /// Whether the token claims any team itself (LiteLLM's `get_all_jwt_team_ids` is not
-    /// empty: the groups claim or the team id claim, never `team_id_default`). A claim of
-    /// another type counts: it is not "no team" (LiteLLM reads it as a string).
+    /// Whether the token claims any team id itself (LiteLLM's `get_all_jwt_team_ids` is not
+    /// empty: the groups list or the team id claim, never `team_id_default`). A groups claim
+    /// that is not a list names no team (as LiteLLM 1.110 behaves, and as the groups path reads
+    /// it); a team id claim of another type than a string counts (LiteLLM reads it as one).
     fn has_team_claim(&self, claims: &Map<String, Value>) -> bool {
-        let present = |field: &Option<ClaimPath>| match field.as_ref().and_then(|f| f.lookup(claims)) {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) => !s.is_empty(),
-            Some(Value::Array(items)) => items.iter().any(|i| !i.is_null() && i.as_str() != Some("")),
-            Some(_) => true,
-        };
-        present(&self.team_ids_jwt_field) || present(&self.team_id_jwt_field)
+        !self.group_team_ids(claims).is_empty()
+            || match self.team_id_jwt_field.as_ref().and_then(|f| f.lookup(claims)) {
+                None | Some(Value::Null) => false,
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(Value::Array(items)) => items.iter().any(|i| !i.is_null() && i.as_str() != Some("")),
+                Some(_) => true,
+            }
     }
 
     /// The team the `x-litellm-team-id` header names. One of the token's teams is taken (and
     /// loaded like the single team); under `fallback_to_db_teams` another existing team is
     /// taken provisionally, for [`Policy::team_fallbacks`] to check against the user's teams.
-    /// Team aliases in the header are not resolved (docs/compatibility.md): a value that is
-    /// not a team id is refused.
+    /// A value that is no such team id may be a team's alias (unique among teams).
     fn header_team(
         &self,
         header: &str,
@@ -174,20 +232,30 @@ impl Policy {
             return Ok(Step::Got(Selection { team_id: Some(header.to_string()), team, ..Selection::default() }));
         }
         if !db_fallback || !records.enabled {
-            return Err(header_team_not_allowed(header, allowed));
+            // Not one of the token's team ids: perhaps the alias of one (and only one) team.
+            return match step!(Self::alias_lookup(header, records)?) {
+                AliasMatch::One(team) if allowed.contains(team.id()) => {
+                    Ok(Step::Got(Selection { team_id: Some(team.id().to_string()), team: Some(team), ..Selection::default() }))
+                }
+                _ => Err(header_team_not_allowed(header, allowed)),
+            };
         }
         let key = RecordKey { kind: Kind::Team, id: header.to_string() };
-        match records.lookup(&key) {
-            RecordLookup::Found(team) => Ok(Step::Got(Selection {
-                team_id: Some(header.to_string()),
-                team: Some(team),
-                provisional_header: Some(header.to_string()),
-                db_fallback: false,
-            })),
-            RecordLookup::NotFound => Err(header_team_not_a_membership(header)),
-            RecordLookup::Pending => Ok(Step::Need(vec![key])),
-            RecordLookup::Unavailable(why) => Err(AuthError::RecordsUnavailable(why)),
-        }
+        let team = match records.lookup(&key) {
+            RecordLookup::Found(team) => team,
+            RecordLookup::NotFound => match step!(Self::alias_lookup(header, records)?) {
+                AliasMatch::One(team) => team,
+                AliasMatch::None | AliasMatch::Many => return Err(header_team_not_a_membership(header)),
+            },
+            RecordLookup::Pending => return Ok(Step::Need(vec![key])),
+            RecordLookup::Unavailable(why) => return Err(AuthError::RecordsUnavailable(why)),
+        };
+        Ok(Step::Got(Selection {
+            team_id: Some(team.id().to_string()),
+            team: Some(team),
+            provisional_header: Some(header.to_string()),
+            db_fallback: false,
+        }))
     }
 
     /// The team record of `id`: found, a default one upserted (`upsert`), or none. Without

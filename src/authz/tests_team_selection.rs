@@ -254,3 +254,81 @@ fn a_team_an_admin_acts_for_keeps_its_rules() {
     assert!(message.starts_with("Authentication Error, Team=t-blocked is blocked."), "{message}");
     assert!(matches!(with_header(&p, &mut table, admin, CHAT, Some("gpt-4o"), None), Outcome::Allow { .. }));
 }
+
+fn aliased_team(alias: &str, teams: &[Team]) -> Record {
+    Record::TeamByAlias(crate::records::Aliased { alias: alias.into(), matches: teams.to_vec() })
+}
+
+#[test]
+fn team_alias_jwt_field_finds_the_one_team_with_that_alias() {
+    let p = jwt(json!({"team_alias_jwt_field": "team_name", "user_id_jwt_field": "sub"}));
+    let research = Team { team_alias: Some("Research".into()), ..team("t-r", &["gpt-4o"]) };
+    let twin = Team { team_alias: Some("Shared".into()), ..team("t-s1", &[]) };
+    let twin2 = Team { team_alias: Some("Shared".into()), ..team("t-s2", &[]) };
+    let mut table = Table::new(vec![
+        Record::Team(research.clone()), aliased_team("Research", &[research]), aliased_team("Shared", &[twin, twin2]), user("alice", &[]),
+    ]);
+    assert_eq!(allowed_team(with(&p, &mut table, json!({"sub": "alice", "team_name": "Research"}), CHAT, Some("gpt-4o"))).as_deref(), Some("t-r"));
+    let (status, _) = refused(with(&p, &mut table, json!({"sub": "alice", "team_name": "Research"}), CHAT, Some("o1")));
+    assert_eq!(status, 401, "the aliased team's models apply");
+    let (_, message) = refused(with(&p, &mut table, json!({"sub": "alice", "team_name": "Nobody"}), CHAT, None));
+    assert_eq!(message, "Authentication Error, Team with alias 'Nobody' doesn't exist in db. Create team via `/team/new` call.");
+    let (_, message) = refused(with(&p, &mut table, json!({"sub": "alice", "team_name": "Shared"}), CHAT, None));
+    assert!(message.contains("Multiple teams found with alias 'Shared'"), "{message}");
+    let (_, message) = refused(with(&p, &mut table, json!({"sub": "alice"}), CHAT, None));
+    assert_eq!(message, "Authentication Error, No team found in token. Checked team_id field 'None' and team_alias field 'team_name'.");
+}
+
+#[test]
+fn a_team_alias_claim_wins_over_team_id_default_but_not_over_a_team_id_claim() {
+    let p = jwt(json!({"team_alias_jwt_field": "team_name", "team_id_jwt_field": "team", "team_id_default": "t1", "user_id_jwt_field": "sub"}));
+    let research = Team { team_alias: Some("Research".into()), ..team("t-r", &[]) };
+    let mut table = teams_table();
+    table.records.extend([Record::Team(research.clone()), aliased_team("Research", &[research])]);
+    assert_eq!(allowed_team(with(&p, &mut table, json!({"sub": "alice", "team_name": "Research"}), CHAT, None)).as_deref(), Some("t-r"));
+    assert_eq!(allowed_team(with(&p, &mut table, json!({"sub": "alice", "team_name": "Research", "team": "t2"}), CHAT, None)).as_deref(), Some("t2"));
+    assert_eq!(allowed_team(with(&p, &mut table, json!({"sub": "alice"}), CHAT, None)).as_deref(), Some("t1"));
+}
+
+#[test]
+fn the_header_may_name_a_team_by_its_alias() {
+    let p = groups_policy(json!({}));
+    let gpt = Team { team_alias: Some("GPT".into()), ..team("t1", &["gpt-4o"]) };
+    let other = Team { team_alias: Some("Other".into()), ..team("t3", &[]) };
+    let mut table = teams_table();
+    table.records.extend([aliased_team("GPT", &[gpt]), aliased_team("Other", &[other])]);
+    let c = json!({"sub": "alice", "groups": ["t1", "t2"]});
+    assert_eq!(allowed_team(with_header(&p, &mut table, c.clone(), CHAT, None, Some("GPT"))).as_deref(), Some("t1"));
+    // The alias of a team outside the token's is refused like any other value.
+    let (status, message) = refused(with_header(&p, &mut table, c, CHAT, None, Some("Other")));
+    assert_eq!(status, 403);
+    assert!(message.starts_with("x-litellm-team-id 'Other' does not resolve"), "{message}");
+}
+
+#[test]
+fn org_alias_jwt_field_finds_the_one_organization_with_that_alias() {
+    let p = jwt(json!({"org_alias_jwt_field": "org_name", "user_id_jwt_field": "sub"}));
+    let acme = Org { organization_id: "acme".into(), organization_alias: Some("ACME".into()), max_budget: Some(5.0), spend: 1.0, ..Org::default() };
+    let broke = Org { organization_id: "broke".into(), organization_alias: Some("Broke".into()), max_budget: Some(5.0), spend: 5.0, ..Org::default() };
+    let alias = |a: &str, orgs: &[Org]| Record::OrgByAlias(crate::records::Aliased { alias: a.into(), matches: orgs.to_vec() });
+    let mut table = Table::new(vec![user("alice", &[]), alias("ACME", std::slice::from_ref(&acme)), alias("Broke", &[broke]), alias("Twin", &[acme.clone(), acme])]);
+    match with(&p, &mut table, json!({"sub": "alice", "org_name": "ACME"}), CHAT, Some("gpt-4o")) {
+        Outcome::Allow { identity, .. } => assert_eq!(identity.org_id.as_deref(), Some("acme")),
+        other => panic!("{other:?}"),
+    }
+    let (status, message) = refused(with(&p, &mut table, json!({"sub": "alice", "org_name": "Broke"}), CHAT, Some("gpt-4o")));
+    assert_eq!(status, 400, "the aliased organization's budget holds: {message}");
+    let (_, message) = refused(with(&p, &mut table, json!({"sub": "alice", "org_name": "Nobody"}), CHAT, None));
+    assert!(message.contains("Organization with alias 'Nobody' doesn't exist in db."), "{message}");
+    let (_, message) = refused(with(&p, &mut table, json!({"sub": "alice", "org_name": "Twin"}), CHAT, None));
+    assert!(message.contains("Multiple organizations found with alias 'Twin'"), "{message}");
+}
+
+#[test]
+fn a_groups_claim_that_is_not_a_list_is_no_team_claim_for_the_db_fallback() {
+    // LiteLLM 1.110 (differential run): `"groups": "t1"` leaves the token claimless.
+    let p = groups_policy(json!({"fallback_to_db_teams": true}));
+    let mut table = teams_table();
+    table.records.push(user("bob", &["t-gone", "t2"]));
+    assert_eq!(allowed_team(with(&p, &mut table, json!({"sub": "bob", "groups": "t1"}), "/v1/models", None)).as_deref(), Some("t2"));
+}

@@ -39,13 +39,13 @@ pub(super) const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
     "object_id_jwt_field", "scope_mappings", "enforce_scope_based_access", "custom_validate",
     "upsert_sso_user_to_team", "public_allowed_routes", "public_key_stale_ttl", "team_ids_jwt_field", "team_id_upsert",
     "user_id_upsert", "enforce_team_based_model_access", "issuers", "team_claim_fallback",
-    "fallback_to_db_teams",
+    "fallback_to_db_teams", "team_alias_jwt_field", "org_alias_jwt_field",
 ];
 
 /// `litellm_jwtauth` fields that only mean something with team/user records.
 pub(super) const RECORD_FIELDS: &[&str] =
     &["team_ids_jwt_field", "team_id_upsert", "user_id_upsert", "enforce_team_based_model_access",
-      "team_claim_fallback", "fallback_to_db_teams"];
+      "team_claim_fallback", "fallback_to_db_teams", "team_alias_jwt_field", "org_alias_jwt_field"];
 
 /// `general_settings` keys understood here.
 pub(super) const GENERAL_SETTINGS_FIELDS: &[&str] =
@@ -179,6 +179,8 @@ fn policy(gs: &Map<String, Value>, jwt: &Map<String, Value>) -> Result<Policy, S
         admin_jwt_scope: opt_string(jwt, "admin_jwt_scope")?.unwrap_or_else(|| DEFAULT_ADMIN_JWT_SCOPE.to_string()),
         admin_allowed_routes: route_list(&admin_allowed_routes, &format!("{JWTAUTH}.admin_allowed_routes"))?,
         team_id_jwt_field: opt_path(jwt, "team_id_jwt_field")?,
+        team_alias_jwt_field: opt_path(jwt, "team_alias_jwt_field")?,
+        org_alias_jwt_field: opt_path(jwt, "org_alias_jwt_field")?,
         team_id_default: opt_string(jwt, "team_id_default")?,
         org_id_jwt_field: opt_path(jwt, "org_id_jwt_field")?,
         user_id_jwt_field: opt_path(jwt, "user_id_jwt_field")?,

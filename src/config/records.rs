@@ -4,7 +4,7 @@
 use super::fields::{err, seconds_ms};
 use super::raw::{RawConfig, RawSource, SourceKind};
 use super::url::locate;
-use crate::records::{Kind, Record, UserAlias, USER_LIST_PAGE};
+use crate::records::{Aliased, Kind, Record, UserAlias, ALIAS_LIST_PAGE, USER_LIST_PAGE};
 use crate::store::records::Lifetimes;
 use std::collections::BTreeMap;
 
@@ -26,13 +26,17 @@ pub struct RecordSource {
 /// The kinds a source serves, by their `paths` name. When no user has the token's user id,
 /// LiteLLM looks for the user whose `sso_user_id` is that id (`user_sso`), then for the user
 /// with the token's email (`user_email`; `{id}` is the lower-cased email).
-const KINDS: [(&str, Kind); 6] = [
+/// Teams and organizations are also looked up by alias (`team_alias`, `org_alias`; `{id}` is
+/// the alias).
+const KINDS: [(&str, Kind); 8] = [
     ("team", Kind::Team),
     ("user", Kind::User),
     ("org", Kind::Org),
     ("end_user", Kind::EndUser),
     ("user_sso", Kind::UserSso),
     ("user_email", Kind::UserEmail),
+    ("team_alias", Kind::TeamAlias),
+    ("org_alias", Kind::OrgAlias),
 ];
 
 pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>) -> Result<(RecordSource, Lifetimes), String> {
@@ -49,6 +53,8 @@ pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>
                 Kind::EndUser => "/customer/info?end_user_id={id}".to_string(),
                 Kind::UserSso => format!("/user/list?sso_user_ids={{id}}&page_size={USER_LIST_PAGE}"),
                 Kind::UserEmail => format!("/user/list?user_email={{id}}&page_size={USER_LIST_PAGE}"),
+                Kind::TeamAlias => format!("/v2/team/list?team_alias={{id}}&page_size={ALIAS_LIST_PAGE}"),
+                Kind::OrgAlias => "/organization/list?org_alias={id}".to_string(),
             },
             (SourceKind::Http, None) => continue,
         };
@@ -58,7 +64,7 @@ pub(super) fn compile_source(src: RawSource, clusters: &BTreeMap<String, String>
         paths.insert(kind, path);
     }
     if let Some(unknown) = src.paths.keys().find(|k| !KINDS.iter().any(|(name, _)| name == k)) {
-        return Err(err(&format!("record_source.paths.{unknown}"), "unknown kind (team, user, org, end_user, user_sso, user_email)"));
+        return Err(err(&format!("record_source.paths.{unknown}"), "unknown kind (team, user, org, end_user, user_sso, user_email, team_alias, org_alias)"));
     }
     if src.kind == SourceKind::Http && paths.is_empty() {
         return Err(err("record_source.paths", "an http source needs at least one path template"));
@@ -136,6 +142,26 @@ pub(super) fn statics(raw: &RawConfig) -> Result<Vec<Record>, String> {
             statics.push(record);
         }
     }
+    // Teams and organizations by alias: every record with it, so a shared alias is ambiguous.
+    let mut teams: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    let mut orgs: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for r in &statics {
+        match r {
+            Record::Team(t) => {
+                if let Some(a) = t.team_alias.clone().filter(|a| !a.is_empty()) {
+                    teams.entry(a).or_default().push(t.clone());
+                }
+            }
+            Record::Org(o) => {
+                if let Some(a) = o.organization_alias.clone().filter(|a| !a.is_empty()) {
+                    orgs.entry(a).or_default().push(o.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    statics.extend(teams.into_iter().map(|(alias, matches)| Record::TeamByAlias(Aliased { alias, matches })));
+    statics.extend(orgs.into_iter().map(|(alias, matches)| Record::OrgByAlias(Aliased { alias, matches })));
     Ok(statics)
 }
 
@@ -145,6 +171,21 @@ mod tests {
     use crate::records::Kind;
     use crate::store::records::Lifetimes;
     use serde_json::json;
+
+    #[test]
+    fn static_teams_and_organizations_are_found_by_alias_and_a_shared_alias_is_ambiguous() {
+        let cfg = serde_json::json!({"public_key_url": "http://idp/jwks",
+            "teams": [{"team_id": "a", "team_alias": "Shared"}, {"team_id": "b", "team_alias": "Shared"}, {"team_id": "c", "team_alias": "Solo"}],
+            "organizations": [{"organization_id": "acme", "organization_alias": "ACME"}]});
+        let c = crate::config::compile(cfg.to_string().as_bytes(), &|_| None).unwrap();
+        let find = |kind: Kind, id: &str| c.statics.iter().find(|r| r.key() == crate::records::RecordKey { kind, id: id.into() }).cloned();
+        use crate::records::Record;
+        let Some(Record::TeamByAlias(shared)) = find(Kind::TeamAlias, "Shared") else { panic!() };
+        assert_eq!(shared.matches.len(), 2);
+        let Some(Record::TeamByAlias(solo)) = find(Kind::TeamAlias, "Solo") else { panic!() };
+        assert_eq!(solo.unique().map(|t| t.team_id.as_str()), Ok("c"));
+        assert!(matches!(find(Kind::OrgAlias, "ACME"), Some(Record::OrgByAlias(_))));
+    }
 
     #[test]
     fn record_sources_compile_with_litellm_defaults() {
@@ -231,7 +272,7 @@ mod tests {
         assert!(c.record_source.unwrap().paths.contains_key(&Kind::UserEmail));
         let e = compile_json(json!({"public_key_url": "http://a/j", "record_source": {"type": "http", "url": "http://l",
             "paths": {"email": "/e/{id}"}}})).unwrap_err();
-        assert!(e.contains("unknown kind (team, user, org, end_user, user_sso, user_email)"), "{e}");
+        assert!(e.contains("unknown kind (team, user, org, end_user, user_sso, user_email, team_alias, org_alias)"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ from typing import Any
 
 MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-4", "o1", "claude-3-5-sonnet", "gemini-1.5-pro", "gpt-4.1"]
 TEAM_IDS = ["t1", "t2", "t3", "t4"]
+TEAM_ALIASES = ["Research", "Sales", "Ops", "Platform", "Research"]  # "Research" is drawn twice as often
 USERS = ["alice", "bob", "carol", "svc-1"]
 EMAILS = ["alice@example.com", "bob@corp.example.com", "carol@other.org", "svc@example.com"]
 ORGS = ["acme", "globex"]
@@ -158,6 +159,11 @@ def _records(rng: random.Random, jwt: dict) -> dict[str, list[dict]]:
             user["user_role"] = rng.choice(["internal_user", "internal_user_viewer", "proxy_admin",
                                             "proxy_admin_viewer"])
         users.append(user)
+    # Team aliases (found by `team_alias_jwt_field` and the team header); now and then two teams
+    # share one, which then names neither.
+    for team in teams:
+        if _p(rng, 0.5):
+            team["team_alias"] = rng.choice(TEAM_ALIASES)
     # Team memberships (LiteLLM's `teams` column): newest LiteLLM acts for a user's only team,
     # and `fallback_to_db_teams` chooses among them. A few users were deactivated through SCIM.
     for user in users:
@@ -265,6 +271,8 @@ def gen_config(rng: random.Random, cid: str) -> Config:
             jwt["team_claim_fallback"] = True
         if _p(rng, 0.25):
             jwt["fallback_to_db_teams"] = True
+        if _p(rng, 0.15):
+            jwt["team_alias_jwt_field"] = "team_name"
 
     if jwt:
         gs["litellm_jwtauth"] = jwt
@@ -331,8 +339,10 @@ def gen_request(rng: random.Random, cfg: Config, now: int) -> dict:
     if takes_model and _p(rng, 0.85):
         model = rng.choice(MODELS)
     req: dict[str, Any] = {"claims": claims, "route": route, "method": method, "model": model}
-    if _p(rng, 0.2):  # the caller picks a team (LiteLLM's team selection header)
-        req["headers"] = {"x-litellm-team-id": rng.choice(TEAM_IDS + ["t-missing"])}
+    if "team_alias_jwt_field" in jwt and _p(rng, 0.6):
+        claims["team_name"] = rng.choice(TEAM_ALIASES + ["Nobody"])
+    if _p(rng, 0.2):  # the caller picks a team (LiteLLM's team selection header), by id or alias
+        req["headers"] = {"x-litellm-team-id": rng.choice(TEAM_IDS + ["t-missing", "Research", "Sales"])}
     return req
 
 

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import uuid
+from urllib.parse import unquote
 from typing import Any
 
 import pytest
@@ -198,3 +199,55 @@ def test_a_failing_source_is_a_503_never_a_request_without_its_team(db_teams, li
         time.sleep(0.25)
         reply = choose(db_teams, sign(user), None, "gpt-4o")
     assert_allowed(reply, ident(user, team_id=team))
+
+
+# -- aliases, from LiteLLM's list endpoints ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def by_alias(module_envoys, idp, litellm_src):
+    return scenario(module_envoys, idp, "team-selection-alias", source=litellm_src,
+                    record_source=litellm_source(litellm_src, ttl=60, negative_ttl=10, stale_ttl=0, timeout_ms=1000),
+                    jwtauth={"team_alias_jwt_field": "team_name", "org_alias_jwt_field": "org_name",
+                             "team_ids_jwt_field": "groups", "user_id_jwt_field": "sub"})
+
+
+def test_teams_and_organizations_are_found_by_alias(by_alias, litellm_src, sign):
+    user, team, org = uid("u-alias"), uid("t-alias"), uid("o-alias")
+    team_alias, org_alias = f"Research {team}", f"ACME {org}"
+    litellm_src.put_user(user)
+    litellm_src.put_team(team, team_alias=team_alias, models=["gpt-4o"])
+    # A team whose alias merely contains the other's: LiteLLM's list matches it, the filter must not.
+    litellm_src.put_team(uid("t-near"), team_alias=f"{team_alias} (old)", models=[])
+    litellm_src.put_org(org, organization_alias=org_alias)
+    token = sign(user, team_name=team_alias, org_name=org_alias)
+    assert_allowed(choose(by_alias, token, None, "gpt-4o"), ident(user, team_id=team, team_alias=team_alias, org_id=org))
+    assert_error(choose(by_alias, token, None, "o1"), 401, "team_model_access_denied",
+                 message=team_model_denied(["gpt-4o"], "o1"), param="model", token_accepted=True)
+    assert_denied(choose(by_alias, sign(user, team_name="No Such Team"), None, None),
+                  "Authentication Error, Team with alias 'No Such Team' doesn't exist in db. Create team via `/team/new` call.")
+    assert_denied(choose(by_alias, sign(user, team_name=team_alias, org_name="Nobody Inc"), None, None),
+                  "Authentication Error, Organization with alias 'Nobody Inc' doesn't exist in db. Create organization "
+                  "via `/organization/new` call.")
+    searches = [r for r in litellm_src.requests if r["path"].startswith("/v2/team/list") and team in unquote(r["path"])]
+    assert len(searches) == 1, searches  # the alias answer is cached like a record
+
+
+def test_an_alias_two_teams_share_names_neither(by_alias, litellm_src, sign):
+    user, shared = uid("u-twin"), uid("Twins")
+    litellm_src.put_user(user)
+    litellm_src.put_team(uid("t-twin"), team_alias=shared)
+    litellm_src.put_team(uid("t-twin"), team_alias=shared)
+    assert_denied(choose(by_alias, sign(user, team_name=shared), None, None),
+                  f"Authentication Error, Multiple teams found with alias '{shared}'. Please use team_id_jwt_field "
+                  "instead or ensure team aliases are unique.")
+
+
+def test_the_header_may_name_one_of_the_tokens_teams_by_alias(by_alias, litellm_src, sign):
+    user, mine, other = uid("u-hdr"), uid("t-mine"), uid("t-other")
+    litellm_src.put_user(user)
+    litellm_src.put_team(mine, team_alias=f"Mine {mine}")
+    litellm_src.put_team(other, team_alias=f"Other {other}")
+    token = sign(user, groups=[mine])
+    assert_allowed(choose(by_alias, token, f"Mine {mine}", None), ident(user, team_id=mine, team_alias=f"Mine {mine}"))
+    assert_forbidden(choose(by_alias, token, f"Other {other}", None), header_not_allowed(f"Other {other}", [mine]))

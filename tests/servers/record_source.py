@@ -56,6 +56,11 @@ _LITELLM_INFO = {  # path → (kind, query parameter)
     "/organization/info": ("org", "organization_id"),
     "/customer/info": ("customer", "end_user_id"),
 }
+# LiteLLM's searches by alias: path → (kind, query parameter, the row's alias column)
+_LITELLM_ALIAS_LISTS = {
+    "/v2/team/list": ("team", "team_alias", "team_alias"),
+    "/organization/list": ("org", "org_alias", "organization_alias"),
+}
 _PLAIN = {"teams": "team", "users": "user", "orgs": "org", "customers": "customer"}
 _STAMP = "2025-01-01T00:00:00Z"
 # What the source can do instead of answering: close the connection having read the request
@@ -294,6 +299,8 @@ class RecordSource(LoopbackServer):
             if not record_id:
                 return 422, {"detail": f"missing {param}"}
             return self._answer_litellm(kind, record_id)
+        if method == "GET" and url.path in _LITELLM_ALIAS_LISTS:
+            return self._answer_alias_list(url.path, query)
         if method == "POST" and url.path in ("/team/new", "/user/new"):
             return self._create("team" if url.path == "/team/new" else "user", body)
         return 404, {"detail": "Not Found"}
@@ -316,6 +323,20 @@ class RecordSource(LoopbackServer):
             what = "Organization" if kind == "org" else "End User"
             return 404, {"detail": {"error": f"{what} not found, passed id={record_id}"}}
         return 200, row
+
+    def _answer_alias_list(self, path: str, query: Mapping[str, str]) -> tuple[int, Any]:
+        """LiteLLM's `/v2/team/list?team_alias=…` (`{"teams": [...], "total": …}`, one page) and
+        `/organization/list?org_alias=…` (a bare list): rows whose alias contains the value,
+        case-insensitively — LiteLLM's lists match partially."""
+        kind, param, field = _LITELLM_ALIAS_LISTS[path]
+        wanted = (query.get(param) or "").lower()
+        page_size = int(query.get("page_size") or 10)
+        with self._lock:
+            rows = [dict(r) for r in self._tables[kind].values() if wanted in (r.get(field) or "").lower()]
+        if kind == "org":
+            return 200, rows
+        return 200, {"teams": rows[:page_size], "total": len(rows), "page": 1, "page_size": page_size,
+                     "total_pages": max(1, -(-len(rows) // page_size))}
 
     def _answer_plain(self, method: str, rest: str, headers: Mapping[str, str]) -> tuple[int, Any]:
         for name, value in self.plain_headers.items():
