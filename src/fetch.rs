@@ -4,6 +4,7 @@
 //! decided here, where native tests reach it.
 
 use crate::config::{JwksSource, RecordSource, SourceKind};
+use crate::authz::sync::UserSync;
 use crate::records::{Record, RecordKey};
 
 /// Answers larger than this are refused: a key set or a record is a few KiB.
@@ -42,6 +43,33 @@ impl Call {
         let template = source.paths.get(&key.kind)?;
         let path = format!("{}{}", source.base_path, template.replace("{id}", &url_encode(&key.id)));
         Some(Call { path, ..Self::to_source(source, "GET", None) })
+    }
+
+    /// Update at LiteLLM what `sync_user_role_and_teams` changed in a user record: its role
+    /// (`/user/update`), the teams it joined (`/team/member_add`, as a `user` member) and left
+    /// (`/team/member_delete`). None unless the source is LiteLLM and writes through.
+    pub fn sync_writes(source: &RecordSource, sync: &UserSync) -> Vec<Call> {
+        if !source.write_through || source.kind != SourceKind::Litellm {
+            return Vec::new();
+        }
+        let user_id = &sync.user.user_id;
+        let mut bodies = Vec::new();
+        if let Some(role) = &sync.role {
+            bodies.push(("/user/update", serde_json::json!({"user_id": user_id, "user_role": role})));
+        }
+        for team in &sync.add {
+            bodies.push(("/team/member_add", serde_json::json!({"team_id": team, "member": {"user_id": user_id, "role": "user"}})));
+        }
+        for team in &sync.remove {
+            bodies.push(("/team/member_delete", serde_json::json!({"team_id": team, "user_id": user_id})));
+        }
+        bodies
+            .into_iter()
+            .map(|(path, body)| Call {
+                path: format!("{}{path}", source.base_path),
+                ..Self::to_source(source, "POST", Some(body.to_string().into_bytes()))
+            })
+            .collect()
     }
 
     /// Create at LiteLLM a record this filter upserted (`team_id_upsert`, `user_id_upsert`

@@ -131,7 +131,7 @@ impl Policy {
             team_rpm_limit: team.and_then(|t| t.rpm_limit),
             ..Identity::default()
         };
-        Ok(Outcome::Allow { identity, upserts: Vec::new() })
+        Ok(Outcome::Allow { identity, upserts: Vec::new(), syncs: Vec::new() })
     }
 
     /// The team an admin's `x-litellm-team-id` header names on an LLM API route, for

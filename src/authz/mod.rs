@@ -19,6 +19,7 @@ pub mod model;
 pub mod model_access;
 pub mod rbac;
 pub mod route_rules;
+pub mod sync;
 pub mod teams;
 
 pub use claim_path::ClaimRequirement;
@@ -56,8 +57,9 @@ impl Records for NoRecords {
 /// The result of an authorization.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Admitted; `upserts` are default records to store for ids LiteLLM would have created.
-    Allow { identity: Identity, upserts: Vec<Record> },
+    /// Admitted; `upserts` are default records to store for ids LiteLLM would have created,
+    /// `syncs` user records `sync_user_role_and_teams` changed.
+    Allow { identity: Identity, upserts: Vec<Record>, syncs: Vec<sync::UserSync> },
     Deny(AuthError),
     /// Decide again once these records are known.
     Need(Vec<RecordKey>),
@@ -135,6 +137,10 @@ pub struct Policy {
     /// Newest LiteLLM: a token without team claims acts for one of its user's teams (and the
     /// `x-litellm-team-id` header may name any of them).
     pub fallback_to_db_teams: bool,
+    /// Newest LiteLLM: the token's roles and teams are written to its user record.
+    pub sync_user_role_and_teams: bool,
+    /// `jwt_litellm_role_map`: IdP role glob → LiteLLM user role (first match), for the sync.
+    pub jwt_litellm_role_map: Vec<(String, String)>,
     pub team_allowed_routes: RouteList,
     pub access_groups: AccessGroups,
 }
@@ -258,11 +264,11 @@ impl Policy {
     /// Decide a verified token's request.
     pub fn authorize(&self, claims: &Map<String, Value>, caller: &Caller, request: Request, records: &mut dyn Records) -> Outcome {
         match self.decide(claims, caller, request, &mut Lookups::new(records)) {
-            Ok(Outcome::Allow { identity, upserts }) => match identity.unsafe_field() {
+            Ok(Outcome::Allow { identity, upserts, syncs }) => match identity.unsafe_field() {
                 Some(field) => Outcome::Deny(AuthError::Malformed(format!(
                     "the value for {field} contains control characters"
                 ))),
-                None => Outcome::Allow { identity, upserts },
+                None => Outcome::Allow { identity, upserts, syncs },
             },
             Ok(outcome) => outcome,
             Err(e) => Outcome::Deny(e),
@@ -284,6 +290,7 @@ impl Policy {
         let chosen_before_user = selection.team_id.clone();
         let linked = step!(self.linked(&ids, selection.team.as_deref(), records)?);
         let user = self.member_checks(&ids, &linked, records.enabled, &mut upserts)?;
+        let (user, sync) = self.sync_user(claims, user);
         let object_team_missing = records.enabled && ids.object_team.is_some() && selection.team.is_none();
         let (team_id, team) = step!(self.team_fallbacks(selection, user.as_deref(), request, records, &mut upserts)?);
         // A team the user's memberships gave: its organization was not looked up with the rest.
@@ -327,7 +334,7 @@ impl Policy {
             org_id: ids.org_id.or(linked.org_alias.and_then(Result::ok)).or(team_org_id),
             end_user_id: ids.end_user_id,
         };
-        Ok(Outcome::Allow { identity, upserts })
+        Ok(Outcome::Allow { identity, upserts, syncs: sync.into_iter().collect() })
     }
 
     /// The ids the claims name (LiteLLM's `get_user_info`, org, end user, and the object id,

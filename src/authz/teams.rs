@@ -190,8 +190,25 @@ impl Policy {
         }))
     }
 
+    /// LiteLLM's `get_all_jwt_team_ids`: the groups list, then the team id claim (a string, or
+    /// the strings of a list), without repeats; never `team_id_default`.
+    pub(super) fn jwt_team_ids(&self, claims: &Map<String, Value>) -> Vec<String> {
+        let mut ids = self.group_team_ids(claims);
+        let singular = match self.team_id_jwt_field.as_ref().and_then(|f| f.lookup(claims)) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        for id in singular.into_iter().filter(|s| !s.is_empty()) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
     /// The ids of `team_ids_jwt_field` (newest: a string claim is not a list of teams).
-    fn group_team_ids(&self, claims: &Map<String, Value>) -> Vec<String> {
+    pub(super) fn group_team_ids(&self, claims: &Map<String, Value>) -> Vec<String> {
         match self.team_ids_jwt_field.as_ref().and_then(|f| f.lookup(claims)) {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             _ => Vec::new(),

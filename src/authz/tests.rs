@@ -27,7 +27,7 @@ pub(super) fn claims(v: Value) -> Map<String, Value> {
 fn call(p: &Policy, c: Value, route: &str, model: Option<&str>) -> Result<Identity, AuthError> {
     let c = claims(c);
     match p.authorize(&c, &p.caller(&c), Request { route, model, team_header: None }, &mut NoRecords) {
-        Outcome::Allow { identity, upserts } => {
+        Outcome::Allow { identity, upserts, .. } => {
             assert!(upserts.is_empty());
             Ok(identity)
         }
@@ -486,7 +486,7 @@ fn unknown_team_is_upserted_when_configured() {
     let p = jwt(json!({"team_id_jwt_field": "tid", "team_id_upsert": true}));
     let mut table = Table::new(vec![]);
     match with(&p, &mut table, json!({"tid": "fresh"}), CHAT, Some("any")) {
-        Outcome::Allow { identity, upserts } => {
+        Outcome::Allow { identity, upserts, .. } => {
             assert_eq!(identity.team_id.as_deref(), Some("fresh"));
             assert_eq!(upserts, vec![Record::Team(team("fresh", &[]))]);
         }
@@ -621,7 +621,7 @@ fn a_user_is_found_by_email_when_no_user_has_the_id() {
         user_role: Some("internal_user_viewer".into()), ..User::default() };
     let mut table = Table::new(vec![Record::User(svc.clone()), by_email(&svc)]);
     match with(&p, &mut table, json!({"email": "svc@example.COM"}), CHAT, Some("gpt-4o")) {
-        Outcome::Allow { identity, upserts } => {
+        Outcome::Allow { identity, upserts, .. } => {
             assert_eq!(identity.user_id.as_deref(), Some("svc-1"));
             assert_eq!(identity.user_email.as_deref(), Some("Svc@Example.com"), "the record's email, as LiteLLM's");
             assert_eq!(identity.user_role, "internal_user_viewer", "the record's role");
@@ -639,7 +639,7 @@ fn a_user_is_found_by_email_when_no_user_has_the_id() {
                Outcome::Need(vec![RecordKey { kind: Kind::User, id: "svc@example.com".into() }]));
     table.pending.clear();
     match with(&p, &mut table, json!({"email": "new@example.com"}), CHAT, None) {
-        Outcome::Allow { identity, upserts } => {
+        Outcome::Allow { identity, upserts, .. } => {
             assert_eq!(identity.user_id.as_deref(), Some("new@example.com"));
             assert_eq!(upserts.len(), 1, "neither id nor email known: upserted");
         }
@@ -748,7 +748,7 @@ fn the_sso_id_is_tried_before_the_email() {
     let Outcome::Deny(e) = with(&p, &mut table, json!({"sub": "okta|7", "email": "a@x.io"}), CHAT, Some("m")) else { panic!() };
     assert_eq!(e.message(), "ExceededBudget: User=u-sso over budget. Spend=1.0, Budget=1.0", "the SSO match wins, and is never upserted over");
     match with(&p, &mut table, json!({"sub": "okta|8", "email": "A@X.io"}), CHAT, Some("m")) {
-        Outcome::Allow { identity, upserts } => assert_eq!((identity.user_id.as_deref(), upserts.len()), (Some("u-mail"), 0)),
+        Outcome::Allow { identity, upserts, .. } => assert_eq!((identity.user_id.as_deref(), upserts.len()), (Some("u-mail"), 0)),
         other => panic!("{other:?}"),
     }
     table.asked.clear();

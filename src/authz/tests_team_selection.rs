@@ -332,3 +332,63 @@ fn a_groups_claim_that_is_not_a_list_is_no_team_claim_for_the_db_fallback() {
     table.records.push(user("bob", &["t-gone", "t2"]));
     assert_eq!(allowed_team(with(&p, &mut table, json!({"sub": "bob", "groups": "t1"}), "/v1/models", None)).as_deref(), Some("t2"));
 }
+
+fn synced(o: &Outcome) -> Vec<crate::authz::sync::UserSync> {
+    match o {
+        Outcome::Allow { syncs, .. } => syncs.clone(),
+        other => panic!("expected an admission, got {other:?}"),
+    }
+}
+
+#[test]
+fn sync_user_role_and_teams_maps_roles_by_glob_and_mirrors_the_groups_claim() {
+    let p = groups_policy(json!({"sync_user_role_and_teams": true, "roles_jwt_field": "roles",
+        "jwt_litellm_role_map": [{"jwt_role": "llm-view*", "litellm_role": "internal_user_viewer"},
+                                 {"jwt_role": "*", "litellm_role": "internal_user"}]}));
+    let mut table = teams_table();
+    table.records.push(user("bob", &["t3", "t2"]));
+    let o = with(&p, &mut table, json!({"sub": "bob", "groups": ["t1", "t2"], "roles": ["x", "llm-viewer"]}), CHAT, Some("gpt-4o"));
+    let syncs = synced(&o);
+    assert_eq!(syncs.len(), 1);
+    let s = &syncs[0];
+    assert_eq!(s.role.as_deref(), Some("internal_user_viewer"), "the first entry matching any role");
+    assert_eq!((s.add.clone(), s.remove.clone()), (vec!["t1".to_string()], vec!["t3".to_string()]));
+    assert_eq!(s.user.teams, vec!["t2".to_string(), "t1".to_string()]);
+    match o {
+        Outcome::Allow { identity, .. } => assert_eq!(identity.user_role, "internal_user_viewer", "the decision reads the synced role"),
+        other => panic!("{other:?}"),
+    }
+    // In sync already: nothing to send.
+    let mut table = teams_table();
+    let same = User { user_id: "bob".into(), user_role: Some("internal_user".into()), teams: vec!["t1".into()], ..User::default() };
+    table.records.push(Record::User(same));
+    let o = with(&p, &mut table, json!({"sub": "bob", "groups": ["t1"], "roles": ["other"]}), CHAT, Some("gpt-4o"));
+    assert!(synced(&o).is_empty());
+}
+
+#[test]
+fn synced_memberships_feed_the_users_only_team() {
+    // The groups path finds no team (the route is not one teams may use, and no model is
+    // named); the user's only team then decides — after the sync, the team its token names.
+    let c = json!({"sub": "bob", "groups": ["t2"]});
+    let mut table = teams_table();
+    table.records.push(user("bob", &["t1", "t3"]));
+    let without = groups_policy(json!({"team_allowed_routes": ["openai_routes"]}));
+    assert_eq!(allowed_team(with(&without, &mut table, c.clone(), "/team/info", None)), None, "two teams: none");
+    let with_sync = groups_policy(json!({"team_allowed_routes": ["openai_routes"], "sync_user_role_and_teams": true}));
+    assert_eq!(allowed_team(with(&with_sync, &mut table, c, "/team/info", None)).as_deref(), Some("t2"));
+}
+
+#[test]
+fn a_role_map_without_the_sync_or_a_roles_claim_is_refused_at_load() {
+    let cfg = |block: serde_json::Value| {
+        let c = json!({"public_key_url": "http://idp/jwks", "teams": [{"team_id": "t"}], "general_settings": {"litellm_jwtauth": block}});
+        crate::config::compile(c.to_string().as_bytes(), &|_| None).err().unwrap_or_default()
+    };
+    let map = json!([{"jwt_role": "a*", "litellm_role": "internal_user"}]);
+    assert!(cfg(json!({"jwt_litellm_role_map": map, "roles_jwt_field": "roles"})).contains("does nothing without sync_user_role_and_teams"));
+    assert!(cfg(json!({"jwt_litellm_role_map": map, "sync_user_role_and_teams": true})).contains("needs roles_jwt_field"));
+    let bad = json!([{"jwt_role": "a*", "litellm_role": "root"}]);
+    assert!(cfg(json!({"jwt_litellm_role_map": bad, "sync_user_role_and_teams": true, "roles_jwt_field": "roles"})).contains("jwt_litellm_role_map[0].litellm_role"));
+    assert_eq!(cfg(json!({"jwt_litellm_role_map": map, "sync_user_role_and_teams": true, "roles_jwt_field": "roles"})), "");
+}

@@ -7,6 +7,7 @@ use super::fields::{err, field_err, flag, objects, only_keys, opt_path, opt_stri
 use super::rules::{claim_requirements, route_list};
 use super::{DEFAULT_ADMIN_ALLOWED_ROUTES, DEFAULT_ADMIN_JWT_SCOPE, DEFAULT_PUBLIC_KEY_STALE_TTL_S, DEFAULT_PUBLIC_KEY_TTL_S, DEFAULT_TEAM_ALLOWED_ROUTES};
 use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
+use crate::records::USER_ROLES;
 use crate::routes::RouteList;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -39,13 +40,15 @@ pub(super) const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
     "object_id_jwt_field", "scope_mappings", "enforce_scope_based_access", "custom_validate",
     "upsert_sso_user_to_team", "public_allowed_routes", "public_key_stale_ttl", "team_ids_jwt_field", "team_id_upsert",
     "user_id_upsert", "enforce_team_based_model_access", "issuers", "team_claim_fallback",
-    "fallback_to_db_teams", "team_alias_jwt_field", "org_alias_jwt_field",
+    "fallback_to_db_teams", "team_alias_jwt_field", "org_alias_jwt_field", "jwt_litellm_role_map",
+    "sync_user_role_and_teams",
 ];
 
 /// `litellm_jwtauth` fields that only mean something with team/user records.
 pub(super) const RECORD_FIELDS: &[&str] =
     &["team_ids_jwt_field", "team_id_upsert", "user_id_upsert", "enforce_team_based_model_access",
-      "team_claim_fallback", "fallback_to_db_teams", "team_alias_jwt_field", "org_alias_jwt_field"];
+      "team_claim_fallback", "fallback_to_db_teams", "team_alias_jwt_field", "org_alias_jwt_field",
+      "sync_user_role_and_teams"];
 
 /// `general_settings` keys understood here.
 pub(super) const GENERAL_SETTINGS_FIELDS: &[&str] =
@@ -204,10 +207,38 @@ fn policy(gs: &Map<String, Value>, jwt: &Map<String, Value>) -> Result<Policy, S
         user_id_upsert: flag(jwt, "user_id_upsert", &format!("{JWTAUTH}.user_id_upsert"))?,
         enforce_team_based_model_access: flag(jwt, "enforce_team_based_model_access", &format!("{JWTAUTH}.enforce_team_based_model_access"))?,
         team_claim_fallback: flag(jwt, "team_claim_fallback", &format!("{JWTAUTH}.team_claim_fallback"))?,
+        sync_user_role_and_teams: flag(jwt, "sync_user_role_and_teams", &format!("{JWTAUTH}.sync_user_role_and_teams"))?,
+        jwt_litellm_role_map: jwt_litellm_role_map(jwt)?,
         fallback_to_db_teams: flag(jwt, "fallback_to_db_teams", &format!("{JWTAUTH}.fallback_to_db_teams"))?,
         team_allowed_routes: route_list(&team_allowed_routes, &format!("{JWTAUTH}.team_allowed_routes"))?,
         access_groups: BTreeMap::new(),
     })
+}
+
+/// `jwt_litellm_role_map`: IdP role glob → LiteLLM user role, written to the user record when
+/// `sync_user_role_and_teams` (LiteLLM reads it nowhere else, so without it the map is refused:
+/// it would read as if roles were mapped).
+fn jwt_litellm_role_map(jwt: &Map<String, Value>) -> Result<Vec<(String, String)>, String> {
+    let field = format!("{JWTAUTH}.jwt_litellm_role_map");
+    let mut out = Vec::new();
+    for (i, m) in objects(jwt.get("jwt_litellm_role_map"), &field)?.into_iter().enumerate() {
+        let here = format!("{field}[{i}]");
+        only_keys(m, &["jwt_role", "litellm_role"], &here)?;
+        let pattern = m.get("jwt_role").and_then(Value::as_str).ok_or_else(|| err(&here, "needs \"jwt_role\": a string (a glob)"))?;
+        let role = m
+            .get("litellm_role")
+            .and_then(Value::as_str)
+            .filter(|r| USER_ROLES.contains(r))
+            .ok_or_else(|| err(&format!("{here}.litellm_role"), format!("must be one of {}", USER_ROLES.join(", "))))?;
+        out.push((pattern.to_string(), role.to_string()));
+    }
+    if !out.is_empty() && jwt.get("sync_user_role_and_teams") != Some(&Value::Bool(true)) {
+        return Err(err(&field, "does nothing without sync_user_role_and_teams: true (LiteLLM applies it only when syncing)"));
+    }
+    if !out.is_empty() && jwt.get("roles_jwt_field").is_none_or(Value::is_null) {
+        return Err(err(&field, "needs roles_jwt_field: the claim whose roles it maps"));
+    }
+    Ok(out)
 }
 
 /// `role_mappings`: IdP role → RBAC role, first match wins.

@@ -282,7 +282,9 @@ mod tests {
             "enforce_team_based_model_access": false, "public_key_stale_ttl": 3600}}}));
         assert!(ok.is_ok(), "{ok:?}");
         for rule in [json!({"team_ids_jwt_field": "groups"}), json!({"user_id_upsert": true}),
-                     json!({"team_id_upsert": true}), json!({"enforce_team_based_model_access": true})] {
+                     json!({"team_id_upsert": true}), json!({"enforce_team_based_model_access": true}),
+                     json!({"sync_user_role_and_teams": true}), json!({"fallback_to_db_teams": true}),
+                     json!({"team_alias_jwt_field": "team_name"})] {
             let e = compile_json(json!({"public_key_url": "http://a/j",
                 "general_settings": {"litellm_jwtauth": rule.clone()}})).unwrap_err();
             assert!(e.contains("needs team/user records"), "{e}");
@@ -290,10 +292,10 @@ mod tests {
                 "general_settings": {"litellm_jwtauth": rule}}));
             assert!(with_teams.is_ok(), "{with_teams:?}");
         }
-        let e = jwtauth(json!({"sync_user_role_and_teams": true})).unwrap_err();
+        let e = jwtauth(json!({"oidc_userinfo_enabled": true})).unwrap_err();
         assert!(e.contains("does not support yet"), "{e}");
         let with_records = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"team_id": "t"}],
-            "general_settings": {"litellm_jwtauth": {"sync_user_role_and_teams": true}}})).unwrap_err();
+            "general_settings": {"litellm_jwtauth": {"oidc_userinfo_enabled": true}}})).unwrap_err();
         assert!(with_records.contains("does not support yet") && !with_records.contains("records"),
             "with records set, the message does not blame missing records: {with_records}");
     }

@@ -20,6 +20,8 @@ use std::rc::Rc;
 
 pub const RECORD_PREFIX: &str = "llm_jwt_auth/v1/rec/";
 pub const RECORD_FETCH_PREFIX: &str = "llm_jwt_auth/v1/rec-fetch/";
+/// One lease per user and change `sync_user_role_and_teams` sends (see [`RecordStore::claim_sync`]).
+pub const RECORD_SYNC_PREFIX: &str = "llm_jwt_auth/v1/rec-sync/";
 /// Ids longer than this are refused without a lookup (they name no real record).
 pub const MAX_ID_LEN: usize = 256;
 
@@ -197,6 +199,17 @@ impl RecordStore {
         }
     }
 
+    /// Whether this worker is the one to send `change` (a user's synced role and teams) to
+    /// the source: the first of all workers to ask, then again only once the record's `ttl`
+    /// has run out (a refetch that brings the old record back means the change did not land).
+    pub fn claim_sync(&self, store: &dyn SharedData, user_id: &str, change: &str, now_ms: u64) -> bool {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(change.as_bytes());
+        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let lease = Lease::new(format!("{RECORD_SYNC_PREFIX}{}{user_id}/{hex}", self.namespace));
+        lease.try_take(store, now_ms, self.lifetimes.ttl_ms.max(1000))
+    }
+
     /// LiteLLM's upsert: an unknown id is admitted with a default, unrestricted record, stored
     /// as if fetched so other workers see it too.
     pub fn upsert(&mut self, store: &dyn SharedData, key: &RecordKey, record: Record, now_ms: u64) {
@@ -224,6 +237,18 @@ mod tests {
 
     fn key(id: &str) -> RecordKey {
         RecordKey { kind: Kind::Team, id: id.into() }
+    }
+
+    #[test]
+    fn a_sync_is_sent_by_one_worker_once_per_ttl() {
+        let store = MockShared::default();
+        let (a, b) = (RecordStore::new(vec![], true, L), RecordStore::new(vec![], true, L));
+        assert!(a.claim_sync(&store, "u1", "role internal_user_viewer", 0));
+        assert!(!b.claim_sync(&store, "u1", "role internal_user_viewer", 10), "another worker: already sent");
+        assert!(!a.claim_sync(&store, "u1", "role internal_user_viewer", 999));
+        assert!(b.claim_sync(&store, "u1", "role proxy_admin_viewer", 10), "another change is another claim");
+        assert!(b.claim_sync(&store, "u2", "role internal_user_viewer", 10), "and so is another user");
+        assert!(b.claim_sync(&store, "u1", "role internal_user_viewer", 1000), "again once the ttl ran out");
     }
 
     #[test]

@@ -273,6 +273,14 @@ def gen_config(rng: random.Random, cid: str) -> Config:
             jwt["fallback_to_db_teams"] = True
         if _p(rng, 0.15):
             jwt["team_alias_jwt_field"] = "team_name"
+        if _p(rng, 0.2):  # the token's roles and teams written to its user record
+            jwt["sync_user_role_and_teams"] = True
+            if "roles_jwt_field" in jwt and _p(rng, 0.7):
+                jwt["jwt_litellm_role_map"] = rng.choice([
+                    [{"jwt_role": "llm-*", "litellm_role": "internal_user_viewer"}],
+                    [{"jwt_role": "llm-admin", "litellm_role": "proxy_admin"}, {"jwt_role": "*", "litellm_role": "internal_user"}],
+                    [{"jwt_role": "viewer", "litellm_role": "proxy_admin_viewer"}],
+                ])
 
     if jwt:
         gs["litellm_jwtauth"] = jwt

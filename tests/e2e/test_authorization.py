@@ -750,8 +750,9 @@ def full_claims(**overrides: Any) -> dict:
 
 
 def test_identity_headers_from_claim_paths_replace_spoofed_ones(identity, sign):
+    # (x-litellm-team-id is a team selection, not a spoof: test_team_selection.py.)
     reply = identity.request(sign("s-1", **full_claims()), headers={
-        "x-litellm-user-id": "mallory", "x-litellm-team-id": "evil", "x-litellm-org-id": "evil-org",
+        "x-litellm-user-id": "mallory", "x-litellm-org-id": "evil-org",
         "x-litellm-end-user-id": "evil", "X-LiteLLM-User-Email": "m@evil", "x-litellm-user-role": "proxy_admin",
         "x-litellm-extra": "spoofed"})
     assert_allowed(reply, user("u-1", team_id="team-a", org_id="org-9", end_user_id="cust-7",

@@ -374,8 +374,7 @@ def test_an_issuers_required_team_field_is_its_own(only_issuers, keys, idp_a, id
 
 def test_spoofed_identity_headers_are_replaced_per_issuer(only_issuers, keys, idp_b):
     reply = only_issuers.request(sign(keys["b"], idp_b.issuer, "bob", aud="api-b", email="e@x"),
-                                 headers={"x-litellm-user-id": "mallory", "x-litellm-team-id": "evil",
-                                          "x-litellm-user-role": "proxy_admin"})
+                                 headers={"x-litellm-user-id": "mallory", "x-litellm-user-role": "proxy_admin"})
     assert identity(reply) == user("bob")
 
 

@@ -165,6 +165,7 @@ def test_a_burst_on_two_workers_fetches_each_record_once(db_teams, litellm_src, 
     litellm_src.put_team(team, models=["gpt-4o"])
     litellm_src.put_user(user, teams=[team])
     token = sign(user)
+    db_teams.envoy  # started before the burst, not by it
     replies: list = [None] * 24
     barrier = threading.Barrier(len(replies))
 
@@ -251,3 +252,67 @@ def test_the_header_may_name_one_of_the_tokens_teams_by_alias(by_alias, litellm_
     token = sign(user, groups=[mine])
     assert_allowed(choose(by_alias, token, f"Mine {mine}", None), ident(user, team_id=mine, team_alias=f"Mine {mine}"))
     assert_forbidden(choose(by_alias, token, f"Other {other}", None), header_not_allowed(f"Other {other}", [mine]))
+
+
+# -- the header is a selection, never an identity ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_only(module_envoys, idp):
+    return scenario(module_envoys, idp, "team-selection-token-only", jwtauth={"team_id_jwt_field": "team"})
+
+
+def test_a_client_cannot_name_a_team_its_token_does_not_have(token_only, sign):
+    # Without records too: the header must name the token's team, and the upstream sees the
+    # team the filter selected, never the client's value.
+    assert_forbidden(choose(token_only, sign("alice", team="t-mine"), "team-of-mallory", None),
+                     header_not_allowed("team-of-mallory", ["t-mine"]))
+    reply = choose(token_only, sign("alice", team="t-mine"), "t-mine", None)
+    echo = reply.json()["echo"]
+    assert echo["headers"]["x-litellm-team-id"] == "t-mine", echo["headers"]
+
+
+# -- sync_user_role_and_teams, written through to LiteLLM ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def syncing(module_envoys, idp, litellm_src):
+    return scenario(module_envoys, idp, "team-selection-sync", source=litellm_src,
+                    record_source=litellm_source(litellm_src, ttl=60, negative_ttl=10, stale_ttl=0, timeout_ms=1000,
+                                                 write_through=True),
+                    jwtauth={"team_ids_jwt_field": "groups", "user_id_jwt_field": "sub", "roles_jwt_field": "roles",
+                             "sync_user_role_and_teams": True,
+                             "jwt_litellm_role_map": [{"jwt_role": "llm-view*", "litellm_role": "internal_user_viewer"}]})
+
+
+def test_the_tokens_role_and_teams_reach_the_user_record_once(syncing, litellm_src, sign):
+    user, joined, left = uid("u-sync"), uid("t-join"), uid("t-left")
+    litellm_src.put_team(joined)
+    litellm_src.put_team(left)
+    litellm_src.put_user(user, teams=[left], user_role="internal_user")
+    token = sign(user, groups=[joined], roles=["llm-viewer"])
+    syncing.envoy  # started before the burst, not by it
+    replies: list = [None] * 12
+    barrier = threading.Barrier(len(replies))
+
+    def fire(i: int) -> None:
+        barrier.wait(timeout=10)
+        replies[i] = choose(syncing, token, None, None)
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(replies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for reply in replies:
+        echo = assert_allowed(reply, {**ident(user, team_id=joined), "x-litellm-user-role": "internal_user_viewer"})
+        assert echo["headers"]["x-litellm-user-role"] == "internal_user_viewer"
+    writes = {p: litellm_src.wait_for(p, 1, method="POST") for p in ("/user/update", "/team/member_add", "/team/member_delete")}
+    assert all(writes.values()), litellm_src.counts()
+    mine = lambda path: [r for r in litellm_src.requests_for(path, "POST") if user in json.dumps(r["json"])]  # noqa: E731
+    # One Envoy, two workers: each change is sent once, however many requests carried it.
+    assert [r["json"] for r in mine("/user/update")] == [{"user_id": user, "user_role": "internal_user_viewer"}]
+    assert [r["json"] for r in mine("/team/member_add")] == [{"team_id": joined, "member": {"user_id": user, "role": "user"}}]
+    assert [r["json"] for r in mine("/team/member_delete")] == [{"team_id": left, "user_id": user}]
+    row = litellm_src.get("user", user)
+    assert row["user_role"] == "internal_user_viewer" and row["teams"] == [joined], row

@@ -89,7 +89,8 @@ def test_spoofed_litellm_headers_are_replaced_and_stripped(proxy, rs256):
     reply = proxy.request(token, headers={
         "x-litellm-user-id": "mallory",
         "X-LiteLLM-User-Role": "proxy_admin",
-        "x-litellm-team-id": "team-of-mallory",
+        # (x-litellm-team-id is a team selection, refused unless the token has the team:
+        # test_team_selection.py.)
         "x-litellm-anything": "spoofed",
     })
     echo = assert_forwarded(reply, sub="alice", role="internal_user")

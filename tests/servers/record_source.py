@@ -301,6 +301,8 @@ class RecordSource(LoopbackServer):
             return self._answer_litellm(kind, record_id)
         if method == "GET" and url.path in _LITELLM_ALIAS_LISTS:
             return self._answer_alias_list(url.path, query)
+        if method == "POST" and url.path in ("/user/update", "/team/member_add", "/team/member_delete"):
+            return self._sync(url.path, body)
         if method == "POST" and url.path in ("/team/new", "/user/new"):
             return self._create("team" if url.path == "/team/new" else "user", body)
         return 404, {"detail": "Not Found"}
@@ -348,6 +350,33 @@ class RecordSource(LoopbackServer):
             return 404, {"error": "no such endpoint"}
         row = self.get(kind, unquote(record_id))
         return (200, row) if row is not None else (404, {"error": "not found"})
+
+    def _sync(self, path: str, body: Any) -> tuple[int, Any]:
+        """LiteLLM's `/user/update` (role), `/team/member_add` and `/team/member_delete`, as
+        `sync_user_role_and_teams` uses them: the user row's `teams` and the team's members."""
+        if not isinstance(body, dict):
+            return 422, {"detail": "body must be a JSON object"}
+        with self._lock:
+            if path == "/user/update":
+                row = self._tables["user"].get(body.get("user_id"))
+                if row is None:
+                    return 404, {"detail": {"error": "user not found"}}
+                row.update({k: v for k, v in body.items() if k != "user_id"})
+                return 200, dict(row)
+            member = body.get("member") or {}
+            user_id = member.get("user_id") if path == "/team/member_add" else body.get("user_id")
+            team, user = self._tables["team"].get(body.get("team_id")), self._tables["user"].get(user_id)
+            if team is None or user is None:
+                return 404, {"detail": {"error": "team or user not found"}}
+            if path == "/team/member_add":
+                if user_id in user["teams"]:
+                    return 400, {"detail": {"error": f"User={user_id} already in team"}}
+                user["teams"] = [*user["teams"], team["team_id"]]
+                team["members_with_roles"] = [*team["members_with_roles"], {"user_id": user_id, "role": "user"}]
+            else:
+                user["teams"] = [t for t in user["teams"] if t != team["team_id"]]
+                team["members_with_roles"] = [m for m in team["members_with_roles"] if m.get("user_id") != user_id]
+            return 200, {"team_id": team["team_id"], "updated_users": [dict(user)]}
 
     def _create(self, kind: str, body: Any) -> tuple[int, Any]:
         if not isinstance(body, dict):

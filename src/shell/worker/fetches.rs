@@ -8,7 +8,7 @@ use super::{Worker, WAIT_MARGIN_MS};
 use crate::config::JwksSource;
 use crate::error::Outage;
 use crate::fetch::{self, Answer, Call};
-use crate::records::RecordKey;
+use crate::records::{Kind, RecordKey};
 use crate::shell::host::Host;
 use crate::shell::metrics::{count, Metric};
 use crate::store::discovery;
@@ -26,6 +26,8 @@ pub(super) enum Target {
     Discovery(String),
     Record(RecordKey),
     WriteThrough(RecordKey),
+    /// An update `sync_user_role_and_teams` sent for this user (the call's path).
+    SyncWrite(RecordKey, String),
 }
 
 pub(super) struct Fetch {
@@ -74,6 +76,17 @@ impl Worker {
                     self.in_flight.insert(token, Fetch { target: Target::Record(key), started_ms: now_ms });
                 }
                 Err(outage) => self.records.complete(shared, &key, now_ms, Err(outage)),
+            }
+        }
+        for sync in std::mem::take(&mut self.syncs) {
+            let key = RecordKey { kind: Kind::User, id: sync.user.user_id.clone() };
+            for call in Call::sync_writes(source, &sync) {
+                match self.send(host, &call, "record_source.url") {
+                    Ok(token) => {
+                        self.in_flight.insert(token, Fetch { target: Target::SyncWrite(key.clone(), call.path.clone()), started_ms: now_ms });
+                    }
+                    Err(o) => host.log(LogLevel::Warn, &format!("sync of user {} failed: {}", key.id, o.detail)),
+                }
             }
         }
         for record in std::mem::take(&mut self.writes) {
@@ -144,6 +157,13 @@ impl Worker {
             }
             Target::Discovery(url) => self.discovered(host, &url, answer, now_ms),
             Target::Record(key) => self.record_arrived(host, &key, answer, now_ms),
+            Target::SyncWrite(key, path) => {
+                let (level, verb) = match fetch::write_through_accepted(answer) {
+                    true => (LogLevel::Info, "synced"),
+                    false => (LogLevel::Warn, "could not sync"),
+                };
+                host.log(level, &format!("{verb} user {} at LiteLLM ({path}): status {}", key.id, answer.status()));
+            }
             Target::WriteThrough(key) => {
                 let (level, verb) = match fetch::write_through_accepted(answer) {
                     true => (LogLevel::Info, "created"),

@@ -22,6 +22,7 @@ use crate::authn::trust::TrustId;
 use crate::authn::{authenticate, Decision, KeyLookup, KeySets, Verified};
 use crate::authz::identity::Identity;
 use crate::authz::route_rules::RuleAction;
+use crate::authz::sync::UserSync;
 use crate::authz::{Outcome, Records, Request as AuthzRequest};
 use crate::config::{FilterConfig, JwksSource};
 use crate::error::{AuthError, DpopFailure};
@@ -69,6 +70,8 @@ pub struct Worker {
     in_flight: HashMap<u32, Fetch>,
     /// Records this worker upserted, to create at LiteLLM on the root context's next turn.
     writes: Vec<Record>,
+    /// User records `sync_user_role_and_teams` changed, to update at LiteLLM likewise.
+    syncs: Vec<UserSync>,
     /// DPoP proofs seen by this worker while they are fresh (replays are refused).
     proofs_seen: SeenProofs,
     /// Configuration faults already logged as critical (see [`Worker::report_misconfigured`]).
@@ -95,6 +98,7 @@ impl Worker {
             flows: HashMap::new(),
             in_flight: HashMap::new(),
             writes: Vec::new(),
+            syncs: Vec::new(),
             proofs_seen: SeenProofs::new(),
             reported: HashSet::new(),
         }
@@ -173,7 +177,7 @@ impl Worker {
 
     fn authorize(&mut self, host: &dyn Host, flow: &mut Flow, now_ms: u64) -> Step {
         let records_enabled = self.records.enabled();
-        let Worker { config, records, writes, proofs_seen, .. } = self;
+        let Worker { config, records, writes, syncs: sync_writes, proofs_seen, .. } = self;
         let Some(verified) = flow.verified().cloned() else {
             return Step::Wait; // still awaiting keys
         };
@@ -201,7 +205,7 @@ impl Worker {
         let request = AuthzRequest { route: &flow.route, model: model.as_deref(), team_header: flow.team_header.as_deref() };
         let mut view = RecordsView { store: records, shared: host.shared(), now_ms };
         let step = match policy.authorize(&verified.jws.claims, &verified.caller, request, &mut view) {
-            Outcome::Allow { identity, upserts } => {
+            Outcome::Allow { identity, upserts, syncs } => {
                 let rule = flow.rule.and_then(|i| config.rules.get(i)).map(|r| &r.action);
                 let required = match rule {
                     Some(RuleAction::Require(required)) => required.check(&flow.route, &identity, &verified.jws.claims, &verified.caller.scopes),
@@ -215,6 +219,15 @@ impl Worker {
                                 writes.push(record.clone());
                             }
                             view.upsert(record);
+                        }
+                        // The synced user is what the next decisions read, so each change is
+                        // sent once (until a refetch brings back a record without it).
+                        for sync in syncs {
+                            view.upsert(Record::User(sync.user.clone()));
+                            let change = format!("{:?} {:?} {:?}", sync.role, sync.add, sync.remove);
+                            if write_through && view.store.claim_sync(view.shared, &sync.user.user_id, &change, now_ms) {
+                                sync_writes.push(sync);
+                            }
                         }
                         Step::Allow(identity)
                     }
