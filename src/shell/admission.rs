@@ -22,16 +22,22 @@ pub struct Headers {
     pub scheme: String,
     /// `DPoP` proofs (only read when DPoP is configured).
     pub dpop_proofs: Vec<String>,
-    /// Identity headers the client sent (`x-litellm-*`, the denial reason): only this filter
-    /// sets them, so they are removed before anything else.
+    /// Identity headers the client sent (`x-litellm-*`, the denial reason, the routing header
+    /// of `model_routing`): only this filter sets them, so they are removed before anything else.
     pub spoofed: Vec<String>,
+    /// The client sent the routing header: Envoy picked the route with it, so the route must be
+    /// picked again without it.
+    pub spoofed_route: bool,
 }
 
 impl Headers {
     pub fn read(all: Vec<(String, String)>, config: &FilterConfig) -> Headers {
         let mut h = Headers::default();
+        let routing = config.model_routing.as_ref().map(|r| r.header.as_str());
         for (name, value) in all {
-            if name.starts_with(IDENTITY_HEADER_PREFIX) || name == REASON_HEADER {
+            let route_header = routing == Some(name.as_str());
+            if route_header || name.starts_with(IDENTITY_HEADER_PREFIX) || name == REASON_HEADER {
+                h.spoofed_route |= route_header;
                 h.spoofed.push(name);
             } else if config.token_locations.wants_header(&name) {
                 h.credentials.push((name, value));
@@ -140,6 +146,22 @@ mod tests {
         assert_eq!(h.spoofed, vec!["x-litellm-user-id".to_string(), REASON_HEADER.to_string()]);
         assert_eq!(h.route(), "/v1/models");
         assert_eq!(h.credentials, vec![("authorization".to_string(), "Bearer t".to_string())]);
+    }
+
+    #[test]
+    fn a_client_sent_routing_header_is_spoofed_whatever_its_name() {
+        let default = compile_json(json!({"public_key_url": "http://a/j", "model_routing": {"enabled": true}})).unwrap();
+        let h = headers(&default, &[(":path", "/v1/x"), ("x-litellm-model", "claude-x")]);
+        assert_eq!(h.spoofed, ["x-litellm-model"]);
+        assert!(h.spoofed_route);
+        let named = compile_json(json!({"public_key_url": "http://a/j", "model_routing": {"enabled": true, "header": "x-ai-eg-model"}})).unwrap();
+        let h = headers(&named, &[(":path", "/v1/x"), ("x-ai-eg-model", "claude-x"), ("x-litellm-model", "m")]);
+        assert_eq!(h.spoofed, ["x-ai-eg-model", "x-litellm-model"]);
+        assert!(h.spoofed_route);
+        let off = compile_json(json!({"public_key_url": "http://a/j"})).unwrap();
+        let h = headers(&off, &[(":path", "/v1/x"), ("x-ai-eg-model", "claude-x"), ("x-litellm-model", "m")]);
+        assert_eq!(h.spoofed, ["x-litellm-model"], "routing off: x-litellm-* are still the filter's own");
+        assert!(!h.spoofed_route);
     }
 
     #[test]
