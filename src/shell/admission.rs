@@ -22,6 +22,8 @@ pub struct Headers {
     pub scheme: String,
     /// `DPoP` proofs (only read when DPoP is configured).
     pub dpop_proofs: Vec<String>,
+    /// An `Upgrade` header (a WebSocket, e.g. `/v1/realtime`): what follows is no request body.
+    pub upgrade: bool,
     /// Identity headers the client sent (`x-litellm-*`, the denial reason, the routing header
     /// of `model_routing`): only this filter sets them, so they are removed before anything else.
     pub spoofed: Vec<String>,
@@ -48,6 +50,7 @@ impl Headers {
                     ":authority" => h.authority = value,
                     ":scheme" => h.scheme = value,
                     "content-type" => h.content_type = Some(value),
+                    "upgrade" => h.upgrade = true,
                     "dpop" if config.dpop.is_some() => h.dpop_proofs.push(value),
                     _ => {}
                 }
@@ -59,6 +62,12 @@ impl Headers {
     /// The path without query or fragment: what routes and rules match.
     pub fn route(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or_default()
+    }
+
+    /// Whether a body that names the model may follow the headers: not for `GET`, `HEAD`,
+    /// `CONNECT` or an upgrade, whose stream (if any) is not a request body.
+    pub fn may_carry_model(&self) -> bool {
+        !self.upgrade && !matches!(self.method.as_str(), "GET" | "HEAD" | "CONNECT")
     }
 
     /// The request URL without query or fragment, as a DPoP proof's `htu` names it.
@@ -162,6 +171,17 @@ mod tests {
         let h = headers(&off, &[(":path", "/v1/x"), ("x-ai-eg-model", "claude-x"), ("x-litellm-model", "m")]);
         assert_eq!(h.spoofed, ["x-litellm-model"], "routing off: x-litellm-* are still the filter's own");
         assert!(!h.spoofed_route);
+    }
+
+    #[test]
+    fn only_requests_that_may_carry_a_body_are_held_for_its_model() {
+        let cfg = compile_json(json!({"public_key_url": "http://a/j"})).unwrap();
+        assert!(headers(&cfg, &[(":method", "POST")]).may_carry_model());
+        assert!(headers(&cfg, &[(":method", "PUT")]).may_carry_model());
+        for list in [&[(":method", "GET")][..], &[(":method", "HEAD")], &[(":method", "CONNECT")],
+                     &[(":method", "POST"), ("upgrade", "websocket")]] {
+            assert!(!headers(&cfg, list).may_carry_model(), "{list:?}");
+        }
     }
 
     #[test]

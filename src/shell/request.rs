@@ -77,7 +77,9 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
         if config.dpop.is_some() {
             flow.binding = Some(Presentation::new(scheme, headers.dpop_proofs.clone(), &headers.method, headers.url(), token));
         }
-        route_by_model(host, &config, &mut flow); // without a body, the path's model is known now
+        // Without a body (or with a stream that is none, a WebSocket's), the path's model is
+        // known now and routing waits for nothing.
+        route_by_model(host, &config, &mut flow, !headers.may_carry_model());
         if flow.verified().is_none() {
             // The root context's next tick (≤ 100 ms; usually the keys were prefetched) fetches.
             w.await_keys(context_id, flow, now_ms);
@@ -101,7 +103,7 @@ pub fn on_body(host: &dyn Host, worker: &SharedWorker, context_id: u32, size: us
         if end_of_stream && size <= w.config.max_body_bytes && flow.body_model.is_none() && wants_model {
             flow.read_model(&host.request_body(size));
         }
-        route_by_model(host, &w.config, &mut flow);
+        route_by_model(host, &w.config, &mut flow, false);
         if !matches!(flow.phase, Phase::AwaitingBody { .. }) {
             // Waiting for keys or records: hold the body; the root context moves the request on.
             w.flows.insert(context_id, flow);
@@ -153,12 +155,14 @@ pub fn move_on(host: &dyn Host, worker: &SharedWorker, ready: Vec<(u32, Ready)>,
 /// value: no header (any the client sent is already gone), Envoy's routes without a model apply.
 /// Set whatever the decision: a refused request is answered here and never routed, and in
 /// report mode it goes upstream as if allowed.
-fn route_by_model(host: &dyn Host, config: &FilterConfig, flow: &mut Flow) {
+/// `bodiless`: the request's model is the path's whatever follows the headers.
+fn route_by_model(host: &dyn Host, config: &FilterConfig, flow: &mut Flow, bodiless: bool) {
     let Some(routing) = &config.model_routing else { return };
     if flow.routed {
         return;
     }
-    let Some(model) = flow.route_model(config.max_body_bytes) else { return };
+    let model = if bodiless { Some(flow.path_model.as_deref()) } else { flow.route_model(config.max_body_bytes) };
+    let Some(model) = model else { return };
     if let Some(value) = model.and_then(model::routing_value) {
         host.set_request_header(&routing.header, Some(value));
         host.clear_route_cache();

@@ -461,6 +461,18 @@ fn routing_leaves_a_rules_refusal_alone_and_routes_a_request_allowed_later() {
 }
 
 #[test]
+fn routing_holds_no_websocket_and_no_get_for_a_body() {
+    let g = Gateway::ready(routing(json!({})));
+    let t = token("RS256");
+    let upgrade = [("upgrade", "websocket"), ("x-litellm-model", "claude-x")];
+    assert_eq!(g.request_with(1, "GET", "/v1/realtime", Some(&t), false, &upgrade), Action::Continue);
+    assert_eq!((g.header(1, "x-litellm-model"), cleared(&g, 1), g.waiting(1)), (None, 1, None));
+    assert_eq!(g.request(2, "GET", "/openai/deployments/gpt-4o/realtime", Some(&t), false), Action::Continue);
+    assert_eq!(g.header(2, "x-litellm-model").as_deref(), Some("gpt-4o"), "the path's model, at once");
+    assert!(g.host.body_reads.borrow().is_empty());
+}
+
+#[test]
 fn routing_off_changes_nothing() {
     let g = Gateway::ready(json!({}));
     assert_eq!(g.request_with(1, "POST", "/v1/chat/completions", Some(&token("RS256")), false, &[("x-ai-eg-model", "c")]), Action::Continue);
