@@ -50,6 +50,7 @@ CASES = {
     "S2:c": ("rs_cold", "c"), "S2:e": ("rs_cold", "e"),
     "S3:c": ("rs_bad", "c"), "S3:e": ("rs_bad", "e"),
     "S4:a4": ("team_one", "a4"), "S4:b4": ("team_one", "b4"), "S4:f": ("team_one", "f"),
+    "S4:g": ("team_one", "g"), "S4:h": ("team_one", "h"), "S4:i": ("team_one", "i"),
     "S5a:c": ("es_cold", "c"), "S5a:e": ("es_cold", "e"),
     "S5b:c": ("ps_cold", "c"), "S5b:e": ("ps_cold", "e"),
 }

@@ -74,12 +74,17 @@ LISTENERS = {
     "d": Listener("d", "(d) jwt_authn cache 10k", "native jwt_authn + jwt_cache_config {jwt_cache_size: 10000}"),
     "e": Listener("e", "(e) llm-jwt-auth", 'llm-jwt-auth {"public_key_url": ...}'),
     "f": Listener("f", "(f) llm-jwt-auth LiteLLM", "llm-jwt-auth + LiteLLM RBAC config (body model check), then buffer"),
+    "g": Listener("g", "(g) (f) + model_routing", "(f)'s configuration with model_routing on (the model in x-litellm-model), then buffer"),
+    "h": Listener("h", "(h) llm-jwt-auth + buffer", "(e)'s configuration (no rule needs the model: the body is not read), then buffer"),
+    "i": Listener("i", "(i) (h) + model_routing", "(e)'s configuration with model_routing on (the body read for routing only), then buffer"),
     "a4": Listener("a4", "(a4) no auth + buffer", "buffer filter only (S4's no-auth baseline)"),
     "b4": Listener("b4", "(b4) noop wasm + buffer", "do-nothing Wasm filter, then buffer (S4's noop baseline)"),
 }
 
 # Listeners whose router answers a POST: they read the whole body first (see render_bootstrap).
-BUFFERED = {"a4", "b4", "f"}
+BUFFERED = {"a4", "b4", "f", "g", "h", "i"}
+# Routing by model, for the listeners that measure it (bench/instructions.py S4:g/h/i).
+MODEL_ROUTING = {"enabled": True}
 
 LITELLM_SETTINGS = {
     "enforce_rbac": False,
@@ -346,6 +351,12 @@ def render_bootstrap(*, ports: dict[str, int], keys: Iterable[str], jwks_url: st
         "e": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth", wasm, {"public_key_url": jwks_url})],
         "f": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth_litellm", wasm,
                             {"public_key_url": jwks_url, "general_settings": LITELLM_SETTINGS})],
+        "g": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth_routing", wasm,
+                            {"public_key_url": jwks_url, "general_settings": LITELLM_SETTINGS,
+                             "model_routing": MODEL_ROUTING})],
+        "h": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth", wasm, {"public_key_url": jwks_url})],
+        "i": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth_route_only", wasm,
+                            {"public_key_url": jwks_url, "model_routing": MODEL_ROUTING})],
         "a4": lambda: [],
         "b4": lambda: [_wasm("noop", "noop", noop_wasm, None)],
     }

@@ -53,6 +53,7 @@ MATRIX_WASM   ?= $(or $(LLM_JWT_AUTH_WASM),$(CURDIR)/$(WASM))
 #   stats names and values .............. test_metrics.py
 #   LDS hot reload, restarts ............ test_reload.py
 #   docs / Istio configs in Envoy ....... test_docs_examples.py
+#   routing by model, route cache ....... test_model_routing.py
 #   harness self-check (no wasm) ........ test_harness.py
 # Left to MATRIX_SUITE=full: test_record_source_failures.py (~2.5 min; source fault injection
 # beyond test_records.py), test_key_retirement.py (~1 min; retirement race, several fresh Envoys
@@ -62,7 +63,7 @@ MATRIX_CORE := \
 	test_harness.py test_tokens.py test_claims.py test_key_sources.py test_key_cache.py \
 	test_jwks_availability.py test_issuers.py test_authorization.py test_records.py \
 	test_token_locations.py test_route_policy.py test_config.py test_hostile.py \
-	test_fail_closed.py test_metrics.py test_reload.py test_docs_examples.py
+	test_fail_closed.py test_metrics.py test_reload.py test_docs_examples.py test_model_routing.py
 
 # "1.36" / "1.36.x" -> the newest 1.36 patch; anything else is taken as a full version.
 matrix_resolve = $(foreach e,$(1),$(or $(MATRIX_LATEST_$(patsubst %.x,%,$(e))),$(e)))

@@ -171,6 +171,7 @@ fn config_at(level: &str, entries: &Map<String, Value>, remove: &[String]) -> Va
     let require_base = if taken("scopes") { json!({"claims": [{"claim": "tier", "equals": "gold"}]}) } else { json!({"scopes": ["stand-in"]}) };
     match level {
         "top" => merged(obj(json!({"public_key_url": KEY_URL})), entries, remove),
+        "model_routing" => top(obj(json!({"model_routing": merged(obj(json!({"enabled": true})), entries, remove)}))),
         "record_source" => top(obj(json!({"record_source": merged(
             obj(json!({"type": "litellm", "url": "http://litellm:4000", "master_key": "sk-1"})), entries, remove)}))),
         "general_settings" => top(obj(json!({"general_settings": merged(Map::new(), entries, remove)}))),
@@ -276,11 +277,11 @@ fn assert_same_fields(level: &str, real: &BTreeSet<String>, doc: &BTreeSet<Strin
 }
 
 const STRUCT_LEVELS: &[&str] = &[
-    "top", "record_source", "general_settings", "issuer", "rule", "rule_match", "rule_require",
+    "top", "model_routing", "record_source", "general_settings", "issuer", "rule", "rule_match", "rule_require",
     "team", "user", "organization", "end_user",
 ];
 const EXAMPLE_LEVELS: &[&str] = &[
-    "top", "record_source", "general_settings", "litellm_jwtauth", "issuer", "rule", "rule_match", "rule_require", "team", "user", "organization", "end_user",
+    "top", "model_routing", "record_source", "general_settings", "litellm_jwtauth", "issuer", "rule", "rule_match", "rule_require", "team", "user", "organization", "end_user",
 ];
 
 #[test]
@@ -404,6 +405,7 @@ fn same(level: &str, field: &str, a: &FilterConfig, b: &FilterConfig) -> Option<
         ("top", "forward") => a.forward == b.forward,
         ("top", "api_keys") => a.api_keys == b.api_keys,
         ("top", "rules") => a.rules.len() == b.rules.len(),
+        ("top", "model_routing") | ("model_routing", _) => a.model_routing == b.model_routing,
         ("record_source", "ttl") => a.record_lifetimes.ttl_ms == b.record_lifetimes.ttl_ms,
         ("record_source", "negative_ttl") => a.record_lifetimes.negative_ttl_ms == b.record_lifetimes.negative_ttl_ms,
         ("record_source", "stale_ttl") => a.record_lifetimes.stale_ttl_ms == b.record_lifetimes.stale_ttl_ms,

@@ -24,6 +24,13 @@ pub const TEAM_SELECTION_HEADER: &str = "x-litellm-team-id";
 /// client requests like the identity headers.
 pub const REASON_HEADER: &str = "x-llm-jwt-auth-reason";
 
+/// Every header [`Identity::headers`] may set.
+pub const IDENTITY_HEADERS: &[&str] = &[
+    "x-litellm-user-id", "x-litellm-team-id", "x-litellm-team-alias", "x-litellm-team-tpm-limit",
+    "x-litellm-team-rpm-limit", "x-litellm-org-id", "x-litellm-end-user-id", "x-litellm-user-email",
+    "x-litellm-user-role",
+];
+
 /// The ids a token's claims name, before any record is read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ids {
@@ -103,6 +110,18 @@ mod tests {
             let id = Identity { team_id: Some(bad.into()), ..ok.clone() };
             assert_eq!(id.unsafe_field(), Some("x-litellm-team-id"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn identity_headers_lists_every_header_set() {
+        let full = Identity {
+            user_id: Some("u".into()), user_role: ROLE_INTERNAL_USER, admin: false, user_email: Some("e".into()),
+            team_id: Some("t".into()), team_alias: Some("a".into()), team_tpm_limit: Some(1), team_rpm_limit: Some(2),
+            org_id: Some("o".into()), end_user_id: Some("x".into()),
+        };
+        let names: Vec<&str> = full.headers().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), IDENTITY_HEADERS.len());
+        assert!(names.iter().all(|n| IDENTITY_HEADERS.contains(n)), "{names:?}");
     }
 
     #[test]

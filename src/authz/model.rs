@@ -119,6 +119,20 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Longest model name the routing header carries (LiteLLM's longest names, Bedrock ARNs and
+/// `provider/org/model` paths, are well under it).
+pub const MAX_ROUTING_VALUE_BYTES: usize = 1024;
+
+/// The requested model as the routing header (`model_routing`) carries it, or `None` when it
+/// cannot be a header value that routes exactly the model asked for: empty, longer than
+/// [`MAX_ROUTING_VALUE_BYTES`], with control characters (CR, LF, NUL: header injection) or with
+/// whitespace around it (dropped from header values, so it would route another model's name).
+pub fn routing_value(model: &str) -> Option<&str> {
+    let fits = !model.is_empty() && model.len() <= MAX_ROUTING_VALUE_BYTES;
+    let clean = !model.chars().any(char::is_control) && model.trim() == model;
+    (fits && clean).then_some(model)
+}
+
 /// The model named by the path of routes that carry one.
 pub fn from_path(route: &str) -> Option<String> {
     for prefix in ["/openai/deployments/", "/engines/", "/v1/engines/"] {
@@ -178,6 +192,17 @@ mod tests {
         assert!(from_multipart(b"garbage", &b).is_err());
         assert_eq!(multipart_boundary("application/json"), None);
         assert_eq!(multipart_boundary("multipart/form-data; boundary=\"q q\"").as_deref(), Some("q q"));
+    }
+
+    #[test]
+    fn routing_values_are_exactly_the_model_or_nothing() {
+        assert_eq!(routing_value("gpt-4o"), Some("gpt-4o"));
+        assert_eq!(routing_value("bedrock/anthropic.claude-3 é"), Some("bedrock/anthropic.claude-3 é"));
+        for bad in ["", " gpt-4o", "gpt-4o ", "gpt\r\nx-litellm-user-role: proxy_admin", "a\u{0}b", "a\tb"] {
+            assert_eq!(routing_value(bad), None, "{bad:?}");
+        }
+        assert_eq!(routing_value(&"m".repeat(MAX_ROUTING_VALUE_BYTES)).map(str::len), Some(MAX_ROUTING_VALUE_BYTES));
+        assert_eq!(routing_value(&"m".repeat(MAX_ROUTING_VALUE_BYTES + 1)), None);
     }
 
     #[test]

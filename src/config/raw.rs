@@ -96,6 +96,8 @@ pub(super) struct RawConfig {
     pub(super) api_keys: ApiKeys,
     /// DPoP-bound tokens (RFC 9449).
     pub(super) dpop: Option<RawDpop>,
+    /// Name the requested model in a request header for Envoy's routes (off when absent).
+    pub(super) model_routing: Option<RawModelRouting>,
     /// Per-route policy, first match wins.
     #[serde(default)]
     pub(super) rules: Vec<RawRule>,
@@ -148,6 +150,13 @@ pub(super) struct RawDpop {
     pub(super) max_age: Option<u64>,
     pub(super) max_skew: Option<u64>,
     pub(super) public_origin: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModelRouting {
+    pub(super) enabled: bool,
+    pub(super) header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

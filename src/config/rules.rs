@@ -1,7 +1,7 @@
-//! Per-route rules, token locations and route lists as configured.
+//! Per-route rules, token locations, routing by model and route lists as configured.
 
 use super::fields::{err, objects, only_keys, string_list};
-use super::raw::{RawDpop, RawHeaderLocation, RawRule};
+use super::raw::{RawDpop, RawHeaderLocation, RawModelRouting, RawRule};
 use super::url::valid_authority;
 use crate::authn::dpop::{self, DpopRules};
 use crate::authn::extract::{HeaderLocation, Locations};
@@ -26,7 +26,6 @@ pub(super) fn route_list(entries: &[String], field: &str) -> Result<RouteList, S
 }
 
 pub(super) fn compile_locations(headers: Vec<RawHeaderLocation>, params: Vec<String>, cookies: Vec<String>) -> Result<Locations, String> {
-    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     let mut out = Locations::default();
     for (i, h) in headers.into_iter().enumerate() {
         let name = h.name.to_ascii_lowercase();
@@ -74,6 +73,49 @@ pub(super) fn compile_dpop(raw: Option<RawDpop>, locations: &Locations) -> Resul
         }
     };
     Ok(Some(DpopRules { max_age, max_skew, public_origin }))
+}
+
+/// `model_routing.header`'s default (Envoy AI Gateway's equivalent is `x-ai-eg-model`).
+pub const DEFAULT_MODEL_HEADER: &str = "x-litellm-model";
+
+/// Routing by model (`model_routing`): the request header that names the requested model for
+/// Envoy's route matching. The filter removes any value a client sent and sets its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRouting {
+    /// Lowercase header name.
+    pub header: String,
+}
+
+/// Headers the request already has a meaning for: framing and hop-by-hop headers, and the ones
+/// this filter reads. A routing header by one of these names would change what it means.
+const NOT_A_ROUTING_HEADER: &[&str] = &[
+    "host", "content-length", "content-type", "transfer-encoding", "connection", "te", "upgrade", "keep-alive",
+    "proxy-connection", "expect", "authorization", "cookie", "dpop",
+];
+
+/// `model_routing`: off unless `enabled`; the header name checked once, here.
+pub(super) fn compile_model_routing(raw: Option<RawModelRouting>, locations: &Locations) -> Result<Option<ModelRouting>, String> {
+    let Some(raw) = raw.filter(|r| r.enabled) else { return Ok(None) };
+    let field = "model_routing.header";
+    let header = raw.header.unwrap_or_else(|| DEFAULT_MODEL_HEADER.to_string()).to_ascii_lowercase();
+    if header.starts_with(':') {
+        return Err(err(field, format!("{header:?} is a pseudo-header, which Envoy does not let a filter add: name a regular header, e.g. {DEFAULT_MODEL_HEADER}")));
+    }
+    if header.is_empty() || !header.chars().all(token_char) {
+        return Err(err(field, format!("{header:?} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")));
+    }
+    if NOT_A_ROUTING_HEADER.contains(&header.as_str()) || locations.wants_header(&header) {
+        return Err(err(field, format!("{header:?} already means something in the request: name a header of its own, e.g. {DEFAULT_MODEL_HEADER}")));
+    }
+    if crate::authz::identity::IDENTITY_HEADERS.contains(&header.as_str()) || header == crate::authz::identity::REASON_HEADER {
+        return Err(err(field, format!("{header:?} is one of the identity headers this filter sets")));
+    }
+    Ok(Some(ModelRouting { header }))
+}
+
+/// RFC 9110 `tchar`: what a header name, a query parameter or a cookie name here may contain.
+fn token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
 pub(super) fn compile_rule(i: usize, raw: RawRule) -> Result<RouteRule, String> {
@@ -224,5 +266,43 @@ mod tests {
         assert!(e.contains("Python callable"), "{e}");
         let e = jwtauth(json!({"custom_validate": [{"claim": "x", "equals": 1, "any_of": ["y"]}]})).unwrap_err();
         assert!(e.contains("exactly one of"), "{e}");
+    }
+
+    #[test]
+    fn model_routing_is_off_unless_enabled_and_its_header_is_checked_at_load() {
+        let off = compile_json(json!({"public_key_url": "https://idp/k"})).unwrap();
+        assert_eq!(off.model_routing, None);
+        let disabled = compile_json(json!({"public_key_url": "https://idp/k", "model_routing": {"enabled": false, "header": ":path"}}));
+        assert_eq!(disabled.unwrap().model_routing, None, "a disabled block is not checked further");
+        let on = compile_json(json!({"public_key_url": "https://idp/k", "model_routing": {"enabled": true}})).unwrap();
+        assert_eq!(on.model_routing.unwrap().header, "x-litellm-model");
+        let named = compile_json(json!({"public_key_url": "https://idp/k", "model_routing": {"enabled": true, "header": "X-AI-EG-Model"}}));
+        assert_eq!(named.unwrap().model_routing.unwrap().header, "x-ai-eg-model");
+        for (header, says) in [
+            (":authority", "pseudo-header"),
+            ("", "not an HTTP header name"),
+            ("x model", "not an HTTP header name"),
+            ("x-model\r\n", "not an HTTP header name"),
+            ("Host", "already means something"),
+            ("authorization", "already means something"),
+            ("x-token", "already means something"),
+            ("x-litellm-team-id", "identity headers"),
+            ("x-llm-jwt-auth-reason", "identity headers"),
+        ] {
+            let cfg = json!({"public_key_url": "https://idp/k", "from_headers": [{"name": "x-token"}],
+                             "model_routing": {"enabled": true, "header": header}});
+            let e = compile_json(cfg).unwrap_err();
+            assert!(e.contains("model_routing.header") && e.contains(says), "{header:?}: {e}");
+        }
+        for (cfg, says) in [
+            (json!({"model_routing": {"header": "x-m"}}), "missing field `enabled`"),
+            (json!({"model_routing": {"enabled": true, "name": "x-m"}}), "unknown field `name`"),
+            (json!({"model_routing": true}), "model_routing"),
+        ] {
+            let mut cfg = cfg;
+            cfg["public_key_url"] = json!("https://idp/k");
+            let e = compile_json(cfg).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
     }
 }

@@ -22,19 +22,27 @@ pub struct Headers {
     pub scheme: String,
     /// `DPoP` proofs (only read when DPoP is configured).
     pub dpop_proofs: Vec<String>,
-    /// Identity headers the client sent (`x-litellm-*`, the denial reason): only this filter
-    /// sets them, so they are removed before anything else.
+    /// An `Upgrade` header (a WebSocket, e.g. `/v1/realtime`): what follows is no request body.
+    pub upgrade: bool,
+    /// Identity headers the client sent (`x-litellm-*`, the denial reason, the routing header
+    /// of `model_routing`): only this filter sets them, so they are removed before anything else.
     pub spoofed: Vec<String>,
     /// `x-litellm-team-id`: removed like the other identity headers, but read first — it is
     /// how a caller picks one of its teams (LiteLLM's team selection).
     pub team_header: Option<String>,
+    /// The client sent the routing header: Envoy picked the route with it, so the route must be
+    /// picked again without it.
+    pub spoofed_route: bool,
 }
 
 impl Headers {
     pub fn read(all: Vec<(String, String)>, config: &FilterConfig) -> Headers {
         let mut h = Headers::default();
+        let routing = config.model_routing.as_ref().map(|r| r.header.as_str());
         for (name, value) in all {
-            if name.starts_with(IDENTITY_HEADER_PREFIX) || name == REASON_HEADER {
+            let route_header = routing == Some(name.as_str());
+            if route_header || name.starts_with(IDENTITY_HEADER_PREFIX) || name == REASON_HEADER {
+                h.spoofed_route |= route_header;
                 if name == TEAM_SELECTION_HEADER {
                     h.team_header = Some(value);
                 }
@@ -48,6 +56,7 @@ impl Headers {
                     ":authority" => h.authority = value,
                     ":scheme" => h.scheme = value,
                     "content-type" => h.content_type = Some(value),
+                    "upgrade" => h.upgrade = true,
                     "dpop" if config.dpop.is_some() => h.dpop_proofs.push(value),
                     _ => {}
                 }
@@ -59,6 +68,12 @@ impl Headers {
     /// The path without query or fragment: what routes and rules match.
     pub fn route(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or_default()
+    }
+
+    /// Whether a body that names the model may follow the headers: not for `GET`, `HEAD`,
+    /// `CONNECT` or an upgrade, whose stream (if any) is not a request body.
+    pub fn may_carry_model(&self) -> bool {
+        !self.upgrade && !matches!(self.method.as_str(), "GET" | "HEAD" | "CONNECT")
     }
 
     /// The request URL without query or fragment, as a DPoP proof's `htu` names it.
@@ -146,6 +161,33 @@ mod tests {
         assert_eq!(h.spoofed, vec!["x-litellm-user-id".to_string(), REASON_HEADER.to_string()]);
         assert_eq!(h.route(), "/v1/models");
         assert_eq!(h.credentials, vec![("authorization".to_string(), "Bearer t".to_string())]);
+    }
+
+    #[test]
+    fn a_client_sent_routing_header_is_spoofed_whatever_its_name() {
+        let default = compile_json(json!({"public_key_url": "http://a/j", "model_routing": {"enabled": true}})).unwrap();
+        let h = headers(&default, &[(":path", "/v1/x"), ("x-litellm-model", "claude-x")]);
+        assert_eq!(h.spoofed, ["x-litellm-model"]);
+        assert!(h.spoofed_route);
+        let named = compile_json(json!({"public_key_url": "http://a/j", "model_routing": {"enabled": true, "header": "x-ai-eg-model"}})).unwrap();
+        let h = headers(&named, &[(":path", "/v1/x"), ("x-ai-eg-model", "claude-x"), ("x-litellm-model", "m")]);
+        assert_eq!(h.spoofed, ["x-ai-eg-model", "x-litellm-model"]);
+        assert!(h.spoofed_route);
+        let off = compile_json(json!({"public_key_url": "http://a/j"})).unwrap();
+        let h = headers(&off, &[(":path", "/v1/x"), ("x-ai-eg-model", "claude-x"), ("x-litellm-model", "m")]);
+        assert_eq!(h.spoofed, ["x-litellm-model"], "routing off: x-litellm-* are still the filter's own");
+        assert!(!h.spoofed_route);
+    }
+
+    #[test]
+    fn only_requests_that_may_carry_a_body_are_held_for_its_model() {
+        let cfg = compile_json(json!({"public_key_url": "http://a/j"})).unwrap();
+        assert!(headers(&cfg, &[(":method", "POST")]).may_carry_model());
+        assert!(headers(&cfg, &[(":method", "PUT")]).may_carry_model());
+        for list in [&[(":method", "GET")][..], &[(":method", "HEAD")], &[(":method", "CONNECT")],
+                     &[(":method", "POST"), ("upgrade", "websocket")]] {
+            assert!(!headers(&cfg, list).may_carry_model(), "{list:?}");
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Flow {
     pub binding: Option<Presentation>,
     /// The team the caller asked to act for (`x-litellm-team-id`).
     pub team_header: Option<String>,
+    /// The routing header (`model_routing`) has been decided: set, or left out.
+    pub routed: bool,
 }
 
 impl Flow {
@@ -88,6 +90,7 @@ impl Flow {
             group: RouteGroupLabel::Other,
             binding: None,
             team_header: None,
+            routed: false,
         }
     }
 
@@ -128,6 +131,21 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// The model the routing header names, once that is known (`None` while the body is still
+    /// arriving): the complete body's (else the path's); the path's when the body is larger than
+    /// `max_body_bytes` or is not what it should be — routing never refuses a request, the rules
+    /// decide (a rule that needs the model refuses such a body itself).
+    pub fn route_model(&self, max_body_bytes: usize) -> Option<Option<&str>> {
+        match (self.body, &self.body_model) {
+            (Body::Receiving(size) | Body::Complete(size), _) if size > max_body_bytes => Some(self.path_model.as_deref()),
+            (Body::Receiving(_), _) => None,
+            (Body::Complete(_), Some(Ok(model))) => Some(model.as_deref()),
+            (Body::Complete(_), _) | (Body::None, _) => Some(self.path_model.as_deref()),
+        }
+    }
+}
+
 /// The requested model, when it is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wanted {
@@ -157,6 +175,28 @@ mod tests {
         f.read_model(br#"{"messages": []}"#);
         assert_eq!(f.model(100), Ok(Wanted::Model(Some("gpt-4o".into()))), "the path's deployment");
         assert_eq!(flow(true).model(100), Ok(Wanted::Model(Some("gpt-4o".into()))));
+    }
+
+    #[test]
+    fn the_routed_model_is_the_bodys_else_the_paths_and_never_waits_past_the_limit() {
+        let mut f = flow(false);
+        assert_eq!(f.route_model(100), None, "the body is still arriving");
+        f.body = Body::Complete(20);
+        f.read_model(br#"{"model": "claude-3-5-sonnet"}"#);
+        assert_eq!(f.route_model(100), Some(Some("claude-3-5-sonnet")));
+        f.read_model(br#"{"messages": []}"#);
+        assert_eq!(f.route_model(100), Some(Some("gpt-4o")), "the path's deployment");
+        f.read_model(b"{nope");
+        assert_eq!(f.route_model(100), Some(Some("gpt-4o")), "an unreadable body routes by the path");
+        f.body = Body::Receiving(101);
+        assert_eq!(f.route_model(100), Some(Some("gpt-4o")), "too large to read: the path's, at once");
+        assert_eq!(flow(true).route_model(100), Some(Some("gpt-4o")), "no body");
+        let text = token("RS256");
+        let jws = crate::authn::jws::parse(&text).unwrap();
+        let mut plain = Flow::new(Token::Unverified { text: text.into(), jws }, "/v1/chat/completions", None, false);
+        plain.body = Body::Complete(2);
+        plain.read_model(b"{}");
+        assert_eq!(plain.route_model(100), Some(None), "no model anywhere: no header");
     }
 
     #[test]

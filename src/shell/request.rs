@@ -1,5 +1,5 @@
 //! One request's callbacks, in the order Envoy makes them: headers (admission, then verify and
-//! authorize, or wait), body (the model, when a rule needs it), and the end. Waiting requests
+//! authorize, or wait), body (the model, when a rule or routing by model needs it), and the end. Waiting requests
 //! are moved on by the root context ([`move_on`]). Every step is applied in one place,
 //! `apply`, outside the worker's borrow.
 
@@ -11,6 +11,7 @@ use super::reply;
 use super::worker::waiters::Ready;
 use super::worker::{SharedWorker, Step, Verification};
 use crate::authn::dpop::Presentation;
+use crate::authz::model;
 use crate::config::{FilterConfig, Mode};
 use crate::error::{AuthError, Outage};
 use proxy_wasm::types::Action;
@@ -22,6 +23,9 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
     let headers = Headers::read(host.request_headers(), &config);
     for name in &headers.spoofed {
         host.set_request_header(name, None);
+    }
+    if headers.spoofed_route {
+        host.clear_route_cache(); // Envoy chose the route with the client's value
     }
     let route = headers.route();
     let mut log_ctx = host.debug_enabled().then(|| {
@@ -74,6 +78,9 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
         if config.dpop.is_some() {
             flow.binding = Some(Presentation::new(scheme, headers.dpop_proofs.clone(), &headers.method, headers.url(), token));
         }
+        // Without a body (or with a stream that is none, a WebSocket's), the path's model is
+        // known now and routing waits for nothing.
+        route_by_model(host, &config, &mut flow, !headers.may_carry_model());
         if flow.verified().is_none() {
             // The root context's next tick (≤ 100 ms; usually the keys were prefetched) fetches.
             w.await_keys(context_id, flow, now_ms);
@@ -93,9 +100,11 @@ pub fn on_body(host: &dyn Host, worker: &SharedWorker, context_id: u32, size: us
         };
         flow.body = if end_of_stream { Body::Complete(size) } else { Body::Receiving(size) };
         flow.body_seen = true;
-        if end_of_stream && size <= w.config.max_body_bytes && flow.body_model.is_none() && w.may_need_model(&flow) {
+        let wants_model = w.may_need_model(&flow) || w.config.model_routing.is_some();
+        if end_of_stream && size <= w.config.max_body_bytes && flow.body_model.is_none() && wants_model {
             flow.read_model(&host.request_body(size));
         }
+        route_by_model(host, &w.config, &mut flow, false);
         if !matches!(flow.phase, Phase::AwaitingBody { .. }) {
             // Waiting for keys or records: hold the body; the root context moves the request on.
             w.flows.insert(context_id, flow);
@@ -138,6 +147,28 @@ pub fn move_on(host: &dyn Host, worker: &SharedWorker, ready: Vec<(u32, Ready)>,
             host.resume_request();
         }
     }
+}
+
+/// With `model_routing`, once the requested model is known: name it in the routing header and
+/// have Envoy pick the route again, so the router (which runs after this filter lets the
+/// request go on) matches routes on it. Once per request, and always in the request's own
+/// callback, where Envoy's route cache can be cleared. No model, or one that cannot be a header
+/// value: no header (any the client sent is already gone), Envoy's routes without a model apply.
+/// Set whatever the decision: a refused request is answered here and never routed, and in
+/// report mode it goes upstream as if allowed.
+/// `bodiless`: the request's model is the path's whatever follows the headers.
+fn route_by_model(host: &dyn Host, config: &FilterConfig, flow: &mut Flow, bodiless: bool) {
+    let Some(routing) = &config.model_routing else { return };
+    if flow.routed {
+        return;
+    }
+    let model = if bodiless { Some(flow.path_model.as_deref()) } else { flow.route_model(config.max_body_bytes) };
+    let Some(model) = model else { return };
+    if let Some(value) = model.and_then(model::routing_value) {
+        host.set_request_header(&routing.header, Some(value));
+        host.clear_route_cache();
+    }
+    flow.routed = true;
 }
 
 /// Apply a step to the current request: forward the identity, answer (or, in report mode,

@@ -31,6 +31,9 @@ pub struct ScriptedRequest {
     pub gone: bool,
     /// Replies after the first (never, unless the shell is wrong).
     pub extra_replies: usize,
+    /// How often the shell cleared its route cache, and the headers at the last time.
+    pub route_cache_cleared: usize,
+    pub headers_when_cleared: Vec<(String, String)>,
 }
 
 impl ScriptedRequest {
@@ -99,6 +102,13 @@ impl Host for ScriptedHost {
             if let Some(v) = value {
                 r.headers.push((name.to_string(), v.to_string()));
             }
+        });
+    }
+
+    fn clear_route_cache(&self) {
+        self.current_mut(|r| {
+            r.route_cache_cleared += 1;
+            r.headers_when_cleared = r.headers.clone();
         });
     }
 

@@ -73,12 +73,18 @@ impl Gateway {
 
     /// Request `id`'s headers callback.
     fn request(&self, id: u32, method: &str, path: &str, bearer: Option<&str>, end_of_stream: bool) -> Action {
+        self.request_with(id, method, path, bearer, end_of_stream, &[])
+    }
+
+    /// [`Gateway::request`] with more client-sent headers.
+    fn request_with(&self, id: u32, method: &str, path: &str, bearer: Option<&str>, end_of_stream: bool, extra: &[(&str, &str)]) -> Action {
         self.host.enter(id);
         let mut headers = vec![(":method", method.to_string()), (":path", path.to_string()), (":authority", "gw".to_string())];
         if let Some(t) = bearer {
             headers.push(("authorization", format!("Bearer {t}")));
         }
         headers.push(("x-litellm-user-id", "spoofed".to_string()));
+        headers.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         self.host.requests.borrow_mut().entry(id).or_default().headers = headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         on_headers(&self.host, &self.worker, id, end_of_stream)
     }
@@ -372,6 +378,116 @@ fn a_body_that_arrives_while_keys_are_fetched_is_held_and_decides_on_resume() {
     assert_eq!(g.resumed(1), 0);
     assert!(error_message(&g.reply(1).unwrap()).contains("o1"), "decided on the body model");
     assert_eq!(*g.host.body_reads.borrow(), vec![1], "read in its own body callback, not on resume");
+}
+
+// ------------------------------------------------------------------------------------------
+// Routing by model
+// ------------------------------------------------------------------------------------------
+
+fn routing(extra: Value) -> Value {
+    let mut config = json!({"model_routing": {"enabled": true}});
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    config
+}
+
+fn cleared(g: &Gateway, id: u32) -> usize {
+    g.host.with(id, |r| r.route_cache_cleared)
+}
+
+#[test]
+fn routing_reads_the_body_without_a_rule_and_names_the_model_before_the_request_goes_on() {
+    let g = Gateway::ready(routing(json!({})));
+    let spoof = [("x-litellm-model", "claude-x")];
+    assert_eq!(g.request_with(1, "POST", "/v1/chat/completions", Some(&token("RS256")), false, &spoof), Action::Pause);
+    assert_eq!(g.header(1, "x-litellm-model"), None, "the client's value is gone at once");
+    assert_eq!(cleared(&g, 1), 1, "Envoy chose a route with the client's value: chosen again");
+    assert!(matches!(g.waiting(1), Some(Phase::AwaitingBody { .. })));
+    assert_eq!(g.body(1, r#"{"model": "gpt-4o", "messages": []}"#, true), Action::Continue);
+    assert_eq!(g.header(1, "x-litellm-model").as_deref(), Some("gpt-4o"));
+    assert_eq!(cleared(&g, 1), 2);
+    let routed_with = g.host.with(1, |r| r.headers_when_cleared.clone());
+    assert!(routed_with.contains(&("x-litellm-model".into(), "gpt-4o".into())), "cleared after the header was set");
+    assert_eq!(g.header(1, "x-litellm-user-id").as_deref(), Some("alice"));
+    assert_eq!(*g.host.body_reads.borrow(), vec![1]);
+
+    // Without a model anywhere: no header, and the client's value does not come back.
+    g.request_with(2, "POST", "/v1/chat/completions", Some(&token("RS256")), false, &spoof);
+    assert_eq!(g.body(2, r#"{"messages": []}"#, true), Action::Continue);
+    assert_eq!((g.header(2, "x-litellm-model"), cleared(&g, 2)), (None, 1));
+    // No body: the path's deployment, in the headers callback.
+    assert_eq!(g.request(3, "GET", "/openai/deployments/gpt-4o-mini/chat/completions", Some(&token("RS256")), true), Action::Continue);
+    assert_eq!(g.header(3, "x-litellm-model").as_deref(), Some("gpt-4o-mini"));
+    g.request(4, "GET", "/v1/models", Some(&token("RS256")), true);
+    assert_eq!((g.header(4, "x-litellm-model"), cleared(&g, 4)), (None, 0), "nothing to route by, nothing changed");
+}
+
+#[test]
+fn routing_never_refuses_what_the_rules_let_through() {
+    let g = Gateway::ready(routing(json!({"max_body_bytes": 32})));
+    let t = token("RS256");
+    g.request(1, "POST", "/v1/chat/completions", Some(&t), false);
+    assert_eq!(g.body(1, "{not json", true), Action::Continue, "invalid JSON is the upstream's to answer");
+    assert_eq!((g.reply(1), g.header(1, "x-litellm-model")), (None, None));
+    g.request(2, "POST", "/openai/deployments/whisper/audio/transcriptions", Some(&t), false);
+    assert_eq!(g.body(2, &"x".repeat(40), false), Action::Continue, "too large: on at once, by the path's model");
+    assert_eq!((g.reply(2), g.header(2, "x-litellm-model").as_deref()), (None, Some("whisper")));
+    g.request(3, "POST", "/v1/chat/completions", Some(&t), false);
+    assert_eq!(g.body(3, r#"{"model": "a\r\nb"}"#, true), Action::Continue);
+    assert_eq!(g.header(3, "x-litellm-model"), None, "not a header value: no header");
+}
+
+#[test]
+fn routing_leaves_a_rules_refusal_alone_and_routes_a_request_allowed_later() {
+    let mut config = alice_may_use_gpt_4o();
+    config["model_routing"] = json!({"enabled": true, "header": "x-ai-eg-model"});
+    let g = Gateway::ready(config);
+    let t = token("RS256");
+    let spoof = [("x-ai-eg-model", "gpt-4o")];
+    g.request_with(1, "POST", "/v1/chat/completions", Some(&t), false, &spoof);
+    assert_eq!(g.body(1, r#"{"model": "o1"}"#, true), Action::Pause);
+    assert!(error_message(&g.reply(1).unwrap()).contains("o1"), "refused by the rules, as without routing");
+
+    let g = Gateway::ready(routing(user_source()));
+    g.request(1, "POST", "/v1/chat/completions", Some(&t), false);
+    assert_eq!(g.body(1, r#"{"model": "gpt-4o"}"#, true), Action::Pause);
+    assert_eq!(g.header(1, "x-litellm-model").as_deref(), Some("gpt-4o"), "set in its own callback, before the records");
+    assert_eq!(cleared(&g, 1), 1);
+    g.tick();
+    g.host.enter(99);
+    g.answer_call("/users/alice", "200", r#"{"user_id": "alice", "models": ["gpt-4o"]}"#);
+    assert_eq!((g.resumed(1), cleared(&g, 1)), (1, 1), "resumed from the root context, nothing changed there");
+}
+
+#[test]
+fn routing_holds_no_websocket_and_no_get_for_a_body() {
+    let g = Gateway::ready(routing(json!({})));
+    let t = token("RS256");
+    let upgrade = [("upgrade", "websocket"), ("x-litellm-model", "claude-x")];
+    assert_eq!(g.request_with(1, "GET", "/v1/realtime", Some(&t), false, &upgrade), Action::Continue);
+    assert_eq!((g.header(1, "x-litellm-model"), cleared(&g, 1), g.waiting(1)), (None, 1, None));
+    assert_eq!(g.request(2, "GET", "/openai/deployments/gpt-4o/realtime", Some(&t), false), Action::Continue);
+    assert_eq!(g.header(2, "x-litellm-model").as_deref(), Some("gpt-4o"), "the path's model, at once");
+    assert!(g.host.body_reads.borrow().is_empty());
+}
+
+#[test]
+fn routing_off_changes_nothing() {
+    let g = Gateway::ready(json!({}));
+    assert_eq!(g.request_with(1, "POST", "/v1/chat/completions", Some(&token("RS256")), false, &[("x-ai-eg-model", "c")]), Action::Continue);
+    assert_eq!(g.header(1, "x-ai-eg-model").as_deref(), Some("c"), "not the filter's header");
+    assert_eq!(cleared(&g, 1), 0);
+    assert!(g.host.body_reads.borrow().is_empty());
+}
+
+#[test]
+fn public_routes_and_passed_through_keys_lose_the_clients_routing_header() {
+    let g = Gateway::cold(routing(json!({"general_settings": {"public_routes": ["/health"]}, "api_keys": "pass_through"})));
+    assert_eq!(g.request_with(1, "POST", "/health", None, false, &[("x-litellm-model", "c")]), Action::Continue);
+    assert_eq!((g.header(1, "x-litellm-model"), cleared(&g, 1)), (None, 1));
+    assert_eq!(g.request_with(2, "POST", "/v1/chat/completions", Some("sk-1"), false, &[("x-litellm-model", "c")]), Action::Continue);
+    assert_eq!((g.header(2, "x-litellm-model"), cleared(&g, 2)), (None, 1));
 }
 
 // ------------------------------------------------------------------------------------------

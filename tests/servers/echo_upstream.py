@@ -2,7 +2,10 @@
 """Echo upstream: answers any method and path with an OpenAI-style chat completion that also
 describes the request it received (method, path, lowercased headers, body sha256 and length).
 
-    python tests/servers/echo_upstream.py --host 127.0.0.1 --port 8080
+    python tests/servers/echo_upstream.py --host 127.0.0.1 --port 8080 [--name openai]
+
+With a name, the answer says which upstream it is (`"upstream": <name>` and an
+`x-echo-upstream` response header): deploy/examples/model-routing.yaml runs two of them.
 
 `EchoServer` is importable; the e2e tests read `requests` (everything received, in order) to
 check what the filter let through.
@@ -30,8 +33,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class EchoServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, name: str | None = None) -> None:
         self.host = host
+        self.name = name
         self._lock = threading.Lock()
         self._requests: list[dict] = []
         self._httpd = _Server((host, port), _Handler)
@@ -127,8 +131,13 @@ class _Handler(BaseHTTPRequestHandler):
             ],
             "echo": echo,
         }
+        name = self.server.echo.name  # type: ignore[attr-defined]
+        if name:
+            payload["upstream"] = name
         out = json.dumps(payload).encode()
         self.send_response(200)
+        if name:
+            self.send_header("x-echo-upstream", name)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(out)))
         self.end_headers()
@@ -142,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="OpenAI-style echo upstream for the llm-jwt-auth demo")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--name", help="say which upstream this is in every answer")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
-    server = EchoServer(args.host, args.port)
+    server = EchoServer(args.host, args.port, args.name)
     server._httpd.verbose = args.verbose  # type: ignore[attr-defined]
     server.start()
     print(f"echo-upstream: listening on {server.url}", flush=True)

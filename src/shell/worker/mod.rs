@@ -189,15 +189,22 @@ impl Worker {
             }
         }
         let policy = verified.trust(config).policy;
-        let model = if policy.needs_model(&verified.caller, records_enabled, flow.team_header.is_some()) {
+        let needs_model = policy.needs_model(&verified.caller, records_enabled, flow.team_header.is_some());
+        // Routing by model waits for the body too, until the routing header is decided (set
+        // before the request goes on), but decides nothing: without a rule that needs it, the
+        // decision is the one it would be without routing, the path's model, and a body that
+        // cannot be read is no refusal.
+        let routing_waits = config.model_routing.is_some() && !flow.routed;
+        let model = if needs_model || routing_waits {
             match flow.model(config.max_body_bytes) {
-                Ok(Wanted::Model(model)) => model,
                 Ok(Wanted::Wait) => {
                     let first_callback_by_ms = (!flow.body_seen).then_some(now_ms + waiters::FIRST_BODY_CALLBACK_MS);
                     flow.phase = Phase::AwaitingBody { first_callback_by_ms };
                     return Step::Wait;
                 }
-                Err(e) => return Step::Deny(e),
+                Ok(Wanted::Model(model)) if needs_model => model,
+                Err(e) if needs_model => return Step::Deny(e),
+                Ok(Wanted::Model(_)) | Err(_) => flow.path_model.clone(),
             }
         } else {
             flow.path_model.clone()
