@@ -904,7 +904,7 @@ REFUSED = {
     "roles_without_allowed_roles": ({"user_roles_jwt_field": "realm_access.roles"},
                                     "user_allowed_roles must be provided if user_roles_jwt_field is set."),
     "team_ids_groups_path_without_records": ({"team_ids_jwt_field": "groups"}, "needs team/user records"),
-    "unsupported_newest_feature": ({"sync_user_role_and_teams": True}, "does not support yet"),
+    "unsupported_newest_feature": ({"oidc_userinfo_enabled": True}, "does not support yet"),
 }
 
 
