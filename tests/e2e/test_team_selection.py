@@ -51,6 +51,30 @@ def choose(proxy, token: str, team: str | None, model: str | None = None):
                          headers=headers, timeout=8.0)
 
 
+def burst(n: int, send, *, before) -> list:
+    """`n` calls of `send` at once (released together by a barrier), after `before()` (which
+    starts the Envoy: a burst must not be what starts it); the replies in order."""
+    before()
+    replies: list = [None] * n
+    errors: list = []
+    barrier = threading.Barrier(n)
+
+    def fire(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            replies[i] = send()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    return replies
+
+
 @pytest.fixture(scope="module")
 def key(keyring):
     return keyring.get("team-selection-rs256", "RS256")
@@ -165,20 +189,7 @@ def test_a_burst_on_two_workers_fetches_each_record_once(db_teams, litellm_src, 
     litellm_src.put_team(team, models=["gpt-4o"])
     litellm_src.put_user(user, teams=[team])
     token = sign(user)
-    db_teams.envoy  # started before the burst, not by it
-    replies: list = [None] * 24
-    barrier = threading.Barrier(len(replies))
-
-    def fire(i: int) -> None:
-        barrier.wait(timeout=10)
-        replies[i] = choose(db_teams, token, None, "gpt-4o")
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(replies))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    for reply in replies:
+    for reply in burst(24, lambda: choose(db_teams, token, None, "gpt-4o"), before=lambda: db_teams.envoy):
         assert_allowed(reply, ident(user, team_id=team))
     assert litellm_src.count(user_path(user)) == 1, litellm_src.counts()
     assert litellm_src.count(team_path(team)) == 1, litellm_src.counts()
@@ -291,20 +302,7 @@ def test_the_tokens_role_and_teams_reach_the_user_record_once(syncing, litellm_s
     litellm_src.put_team(left)
     litellm_src.put_user(user, teams=[left], user_role="internal_user")
     token = sign(user, groups=[joined], roles=["llm-viewer"])
-    syncing.envoy  # started before the burst, not by it
-    replies: list = [None] * 12
-    barrier = threading.Barrier(len(replies))
-
-    def fire(i: int) -> None:
-        barrier.wait(timeout=10)
-        replies[i] = choose(syncing, token, None, None)
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(replies))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    for reply in replies:
+    for reply in burst(12, lambda: choose(syncing, token, None, None), before=lambda: syncing.envoy):
         echo = assert_allowed(reply, {**ident(user, team_id=joined), "x-litellm-user-role": "internal_user_viewer"})
         assert echo["headers"]["x-litellm-user-role"] == "internal_user_viewer"
     writes = {p: litellm_src.wait_for(p, 1, method="POST") for p in ("/user/update", "/team/member_add", "/team/member_delete")}
