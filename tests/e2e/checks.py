@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import threading
 import uuid
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -215,18 +215,23 @@ def assert_invalid_request(reply: Reply, status: int, *, message: str | None = N
 
 def burst(proxy, tokens: Sequence[str]) -> list:
     """All tokens at once (released together by a barrier); the replies in order."""
-    barrier = threading.Barrier(len(tokens))
-    replies: list = [None] * len(tokens)
+    return burst_calls([lambda t=t: proxy.request(t) for t in tokens])
+
+
+def burst_calls(calls: Sequence[Callable[[], Any]]) -> list:
+    """All calls at once (released together by a barrier); their results in order."""
+    barrier = threading.Barrier(len(calls))
+    replies: list = [None] * len(calls)
     errors: list = []
 
     def fire(i: int) -> None:
         try:
             barrier.wait(timeout=10)
-            replies[i] = proxy.request(tokens[i])
+            replies[i] = calls[i]()
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(tokens))]
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
     for t in threads:

@@ -8,7 +8,6 @@ a burst, and a failing source is a 503, never a request without its team.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from urllib.parse import unquote
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 import jwt_fixtures as jf
-from checks import assert_denied, assert_error, assert_forbidden, assert_records_unavailable
+from checks import assert_denied, assert_error, assert_forbidden, assert_records_unavailable, burst_calls
 from test_records import (
     MASTER_KEY, assert_allowed, ident, litellm_source, post, scenario, team_blocked, team_model_denied, team_path,
     user_path,
@@ -49,30 +48,6 @@ def choose(proxy, token: str, team: str | None, model: str | None = None):
         body["model"] = model
     return proxy.request(token, method="POST", path="/v1/chat/completions", data=json.dumps(body).encode(),
                          headers=headers, timeout=8.0)
-
-
-def burst(n: int, send, *, before) -> list:
-    """`n` calls of `send` at once (released together by a barrier), after `before()` (which
-    starts the Envoy: a burst must not be what starts it); the replies in order."""
-    before()
-    replies: list = [None] * n
-    errors: list = []
-    barrier = threading.Barrier(n)
-
-    def fire(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            replies[i] = send()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors, errors
-    return replies
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +164,8 @@ def test_a_burst_on_two_workers_fetches_each_record_once(db_teams, litellm_src, 
     litellm_src.put_team(team, models=["gpt-4o"])
     litellm_src.put_user(user, teams=[team])
     token = sign(user)
-    for reply in burst(24, lambda: choose(db_teams, token, None, "gpt-4o"), before=lambda: db_teams.envoy):
+    db_teams.envoy  # started before the burst, not by it
+    for reply in burst_calls([lambda: choose(db_teams, token, None, "gpt-4o")] * 24):
         assert_allowed(reply, ident(user, team_id=team))
     assert litellm_src.count(user_path(user)) == 1, litellm_src.counts()
     assert litellm_src.count(team_path(team)) == 1, litellm_src.counts()
@@ -302,7 +278,8 @@ def test_the_tokens_role_and_teams_reach_the_user_record_once(syncing, litellm_s
     litellm_src.put_team(left)
     litellm_src.put_user(user, teams=[left], user_role="internal_user")
     token = sign(user, groups=[joined], roles=["llm-viewer"])
-    for reply in burst(12, lambda: choose(syncing, token, None, None), before=lambda: syncing.envoy):
+    syncing.envoy  # started before the burst, not by it
+    for reply in burst_calls([lambda: choose(syncing, token, None, None)] * 12):
         echo = assert_allowed(reply, {**ident(user, team_id=joined), "x-litellm-user-role": "internal_user_viewer"})
         assert echo["headers"]["x-litellm-user-role"] == "internal_user_viewer"
     writes = {p: litellm_src.wait_for(p, 1, method="POST") for p in ("/user/update", "/team/member_add", "/team/member_delete")}
