@@ -110,6 +110,10 @@ pub enum AuthError {
     EnvoyMisconfigured(String),
     /// A per-route rule of this filter's configuration refused the request (403).
     RouteRule(String),
+    /// Over a record's `rpm_limit`, `tpm_limit` or `max_parallel_requests` (LiteLLM's 429).
+    RateLimited(Box<crate::limits::Over>),
+    /// The rate-limit counters could not be updated (503: never admitted unchecked).
+    LimitsUnverifiable,
 }
 
 /// A rendered local reply: what the shell hands to `send_http_response`.
@@ -123,7 +127,8 @@ pub struct ErrorResponse {
 impl AuthError {
     pub fn status(&self) -> u32 {
         match self {
-            AuthError::KeysUnavailable(_) | AuthError::RecordsUnavailable(_) => 503,
+            AuthError::KeysUnavailable(_) | AuthError::RecordsUnavailable(_) | AuthError::LimitsUnverifiable => 503,
+            AuthError::RateLimited(_) => 429,
             AuthError::BudgetExceeded(_) => 400,
             AuthError::EnvoyMisconfigured(_) => 500,
             AuthError::Forbidden(_) | AuthError::RouteRule(_) | AuthError::EmailDomain(_) | AuthError::UserModelDenied { .. } => 403,
@@ -144,6 +149,8 @@ impl AuthError {
             AuthError::UserModelDenied { .. } => "user_model_access_denied",
             AuthError::BudgetExceeded(_) => "budget_exceeded",
             AuthError::EnvoyMisconfigured(_) => "configuration_error",
+            AuthError::RateLimited(_) => "rate_limit_error",
+            AuthError::LimitsUnverifiable => "internal_server_error",
             _ => "auth_error",
         }
     }
@@ -184,6 +191,8 @@ impl AuthError {
                 | AuthError::RecordsUnavailable(_)
                 | AuthError::BodyTooLarge(_)
                 | AuthError::InvalidBody(_)
+                | AuthError::RateLimited(_)
+                | AuthError::LimitsUnverifiable
         )
     }
 
@@ -267,6 +276,11 @@ impl AuthError {
                     .to_string()
             }
             AuthError::RouteRule(detail) => detail.clone(),
+            AuthError::RateLimited(over) => over.message(),
+            // LiteLLM's `RATE_LIMIT_UNVERIFIABLE_MESSAGE`, without its Redis.
+            AuthError::LimitsUnverifiable => "Rate limit enforcement unavailable: request counters could not be verified, \
+                 so the request was rejected to avoid exceeding the configured rate limit. Retry shortly."
+                .to_string(),
         }
     }
 
@@ -303,6 +317,8 @@ impl AuthError {
             AuthError::BudgetExceeded(_) => "budget",
             AuthError::EnvoyMisconfigured(_) => "envoy_misconfigured",
             AuthError::RouteRule(_) => "route_rule",
+            AuthError::RateLimited(_) => "rate_limited",
+            AuthError::LimitsUnverifiable => "limits_unverifiable",
         }
     }
 
@@ -335,6 +351,14 @@ impl AuthError {
             // Seconds until a retry can help: the fetch back-off, or (misconfigured) much later.
             AuthError::KeysUnavailable(o) | AuthError::RecordsUnavailable(o) => {
                 headers.push(("retry-after", if o.misconfigured { "60" } else { "1" }.to_string()))
+            }
+            AuthError::LimitsUnverifiable => headers.push(("retry-after", "1".to_string())),
+            // LiteLLM's three (`ProxyRateLimitError`); `retry-after` is the time left in the
+            // window, where LiteLLM always says the window size.
+            AuthError::RateLimited(over) => {
+                headers.push(("retry-after", over.retry_after().to_string()));
+                headers.push(("rate_limit_type", over.dimension.as_str().to_string()));
+                headers.push(("reset_at", over.reset_at_text()));
             }
             _ => {}
         }

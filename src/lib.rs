@@ -47,6 +47,7 @@ pub mod error;
 #[cfg(feature = "cli")]
 pub mod explain;
 pub mod fetch;
+pub mod limits;
 pub mod pytext;
 pub mod records;
 pub mod routes;

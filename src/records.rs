@@ -76,6 +76,11 @@ pub struct Team {
     pub organization_id: Option<String>,
     pub tpm_limit: Option<u64>,
     pub rpm_limit: Option<u64>,
+    /// Requests of the team in flight at once (enforced per Envoy process; LiteLLM reads it
+    /// for virtual keys only).
+    pub max_parallel_requests: Option<u64>,
+    /// Also carries `model_rpm_limit` / `model_tpm_limit` (`{model: limit}`), LiteLLM's
+    /// per-model team limits.
     pub metadata: Value,
     /// Team model aliases: requested name → deployment name.
     pub model_aliases: BTreeMap<String, String>,
@@ -98,6 +103,9 @@ pub struct User {
     pub teams: Vec<String>,
     /// Carried for `scim_active`: a user deactivated through SCIM (`false`) is refused.
     pub metadata: Value,
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
 }
 
 impl User {
@@ -149,6 +157,9 @@ pub struct EndUser {
     pub blocked: bool,
     pub max_budget: Option<f64>,
     pub spend: f64,
+    /// LiteLLM keeps an end user's limits in its `litellm_budget_table`.
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
 }
 
 /// The records an alias names (LiteLLM looks teams and organizations up by alias): all of
@@ -202,8 +213,25 @@ fn parse_as<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, String> {
 }
 
 /// LiteLLM's joined tables that records read, and the members read from each.
-const JOINED_TABLES: &[(&str, &[&str])] =
-    &[("litellm_budget_table", &["max_budget"]), ("litellm_model_table", &["model_aliases"])];
+const JOINED_TABLES: &[(&str, &[&str])] = &[
+    ("litellm_budget_table", &["max_budget", "tpm_limit", "rpm_limit", "max_parallel_requests"]),
+    ("litellm_model_table", &["model_aliases"]),
+];
+
+/// The limits in the joined `litellm_budget_table`, where LiteLLM keeps them for end users
+/// (and may for the others): `(tpm, rpm, max_parallel_requests)`. A limit that is not a
+/// non-negative integer makes the record unreadable — ignoring it would lift the limit.
+fn joined_limits(v: &Value) -> Result<[Option<u64>; 3], String> {
+    let mut out = [None; 3];
+    let Some(table) = v.get("litellm_budget_table").filter(|t| !t.is_null()) else { return Ok(out) };
+    for (slot, field) in out.iter_mut().zip(["tpm_limit", "rpm_limit", "max_parallel_requests"]) {
+        *slot = match table.get(field) {
+            None | Some(Value::Null) => None,
+            Some(n) => Some(n.as_u64().ok_or_else(|| format!("litellm_budget_table.{field} is not a non-negative integer"))?),
+        };
+    }
+    Ok(out)
+}
 
 /// The members a record of `kind` has: what serde reads, and the joined tables read for it
 /// (budgets for every kind, model aliases for teams).
@@ -261,10 +289,13 @@ impl Record {
             return Err("record is not a JSON object".into());
         }
         let budget = joined_budget(v)?;
+        let [tpm, rpm, parallel] = joined_limits(v)?;
         Ok(match kind {
             Kind::Team => {
                 let mut t: Team = parse_as(v)?;
                 t.max_budget = t.max_budget.or(budget);
+                (t.tpm_limit, t.rpm_limit) = (t.tpm_limit.or(tpm), t.rpm_limit.or(rpm));
+                t.max_parallel_requests = t.max_parallel_requests.or(parallel);
                 if t.model_aliases.is_empty() {
                     // LiteLLM nests team aliases under `litellm_model_table.model_aliases`.
                     if let Some(a) = v.get("litellm_model_table").and_then(|m| m.get("model_aliases")) {
@@ -273,7 +304,12 @@ impl Record {
                 }
                 Record::Team(t)
             }
-            Kind::User => Record::User(user(v, budget)?),
+            Kind::User => {
+                let mut u = user(v, budget)?;
+                (u.tpm_limit, u.rpm_limit) = (u.tpm_limit.or(tpm), u.rpm_limit.or(rpm));
+                u.max_parallel_requests = u.max_parallel_requests.or(parallel);
+                Record::User(u)
+            }
             Kind::UserSso | Kind::UserEmail => {
                 let u = user(v, budget)?;
                 UserAlias::of(kind, &u).ok_or_else(|| format!("user record has no {}", alias_field(kind)))?
@@ -286,6 +322,7 @@ impl Record {
             Kind::EndUser => {
                 let mut e: EndUser = parse_as(v)?;
                 e.max_budget = e.max_budget.or(budget);
+                (e.tpm_limit, e.rpm_limit) = (e.tpm_limit.or(tpm), e.rpm_limit.or(rpm));
                 Record::EndUser(e)
             }
             Kind::TeamAlias | Kind::OrgAlias => return Err("an alias answer is a list of records".into()),

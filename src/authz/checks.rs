@@ -7,7 +7,7 @@
 
 use super::identity::{record_role, Identity, Ids, ROLE_PROXY_ADMIN};
 use super::model_access::can_call_model;
-use super::{forbidden, Found, Lookups, Outcome, Policy, Request, Step};
+use super::{forbidden, Caller, Found, Lookups, Outcome, Policy, Request, Step};
 use crate::error::AuthError;
 use crate::pytext::{mask_user_id, py_float, py_list};
 use crate::records::{EndUser, Kind, Org, Record, Team, User};
@@ -89,7 +89,7 @@ fn user_budget(u: &User) -> Result<(), AuthError> {
 impl Policy {
     /// The admin path (by scope, not by a mapped role): LiteLLM's admin routes, then its
     /// `common_checks` for the admin's own user record (found by id, else by email: budget).
-    pub(super) fn admin(&self, ids: Ids, request: Request, records: &mut Lookups) -> Result<Outcome, AuthError> {
+    pub(super) fn admin(&self, caller: &Caller, ids: Ids, request: Request, records: &mut Lookups) -> Result<Outcome, AuthError> {
         let route = request.route;
         if !self.admin_allowed_routes.matches(route) {
             return Err(AuthError::Denied(format!(
@@ -131,7 +131,9 @@ impl Policy {
             team_rpm_limit: team.and_then(|t| t.rpm_limit),
             ..Identity::default()
         };
-        Ok(Outcome::Allow { identity, upserts: Vec::new(), syncs: Vec::new() })
+        // LiteLLM applies no user limits to an admin; the team it attributes to counts.
+        let obligations = self.obligations(caller, request, crate::limits::Subjects { team, model: request.model, ..Default::default() });
+        Ok(Outcome::Allow { identity, upserts: Vec::new(), syncs: Vec::new(), obligations })
     }
 
     /// The team an admin's `x-litellm-team-id` header names on an LLM API route, for

@@ -17,6 +17,7 @@ pub mod claim_path;
 pub mod identity;
 pub mod model;
 pub mod model_access;
+pub mod model_list;
 pub mod rbac;
 pub mod route_rules;
 pub mod sync;
@@ -30,6 +31,7 @@ use crate::authz::identity::{Identity, Ids};
 use crate::authz::model_access::AccessGroups;
 use crate::error::AuthError;
 use crate::records::{Kind, Record, RecordKey};
+use crate::routes::checks::{is_llm_api_route, is_unbilled_route};
 use crate::routes::RouteList;
 use crate::store::records::RecordLookup;
 use serde_json::{Map, Value};
@@ -54,15 +56,29 @@ impl Records for NoRecords {
     }
 }
 
-/// The result of an authorization.
+/// The result of an authorization. (Returned once per decision and taken apart at once, never
+/// stored: boxing the large variant would only add an allocation per request.)
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// Admitted; `upserts` are default records to store for ids LiteLLM would have created,
-    /// `syncs` user records `sync_user_role_and_teams` changed.
-    Allow { identity: Identity, upserts: Vec<Record>, syncs: Vec<sync::UserSync> },
+    /// `syncs` user records `sync_user_role_and_teams` changed, `obligations` what the answer
+    /// is subject to.
+    Allow { identity: Identity, upserts: Vec<Record>, syncs: Vec<sync::UserSync>, obligations: Obligations },
     Deny(AuthError),
     /// Decide again once these records are known.
     Need(Vec<RecordKey>),
+}
+
+/// What an admitted request's answer is subject to, besides being let through.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Obligations {
+    /// The rate-limit scopes the request counts in (only where LiteLLM's limiter runs:
+    /// [`counts_toward_limits`]).
+    pub limits: Vec<crate::limits::Scope>,
+    /// On a model list route, the models the caller may call, when some rule limits them:
+    /// the list is filtered to them.
+    pub models: Option<model_list::ModelFilter>,
 }
 
 /// A stage's value, or the records it must see first.
@@ -264,11 +280,11 @@ impl Policy {
     /// Decide a verified token's request.
     pub fn authorize(&self, claims: &Map<String, Value>, caller: &Caller, request: Request, records: &mut dyn Records) -> Outcome {
         match self.decide(claims, caller, request, &mut Lookups::new(records)) {
-            Ok(Outcome::Allow { identity, upserts, syncs }) => match identity.unsafe_field() {
+            Ok(Outcome::Allow { identity, upserts, syncs, obligations }) => match identity.unsafe_field() {
                 Some(field) => Outcome::Deny(AuthError::Malformed(format!(
                     "the value for {field} contains control characters"
                 ))),
-                None => Outcome::Allow { identity, upserts, syncs },
+                None => Outcome::Allow { identity, upserts, syncs, obligations },
             },
             Ok(outcome) => outcome,
             Err(e) => Outcome::Deny(e),
@@ -283,7 +299,7 @@ impl Policy {
         self.scope_gate(&caller.scopes, request.model)?;
         let ids = self.ids(claims, caller.role);
         if caller.admin {
-            return self.admin(ids, request, records);
+            return self.admin(caller, ids, request, records);
         }
         let mut upserts = Vec::new();
         let selection = step!(self.team(claims, ids.object_team.clone(), request, records, &mut upserts)?);
@@ -334,7 +350,41 @@ impl Policy {
             org_id: ids.org_id.or(linked.org_alias.and_then(Result::ok)).or(team_org_id),
             end_user_id: ids.end_user_id,
         };
-        Ok(Outcome::Allow { identity, upserts, syncs: sync.into_iter().collect() })
+        let end_user = match linked.end_user.as_deref() {
+            Some(Record::EndUser(e)) => Some(e),
+            _ => None,
+        };
+        let subjects = crate::limits::Subjects { team, user, user_id: identity.user_id.as_deref(), end_user, model: request.model };
+        let obligations = self.obligations(caller, request, subjects);
+        Ok(Outcome::Allow { identity, upserts, syncs: sync.into_iter().collect(), obligations })
+    }
+
+    /// The rate-limit scopes of a request where LiteLLM's limiter runs, and on a model list
+    /// route the models the caller may call (as the role gate, the scope gate and the team's
+    /// or user's models would decide a request for each).
+    pub(crate) fn obligations(&self, caller: &Caller, request: Request, subjects: crate::limits::Subjects) -> Obligations {
+        let limits = match counts_toward_limits(request.route) {
+            true => crate::limits::scopes(subjects),
+            false => Vec::new(),
+        };
+        let models = model_list::MODEL_LIST_ROUTES.contains(&request.route).then(|| {
+            let mut exact = Vec::new();
+            if let Some(models) = caller.role.filter(|_| self.enforce_rbac).and_then(|r| self.permission(r)).and_then(|p| p.models.clone()) {
+                exact.push(models);
+            }
+            if self.enforce_scope_based_access && !self.scope_mappings.is_empty() {
+                let scoped = self.scope_mappings.iter().filter(|(scope, _)| caller.scopes.contains(scope));
+                exact.push(scoped.flat_map(|(_, models)| models.iter().cloned()).collect());
+            }
+            let object = match (subjects.team, subjects.user) {
+                (Some(t), _) => Some((t.models.clone(), t.model_aliases.clone())),
+                (None, Some(u)) => Some((u.models.clone(), Default::default())),
+                (None, None) => None,
+            };
+            let object = object.map(|(models, aliases)| (models, aliases, self.access_groups.clone()));
+            model_list::ModelFilter { exact, object }
+        });
+        Obligations { limits, models: models.filter(|m| !m.unrestricted()) }
     }
 
     /// The ids the claims name (LiteLLM's `get_user_info`, org, end user, and the object id,
@@ -370,7 +420,15 @@ impl Policy {
     }
 }
 
+/// Where LiteLLM's limiter runs: the LLM API routes that call a model (not model lists or
+/// token counters).
+pub fn counts_toward_limits(route: &str) -> bool {
+    is_llm_api_route(route) && !is_unbilled_route(route)
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_obligations;
 #[cfg(test)]
 mod tests_team_selection;

@@ -7,6 +7,7 @@ use super::fields::{err, field_err, flag, objects, only_keys, opt_path, opt_stri
 use super::rules::{claim_requirements, route_list};
 use super::{DEFAULT_ADMIN_ALLOWED_ROUTES, DEFAULT_ADMIN_JWT_SCOPE, DEFAULT_PUBLIC_KEY_STALE_TTL_S, DEFAULT_PUBLIC_KEY_TTL_S, DEFAULT_TEAM_ALLOWED_ROUTES};
 use crate::authz::{ClaimRequirement, Policy, RbacRole, RolePermission};
+use crate::limits::usage::TokenKind;
 use crate::records::USER_ROLES;
 use crate::routes::RouteList;
 use serde_json::{Map, Value};
@@ -52,7 +53,7 @@ pub(super) const RECORD_FIELDS: &[&str] =
 
 /// `general_settings` keys understood here.
 pub(super) const GENERAL_SETTINGS_FIELDS: &[&str] =
-    &["litellm_jwtauth", "enable_jwt_auth", "role_permissions", "enforce_rbac", "public_routes"];
+    &["litellm_jwtauth", "enable_jwt_auth", "role_permissions", "enforce_rbac", "public_routes", "token_rate_limit_type"];
 
 pub(super) struct Settings {
     pub(super) public_key_ttl_s: f64,
@@ -63,6 +64,22 @@ pub(super) struct Settings {
     pub(super) record_fields_used: Vec<&'static str>,
     /// `litellm_jwtauth.issuers`, compiled later (it needs the finished global policy).
     pub(super) issuers: Option<Value>,
+    /// `token_rate_limit_type`: which of an answer's tokens count toward `tpm_limit`.
+    pub(super) token_kind: TokenKind,
+}
+
+/// `general_settings.token_rate_limit_type`: LiteLLM's `total` (default), `input` or
+/// `output`. LiteLLM takes any other value for `total`; here it is refused (a typo of `input`
+/// would count more than meant, and say nothing).
+fn token_kind(gs: &Map<String, Value>) -> Result<TokenKind, String> {
+    let field = "general_settings.token_rate_limit_type";
+    match gs.get("token_rate_limit_type") {
+        None | Some(Value::Null) => Ok(TokenKind::Total),
+        Some(Value::String(s)) if s == "total" => Ok(TokenKind::Total),
+        Some(Value::String(s)) if s == "input" => Ok(TokenKind::Input),
+        Some(Value::String(s)) if s == "output" => Ok(TokenKind::Output),
+        Some(_) => Err(err(field, "must be one of total, input, output")),
+    }
 }
 
 
@@ -118,6 +135,7 @@ pub(super) fn general_settings(gs: &Map<String, Value>) -> Result<Settings, Stri
         public_routes: RouteList::compile(&public_routes),
         record_fields_used,
         issuers: jwt.get("issuers").filter(|v| !v.is_null()).cloned(),
+        token_kind: token_kind(gs)?,
     })
 }
 

@@ -17,7 +17,7 @@ pub mod url;
 pub use issuers::Issuer;
 pub use raw::SourceKind;
 pub use records::RecordSource;
-pub use rules::{ModelRouting, DEFAULT_MODEL_HEADER};
+pub use rules::{ModelRouting, RateLimits, DEFAULT_MODEL_HEADER};
 pub use litellm::LITELLM_JWTAUTH_FIELDS;
 pub use url::{locate, JwksSource, UrlError};
 
@@ -115,6 +115,8 @@ pub struct FilterConfig {
     /// Routing by model, when configured: the body is then read on every request this filter
     /// authorizes (up to `max_body_bytes`), whether or not a rule needs the model.
     pub model_routing: Option<ModelRouting>,
+    /// The records' rate limits, unless turned off (`rate_limits.enabled: false`).
+    pub rate_limits: Option<RateLimits>,
     /// The route groups the decision metrics are labelled with.
     pub route_group_labels: crate::routes::group_label::RouteGroupLabels,
 }
@@ -191,6 +193,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         clusters: raw.clusters,
         dpop: rules::compile_dpop(raw.dpop, &token_locations)?,
         model_routing: rules::compile_model_routing(raw.model_routing, &token_locations)?,
+        rate_limits: rules::compile_rate_limits(raw.rate_limits, settings.token_kind)?,
         token_locations,
         forward: raw.forward.unwrap_or(true),
         api_keys: raw.api_keys,

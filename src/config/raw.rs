@@ -98,6 +98,8 @@ pub(super) struct RawConfig {
     pub(super) dpop: Option<RawDpop>,
     /// Name the requested model in a request header for Envoy's routes (off when absent).
     pub(super) model_routing: Option<RawModelRouting>,
+    /// The records' rate limits (on when absent).
+    pub(super) rate_limits: Option<RawRateLimits>,
     /// Per-route policy, first match wins.
     #[serde(default)]
     pub(super) rules: Vec<RawRule>,
@@ -157,6 +159,13 @@ pub(super) struct RawDpop {
 pub(super) struct RawModelRouting {
     pub(super) enabled: bool,
     pub(super) header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRateLimits {
+    pub(super) enabled: bool,
+    pub(super) window_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! Per-route rules, token locations, routing by model and route lists as configured.
 
 use super::fields::{err, objects, only_keys, string_list};
-use super::raw::{RawDpop, RawHeaderLocation, RawModelRouting, RawRule};
+use super::raw::{RawDpop, RawHeaderLocation, RawModelRouting, RawRateLimits, RawRule};
 use super::url::valid_authority;
 use crate::authn::dpop::{self, DpopRules};
 use crate::authn::extract::{HeaderLocation, Locations};
@@ -111,6 +111,30 @@ pub(super) fn compile_model_routing(raw: Option<RawModelRouting>, locations: &Lo
         return Err(err(field, format!("{header:?} is one of the identity headers this filter sets")));
     }
     Ok(Some(ModelRouting { header }))
+}
+
+/// Enforcing the records' `rpm_limit`, `tpm_limit` and `max_parallel_requests` (`rate_limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// LiteLLM's window (`LITELLM_RATE_LIMIT_WINDOW_SIZE`), seconds.
+    pub window_s: u64,
+    /// Which of an answer's tokens count (`general_settings.token_rate_limit_type`).
+    pub tokens: crate::limits::usage::TokenKind,
+}
+
+/// `rate_limits`: on unless `enabled: false` (LiteLLM enforces the records' limits whenever
+/// they are set; turning that off must be said).
+pub(super) fn compile_rate_limits(raw: Option<RawRateLimits>, tokens: crate::limits::usage::TokenKind) -> Result<Option<RateLimits>, String> {
+    match raw {
+        Some(RawRateLimits { enabled: false, .. }) => Ok(None),
+        Some(RawRateLimits { window_seconds: Some(w), .. }) if !(1..=86_400).contains(&w) => {
+            Err(err("rate_limits.window_seconds", "must be between 1 and 86400 seconds"))
+        }
+        raw => Ok(Some(RateLimits {
+            window_s: raw.and_then(|r| r.window_seconds).unwrap_or(crate::limits::DEFAULT_WINDOW_SECONDS),
+            tokens,
+        })),
+    }
 }
 
 /// RFC 9110 `tchar`: what a header name, a query parameter or a cookie name here may contain.

@@ -25,6 +25,17 @@ pub trait Host {
     /// The first `size` bytes of the buffered request body. Only valid in the request's own
     /// body callback.
     fn request_body(&self, size: usize) -> Vec<u8>;
+    /// Add a header to the answer (in the request's response-headers callback).
+    fn add_response_header(&self, name: &str, value: &str);
+    /// An answer header (`:status` included), in the response-headers callback.
+    fn response_header(&self, name: &str) -> Option<String>;
+    /// Set (`Some`) or remove (`None`) an answer header, in the response-headers callback.
+    fn set_response_header(&self, name: &str, value: Option<&str>);
+    /// The response body bytes of the current body callback (the chunk it delivers, or all
+    /// that is buffered).
+    fn response_body(&self, size: usize) -> Vec<u8>;
+    /// Replace the buffered response body (in its last body callback).
+    fn set_response_body(&self, body: &[u8]);
     /// Filter state `wasm.<name>` (`%FILTER_STATE(wasm.<name>:PLAIN)%`).
     fn set_filter_state(&self, name: &str, value: &[u8]);
     /// Answer the request locally (it must then stay paused).
@@ -102,6 +113,27 @@ impl Host for ProxyWasm {
 
     fn request_body(&self, size: usize) -> Vec<u8> {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default()
+    }
+
+    fn add_response_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value);
+    }
+
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default()
+    }
+
+    fn set_response_body(&self, body: &[u8]) {
+        // Everything buffered (`usize::MAX`) is replaced.
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, usize::MAX, body);
     }
 
     fn set_filter_state(&self, name: &str, value: &[u8]) {

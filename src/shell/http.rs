@@ -38,12 +38,28 @@ impl HttpContext for Request {
             None => Action::Continue,
         }
     }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if let Some(worker) = &self.worker {
+            request::on_response_headers(&*self.host, worker, self.context_id, end_of_stream);
+        }
+        Action::Continue
+    }
+
+    // Only a model list the caller's models limit is buffered and changed; any other answer
+    // is passed on chunk by chunk, read when a limit counts its tokens.
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &self.worker {
+            Some(worker) => request::on_response_body(&*self.host, worker, self.context_id, body_size, end_of_stream),
+            None => Action::Continue,
+        }
+    }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
         if let Some(worker) = &self.worker {
-            request::on_done(worker, self.context_id);
+            request::on_done(&*self.host, worker, self.context_id);
         }
     }
 }

@@ -117,10 +117,61 @@ pub fn on_body(host: &dyn Host, worker: &SharedWorker, context_id: u32, size: us
     apply(host, &config, step, labels, log_ctx.as_deref())
 }
 
-/// The request is done (answered, reset, or the client went away).
-pub fn on_done(worker: &SharedWorker, context_id: u32) {
+/// The answer's headers: a request counted in rate limits gets LiteLLM's `x-ratelimit-*`
+/// headers (what was left of each limit when it was admitted); a model list whose caller's
+/// models are limited is taken to be filtered (a JSON `200` only: anything else goes through
+/// as it is).
+pub fn on_response_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_of_stream: bool) {
+    let Ok(mut w) = worker.try_borrow_mut() else { return };
+    let Some(answer) = w.answering.get_mut(&context_id) else { return };
+    for status in answer.admission.iter().flat_map(|a| &a.statuses) {
+        for (name, value) in status.headers() {
+            host.add_response_header(&name, &value);
+        }
+    }
+    if answer.models.is_some() && !end_of_stream {
+        let json = host.response_header("content-type").is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        if json && host.response_header(":status").as_deref() == Some("200") {
+            answer.rewrite = true;
+            host.set_response_header("content-length", None); // the filtered list is shorter
+        }
+    }
+    if end_of_stream {
+        w.settle(host, context_id);
+    }
+}
+
+/// A chunk of the answer, passed on as it is unless the answer is a model list to filter
+/// (buffered until its end, then replaced by the filtered list). Read for its `usage` when a
+/// limit counts tokens. The last chunk settles the request before it reaches the client, so
+/// that a client that has seen the end of an answer finds its tokens counted and its slot
+/// free.
+pub fn on_response_body(host: &dyn Host, worker: &SharedWorker, context_id: u32, body_size: usize, end_of_stream: bool) -> Action {
+    let Ok(mut w) = worker.try_borrow_mut() else { return Action::Continue };
+    let Some(answer) = w.answering.get_mut(&context_id) else { return Action::Continue };
+    if answer.rewrite {
+        if !end_of_stream {
+            return Action::Pause; // Envoy buffers it
+        }
+        let list = host.response_body(body_size);
+        if let Some(filtered) = answer.models.as_ref().and_then(|m| crate::authz::model_list::filter_list(&list, m)) {
+            host.set_response_body(&filtered);
+        }
+    } else if let (Some(usage), true) = (answer.usage.as_mut(), body_size > 0) {
+        usage.feed(&host.response_body(body_size));
+    }
+    if end_of_stream {
+        w.settle(host, context_id);
+    }
+    Action::Continue
+}
+
+/// The request is done (answered, reset, or the client went away): one that had not settled
+/// (its answer was cut, or never came) settles now.
+pub fn on_done(host: &dyn Host, worker: &SharedWorker, context_id: u32) {
     if let Ok(mut w) = worker.try_borrow_mut() {
         w.forget(context_id);
+        w.settle(host, context_id);
     }
 }
 

@@ -34,6 +34,12 @@ pub struct ScriptedRequest {
     /// How often the shell cleared its route cache, and the headers at the last time.
     pub route_cache_cleared: usize,
     pub headers_when_cleared: Vec<(String, String)>,
+    /// The answer's headers (the test sets the upstream's; the shell adds and removes).
+    pub response_headers: Vec<(String, String)>,
+    /// The answer's body chunks, delivered one per body callback (the test pushes them).
+    pub response_chunks: Vec<Vec<u8>>,
+    /// What the shell replaced the buffered answer body with.
+    pub response_body_set: Option<Vec<u8>>,
 }
 
 impl ScriptedRequest {
@@ -115,6 +121,33 @@ impl Host for ScriptedHost {
     fn request_body(&self, size: usize) -> Vec<u8> {
         self.body_reads.borrow_mut().push(self.current.get());
         self.current_mut(|r| r.body.iter().take(size).copied().collect())
+    }
+
+    fn add_response_header(&self, name: &str, value: &str) {
+        self.current_mut(|r| r.response_headers.push((name.to_string(), value.to_string())));
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.current_mut(|r| r.response_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) {
+        self.current_mut(|r| {
+            r.response_headers.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                r.response_headers.push((name.to_string(), v.to_string()));
+            }
+        });
+    }
+
+    /// The chunks pushed since the last read, up to `size` bytes (Envoy hands a paused body
+    /// callback everything buffered).
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        self.current_mut(|r| r.response_chunks.drain(..).flatten().take(size).collect())
+    }
+
+    fn set_response_body(&self, body: &[u8]) {
+        self.current_mut(|r| r.response_body_set = Some(body.to_vec()));
     }
 
     fn set_filter_state(&self, name: &str, value: &[u8]) {

@@ -309,7 +309,7 @@ fn a_request_whose_client_left_while_waiting_is_forgotten() {
     let g = Gateway::cold(json!({}));
     g.request(1, "GET", "/v1/models", Some(&token("RS256")), true);
     g.request(2, "GET", "/v1/models", Some(&token("RS256")), true);
-    on_done(&g.worker, 1);
+    on_done(&g.host, &g.worker, 1);
     g.host.requests.borrow_mut().get_mut(&2).unwrap().gone = true; // gone without on_done yet
     g.tick();
     g.answer_call(JWKS_PATH, "200", &jwks());
@@ -625,3 +625,6 @@ fn a_dpop_proof_is_checked_when_the_keys_arrive_after_a_wait() {
     assert_eq!(g.reply(1).map(|r| r.status), Some(401));
     assert_eq!((g.reply(2), g.resumed(2)), (None, 1));
 }
+
+mod limits;
+mod model_list;

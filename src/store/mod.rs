@@ -5,6 +5,7 @@
 
 pub mod discovery;
 pub mod jwks;
+pub mod limits;
 pub mod records;
 pub mod token_cache;
 

@@ -10,6 +10,7 @@
 //! re-enter the VM (`resume_request`, `send_reply`). Steps are computed under the borrow and
 //! applied after it is released (`shell::request`).
 
+pub mod answers;
 pub mod fetches;
 pub mod waiters;
 
@@ -32,6 +33,7 @@ use crate::store::jwks::JwksCache;
 use crate::store::records::{RecordLookup, RecordStore};
 use crate::store::token_cache::TokenCache;
 use crate::store::SharedData;
+use answers::Answering;
 use fetches::Fetch;
 use proxy_wasm::types::LogLevel;
 use std::cell::RefCell;
@@ -78,6 +80,11 @@ pub struct Worker {
     reported: HashSet<String>,
     /// `issuers[i]`'s label id in the VM's metric label table.
     issuer_label_ids: Vec<usize>,
+    /// Admitted requests whose answers have obligations, by context id, until they end.
+    pub answering: HashMap<u32, Answering>,
+    /// This worker's number, the high half of its parallel-slot ids; `None` when the counters
+    /// could not be set up (a request with limits then gets 503).
+    slot_base: Option<u64>,
 }
 
 impl Worker {
@@ -88,7 +95,13 @@ impl Worker {
         let grace_ms = config.fetch_timeout_ms;
         crate::routes::checks::prepare();
         let issuer_label_ids = config.issuers.iter().map(|i| metrics::issuer_label_id(&i.label)).collect();
+        let slot_base = match config.rate_limits {
+            Some(_) => crate::store::limits::init(shared).ok().map(|n| u64::from(n) << 32),
+            None => None,
+        };
         Worker {
+            answering: HashMap::new(),
+            slot_base,
             issuer_label_ids,
             tokens: TokenCache::new(config.token_cache_size),
             records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes)
@@ -162,7 +175,7 @@ impl Worker {
     /// the model when a rule needs it. A `Step::Wait` keeps the flow, in the phase it waits in;
     /// any other step decides the request and the flow is dropped.
     pub fn advance(&mut self, host: &dyn Host, context_id: u32, mut flow: Flow, now_ms: u64) -> Step {
-        let step = self.authorize(host, &mut flow, now_ms);
+        let step = self.authorize(host, context_id, &mut flow, now_ms);
         if step == Step::Wait {
             self.flows.insert(context_id, flow);
         }
@@ -175,9 +188,9 @@ impl Worker {
         Some(self.advance(host, context_id, flow, now_ms))
     }
 
-    fn authorize(&mut self, host: &dyn Host, flow: &mut Flow, now_ms: u64) -> Step {
+    fn authorize(&mut self, host: &dyn Host, context_id: u32, flow: &mut Flow, now_ms: u64) -> Step {
         let records_enabled = self.records.enabled();
-        let Worker { config, records, writes, syncs: sync_writes, proofs_seen, .. } = self;
+        let Worker { config, records, writes, syncs: sync_writes, proofs_seen, answering, slot_base, .. } = self;
         let Some(verified) = flow.verified().cloned() else {
             return Step::Wait; // still awaiting keys
         };
@@ -212,7 +225,7 @@ impl Worker {
         let request = AuthzRequest { route: &flow.route, model: model.as_deref(), team_header: flow.team_header.as_deref() };
         let mut view = RecordsView { store: records, shared: host.shared(), now_ms };
         let step = match policy.authorize(&verified.jws.claims, &verified.caller, request, &mut view) {
-            Outcome::Allow { identity, upserts, syncs } => {
+            Outcome::Allow { identity, upserts, syncs, obligations } => {
                 let rule = flow.rule.and_then(|i| config.rules.get(i)).map(|r| &r.action);
                 let required = match rule {
                     Some(RuleAction::Require(required)) => required.check(&flow.route, &identity, &verified.jws.claims, &verified.caller.scopes),
@@ -236,7 +249,13 @@ impl Worker {
                                 sync_writes.push(sync);
                             }
                         }
-                        Step::Allow(identity)
+                        match answers::take_on(config, host.shared(), *slot_base, context_id, obligations, now_ms) {
+                            Ok(work) => {
+                                answering.extend(work.map(|w| (context_id, w)));
+                                Step::Allow(identity)
+                            }
+                            Err(e) => Step::Deny(e),
+                        }
                     }
                     Err(e) => Step::Deny(e),
                 }
@@ -266,6 +285,15 @@ impl Worker {
     /// The request is gone (finished, reset, or the client hung up), or decided: its flow.
     pub fn forget(&mut self, context_id: u32) -> Option<Flow> {
         self.flows.remove(&context_id)
+    }
+
+    /// The request's stream ended (complete, reset, or the client went away): count its
+    /// answer's tokens and give back its parallel slots.
+    pub fn settle(&mut self, host: &dyn Host, context_id: u32) {
+        let Some(done) = self.answering.remove(&context_id) else { return };
+        if answers::settle(&self.config, host.shared(), done, host.now_ms()).is_err() {
+            host.log(LogLevel::Warn, "rate-limit counters were too contended to settle a request (its slot expires by itself)");
+        }
     }
 
     /// A configuration fault found at run time (a missing cluster): `critical`, once per worker
