@@ -9,8 +9,8 @@ body byte for byte as the SDK sent it.
 Refusals: each of the filter's LiteLLM-shaped errors surfaces as the SDK's own exception class
 for its status, with LiteLLM's message, type, param and code readable from it; the SDK does
 not retry 4xx and does retry the 503 (honouring `Retry-After`), counted at the client and at
-the filter. Missing credentials are caught by the SDK itself before anything is sent. A strict
-xfail marks the team rpm limit that does not exist yet (issue 16).
+the filter. Missing credentials are caught by the SDK itself before anything is sent. A team's
+rpm limit is LiteLLM's 429, raised as `RateLimitError` (more in test_rate_limits.py).
 
 What the SDK does that a reader might not expect is asserted, not assumed (see `_status_error`).
 """
@@ -51,7 +51,7 @@ TEAM_MODELS = ["gpt-4o-mini", "text-embedding-3-small"]
 TEAMS = [
     {"team_id": TEAM, "team_alias": "SDK Team", "models": TEAM_MODELS},
     {"team_id": "team-broke", "models": ["gpt-4o-mini"], "max_budget": 10.0, "spend": 12.5},
-    # Carried today (forwarded as x-litellm-team-rpm-limit), not enforced: see the xfail below.
+    # Enforced (docs/rate-limits.md) and forwarded as x-litellm-team-rpm-limit.
     {"team_id": "team-rpm1", "models": ["gpt-4o-mini"], "rpm_limit": 1},
 ]
 JWTAUTH = {
@@ -63,6 +63,12 @@ JWTAUTH = {
 SCOPES = "llm.chat llm.embed"
 IDENTITY = {"x-litellm-user-id": "alice", "x-litellm-team-id": TEAM, "x-litellm-team-alias": "SDK Team",
             "x-litellm-user-role": "internal_user"}
+
+
+def permitted_models() -> list[str]:
+    """The backend's models a token of TEAM with SCOPES may call (test_model_list.py)."""
+    scoped = {m for mapping in JWTAUTH["scope_mappings"] for m in mapping["models"]}
+    return [m for m in MODELS if m in TEAM_MODELS and m in scoped]
 
 
 def model_not_available(model: str) -> str:
@@ -347,12 +353,13 @@ def test_embeddings_are_decoded(gateway, backend, sign, encoding):
 
 
 def test_models_list_is_a_get_with_the_identity(gateway, backend, sign):
+    """The list shows what the caller may call: the team's models that its scopes map to."""
     token = sign()
     client = sdk(gateway, token)
     page = client.api.models.list()
     models = list(page)
     assert all(isinstance(m, Model) for m in models)
-    assert [m.id for m in models] == list(MODELS)
+    assert [m.id for m in models] == permitted_models() == ["gpt-4o-mini", "text-embedding-3-small"]
     assert {m.owned_by for m in models} == {"fake-openai"}
     seen = assert_reached_backend(client, backend, token, method="GET", path="/v1/models")
     assert seen["body"] == b""
@@ -390,7 +397,7 @@ def test_async_client_concurrent_calls(gateway, backend, sign):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "".join(STREAM_PIECES)
     assert chunks[-1].usage is not None and gate.stalled == [] and gate.finished.is_set()
     assert isinstance(embedding, CreateEmbeddingResponse) and list(embedding.data[0].embedding) == vector("one")
-    assert [m.id for m in listed] == list(MODELS)
+    assert [m.id for m in listed] == permitted_models()
     for name, method, path in (("chat", "POST", "/v1/chat/completions"), ("stream", "POST", "/v1/chat/completions"),
                                ("embed", "POST", "/v1/embeddings"), ("models", "GET", "/v1/models")):
         seen = assert_reached_backend(clients[name], backend, token, method=method, path=path)
@@ -582,14 +589,9 @@ def test_sdk_retries_ride_out_a_short_idp_outage(test_envoys, idps, backend, key
     assert idp.fetch_count >= 1
 
 
-# -- 429: rate limits (not implemented yet) ---------------------------------------------------
+# -- 429: rate limits -------------------------------------------------------------------------
 
 
-class NotRateLimited(AssertionError):
-    """The request over the team's rpm limit went through."""
-
-
-@pytest.mark.xfail(strict=True, raises=NotRateLimited, reason="rate limits not implemented yet (issue 16)")
 def test_team_rpm_limit_raises_rate_limit_error(gateway, backend, sign):
     """A static team record with `rpm_limit: 1`: the second request in the minute is LiteLLM's
     429 (parallel_request_limiter_v3: `Rate limit exceeded for team: <id>. Limit type: requests.
@@ -601,12 +603,9 @@ def test_team_rpm_limit_raises_rate_limit_error(gateway, backend, sign):
     seen = first.received(backend)
     assert len(seen) == 1 and seen[0]["headers"]["x-litellm-team-rpm-limit"] == "1"
     second = sdk(gateway, token)
-    try:
+    with pytest.raises(openai.RateLimitError) as raised:
         chat(second)
-    except openai.RateLimitError as exc:
-        refused = exc
-    else:
-        raise NotRateLimited("the second request within a minute passed a team with rpm_limit 1")
+    refused = raised.value
     assert refused.status_code == 429
     assert isinstance(refused.body, dict)
     assert refused.body["message"].startswith(
