@@ -15,9 +15,12 @@
 //! - [`authz`]: may it do this — LiteLLM's rules in LiteLLM's order (see its module map),
 //!   with [`routes`] (LiteLLM's route groups, generated) and [`records`] (teams, users, orgs,
 //!   end users as LiteLLM stores them).
+//! - [`limits`]: after admission, LiteLLM's rate limits (counted in [`store::limits`]), and the
+//!   tokens read from the answer; [`authz::model_list`] filters a model list to the caller's.
 //! - [`error`]: denials as LiteLLM's JSON errors; [`pytext`] prints values as Python does.
 //! - [`store`]: what workers share through Envoy's shared data — key sets
-//!   ([`store::jwks`], [`store::discovery`]), records ([`store::records`]), one fetch lease
+//!   ([`store::jwks`], [`store::discovery`]), records ([`store::records`]), rate-limit
+//!   counters ([`store::limits`]), one fetch lease
 //!   type — and the per-worker verified-token cache ([`store::token_cache`]).
 //! - [`fetch`]: the outgoing calls (key sets, discovery, records, write-through) and what their
 //!   answers mean, pure.
