@@ -126,6 +126,17 @@ write("model_json", [
     '["gpt-4o"]', "  ", "", '{"model":"x"} trailing', '{"nested":{"model":"inner"},"x":"\\ud800"}',
 ])
 
+write("usage", [b"\x80" + s.encode() for s in [
+    '{"id":"c","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}',
+    'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\ndata: {"choices":[],"usage":'
+    '{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}\n\ndata: [DONE]\n\n',
+    'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":25,'
+    '"output_tokens":1}}}\n\nevent: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":15}}\n\n',
+    'event: response.completed\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":20,'
+    '"output_tokens":5,"total_tokens":25,"input_tokens_details":{"cached_tokens":0}}}}\n\n',
+    '{"content":"\\"usage\\": {\\"total_tokens\\": 9}","usage":{"total_tokens":1}}',
+]])
+
 def form(boundary: str, parts) -> bytes:
     out = b""
     for name, value in parts:
@@ -178,7 +189,7 @@ dictionary("jwks", ALGS + JSON + ["keys", "kty", "RSA", "EC", "OKP", "oct", "crv
 dictionary("pem", ["-----BEGIN ", "-----END ", "-----", "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE",
                    "PRIVATE KEY", b"\x30\x82", b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01",
                    b"\x06\x07\x2a\x86\x48\xce\x3d\x02\x01", b"\x06\x03\x2b\x65\x70"])
-config_src = (FUZZ.parent / "src/config.rs").read_text()
+config_src = "".join(p.read_text() for p in sorted((FUZZ.parent / "src/config").glob("*.rs")))
 config_words = set(re.findall(r'"([a-z][a-z0-9_]{1,40})"', config_src))
 dictionary("config", sorted(config_words) + JSON + ["http://", "https://", "/.well-known/openid-configuration",
                                                     "general_settings", "litellm_jwtauth", "{id}"])
@@ -187,7 +198,9 @@ dictionary("model_multipart", ["multipart/form-data", "boundary=", "\r\n", "\r\n
                                "Content-Disposition: form-data; name=\"model\"", "name=model", "\n"])
 dictionary("model_path", ["/openai/deployments/", "/engines/", "/v1/engines/", "/v1beta/models/", "/v1/models/",
                           "/models/", ":generateContent", "/chat/completions", "%2F", "%", "%ZZ", "/", ":"])
-groups_src = (FUZZ.parent / "src/route_groups.rs").read_text()
+groups_src = (FUZZ.parent / "src/routes/groups.rs").read_text()
 group_names = re.findall(r'^\s+"([a-z_]+)" => Some', groups_src, re.M)
 dictionary("routes", group_names + ["\n", "\n\n", "*", "/", "/v1/", "{", "}", ":path}", "/threads/", "/key/"])
+dictionary("usage", JSON + ["usage", "\"usage\":", "\"usage\":{", "prompt_tokens", "completion_tokens",
+                           "total_tokens", "input_tokens", "output_tokens", "data: ", "\n\n", "event: ", "\\\""])
 print("seeds and dictionaries written under", FUZZ)
