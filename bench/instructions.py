@@ -51,6 +51,8 @@ CASES = {
     "S3:c": ("rs_bad", "c"), "S3:e": ("rs_bad", "e"),
     "S4:a4": ("team_one", "a4"), "S4:b4": ("team_one", "b4"), "S4:f": ("team_one", "f"),
     "S4:g": ("team_one", "g"), "S4:h": ("team_one", "h"), "S4:i": ("team_one", "i"),
+    "S6:a6": ("team_one", "a6"), "S6:b6": ("team_one", "b6"), "S6:f6": ("team_one", "f6"), "S6:j": ("team_one", "j"),
+    "S7:b7": ("team_list", "b7"), "S7:e7": ("team_list", "e7"), "S7:k": ("team_list", "k"),
     "S5a:c": ("es_cold", "c"), "S5a:e": ("es_cold", "e"),
     "S5b:c": ("ps_cold", "c"), "S5b:e": ("ps_cold", "e"),
 }
@@ -311,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "rs_one": [rs.sign(bench.jf.claims("bench-user", exp_in=12 * 3600))],
         "team_one": [rs.sign(bench.jf.claims("bench-user", exp_in=12 * 3600, team_id="team-1"))],
     }
+    tokens["team_list"] = tokens["team_one"]
     sets = {case_of(c)[0] for c in cases}
     if any(c.startswith("P:") for c in cases):
         args.probe_snapshot = bench.snapshot(args.probe_wasm.resolve(), workdir)

@@ -79,12 +79,28 @@ LISTENERS = {
     "i": Listener("i", "(i) (h) + model_routing", "(e)'s configuration with model_routing on (the body read for routing only), then buffer"),
     "a4": Listener("a4", "(a4) no auth + buffer", "buffer filter only (S4's no-auth baseline)"),
     "b4": Listener("b4", "(b4) noop wasm + buffer", "do-nothing Wasm filter, then buffer (S4's noop baseline)"),
+    # S6: the same POST answered with a streamed chat completion (SSE, usage chunk).
+    "a6": Listener("a6", "(a6) no auth + buffer, SSE", "buffer filter only; the answer is S6's event stream"),
+    "b6": Listener("b6", "(b6) noop wasm + buffer, SSE", "do-nothing Wasm filter, then buffer; S6's event stream"),
+    "f6": Listener("f6", "(f6) (f), SSE", "(f) (no records: nothing counted); S6's event stream"),
+    "j": Listener("j", "(j) (f) + team limits, SSE", "(f) with the team's rpm/tpm/max_parallel_requests set "
+                  "(counted, usage read from the stream); S6's event stream"),
+    # S7: GET /v1/models answered with a 24-model list.
+    "b7": Listener("b7", "(b7) noop wasm, model list", "do-nothing Wasm filter; S7's model list"),
+    "e7": Listener("e7", "(e7) llm-jwt-auth, model list", "(e): no rule limits the models, the list passes"),
+    "k": Listener("k", "(k) llm-jwt-auth, list filtered", "(f) with a team whose models are gpt-4o*: the list "
+                  "is buffered and filtered"),
 }
 
 # Listeners whose router answers a POST: they read the whole body first (see render_bootstrap).
-BUFFERED = {"a4", "b4", "f", "g", "h", "i"}
+BUFFERED = {"a4", "b4", "f", "g", "h", "i", "a6", "b6", "f6", "j"}
 # Routing by model, for the listeners that measure it (bench/instructions.py S4:g/h/i).
 MODEL_ROUTING = {"enabled": True}
+
+# S6's team: limits that never refuse, so every request is counted and its usage read.
+LIMITED_TEAMS = [{"team_id": "team-1", "rpm_limit": 10**12, "tpm_limit": 10**15, "max_parallel_requests": 10**6}]
+# S7's team: its models limit the list.
+LISTING_TEAMS = [{"team_id": "team-1", "models": ["gpt-4o*"]}]
 
 LITELLM_SETTINGS = {
     "enforce_rbac": False,
@@ -143,6 +159,19 @@ def scenarios() -> list[Scenario]:
                  "team_one", ["a4", "b4", "f"], {k: 200 for k in ("a4", "b4", "f")},
                  method="POST", path="/v1/chat/completions", body=True,
                  refs=refs("S4", noauth="a4", noop="b4"), forbidden_model={"a4": 200, "b4": 200, "f": 403}),
+        Scenario("S6", "S6 — S4's POST answered with a streamed chat completion, team limits counted",
+                 "S4's request; the answer is a chat completion stream (SSE: 24 chunks and the usage "
+                 "chunk, ~5 KiB, one `direct_response` body). (j) counts the request in its team's "
+                 "rpm/tpm/parallel limits (shared-data CAS), adds x-ratelimit-* headers, reads the "
+                 "usage from the stream and settles at its end; (f6) is the same filter without limits.",
+                 "team_one", ["a6", "b6", "f6", "j"], {k: 200 for k in ("a6", "b6", "f6", "j")},
+                 method="POST", path="/v1/chat/completions", body=True,
+                 refs=refs("S6", noauth="a6", noop="b6")),
+        Scenario("S7", "S7 — GET /v1/models, the list filtered to the team's models",
+                 "A 24-model OpenAI list answered by `direct_response`; (k)'s team may call gpt-4o* only, "
+                 "so the filter buffers the list and answers 3 models; (e7) lets it pass.",
+                 "team_list", ["b7", "e7", "k"], {k: 200 for k in ("b7", "e7", "k")},
+                 refs=refs("S7", noauth="b7", noop="b7")),
         Scenario("S5a", "S5a — ES256 cold, 10k distinct tokens",
                  "P-256 ECDSA tokens, each used once per 10k requests. No-auth/noop baselines are the S2 rows.",
                  "es_cold", list("ce"), {k: 200 for k in "ce"},
@@ -335,6 +364,30 @@ def _jwt_authn(jwks_url: str, cluster: str, cache_size: int | None) -> dict:
 RESPONSE_BODY = '{"id":"bench","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}'
 
 
+def _sse_body() -> str:
+    chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o",
+             "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}], "usage": None}
+    events = [json.dumps(chunk)] * 24
+    events.append(json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+                              "model": "gpt-4o", "choices": [],
+                              "usage": {"prompt_tokens": 1000, "completion_tokens": 24, "total_tokens": 1024}}))
+    return "".join(f"data: {e}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+SSE_BODY = _sse_body()
+MODELS_BODY = json.dumps({"object": "list", "data": [
+    {"id": m, "object": "model", "created": 1700000000, "owned_by": "bench"}
+    for m in [f"{family}-{i}" for family in ("claude", "gemini", "llama", "mistral", "o3", "gpt-3.5")
+              for i in range(3)] + ["gpt-4o", "gpt-4o-mini", "gpt-4o-2024-08-06", "text-embedding-3-small",
+                                    "whisper-1", "tts-1"]]})
+
+
+def _answer(body: str, content_type: str) -> dict:
+    return {"direct_response": {"status": 200, "body": {"inline_string": body}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": content_type},
+                                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
+
+
 def render_bootstrap(*, ports: dict[str, int], keys: Iterable[str], jwks_url: str, jwks_port: int,
                      wasm: Path, noop_wasm: Path) -> dict:
     """The requested front listeners; each answers with a `direct_response` 200 after its filters.
@@ -359,7 +412,20 @@ def render_bootstrap(*, ports: dict[str, int], keys: Iterable[str], jwks_url: st
                             {"public_key_url": jwks_url, "model_routing": MODEL_ROUTING})],
         "a4": lambda: [],
         "b4": lambda: [_wasm("noop", "noop", noop_wasm, None)],
+        "a6": lambda: [],
+        "b6": lambda: [_wasm("noop", "noop", noop_wasm, None)],
+        "f6": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth_litellm", wasm,
+                             {"public_key_url": jwks_url, "general_settings": LITELLM_SETTINGS})],
+        "j": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth_limits", wasm,
+                            {"public_key_url": jwks_url, "general_settings": LITELLM_SETTINGS, "teams": LIMITED_TEAMS})],
+        "b7": lambda: [_wasm("noop", "noop", noop_wasm, None)],
+        "e7": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth", wasm, {"public_key_url": jwks_url})],
+        "k": lambda: [_wasm("llm_jwt_auth", "llm_jwt_auth_listing", wasm,
+                            {"public_key_url": jwks_url, "teams": LISTING_TEAMS,
+                             "general_settings": {"litellm_jwtauth": {"team_id_jwt_field": "team_id"}}})],
     }
+    answer_for = {k: _answer(SSE_BODY, "text/event-stream") for k in ("a6", "b6", "f6", "j")}
+    answer_for.update({k: _answer(MODELS_BODY, "application/json") for k in ("b7", "e7", "k")})
     # A router that answers before the request body has arrived makes Envoy close the HTTP/1.1
     # connection after the response (measured: one new connection per POST). The buffer filter,
     # last before the router, reads the whole body first, as a real upstream would; the filter
@@ -370,7 +436,7 @@ def render_bootstrap(*, ports: dict[str, int], keys: Iterable[str], jwks_url: st
     listeners = []
     for k in keys:
         filters = filters_for[k]() + ([buffer] if k in BUFFERED else [])
-        listeners.append(_listener(f"l_{k}", ports[k], _hcm(f"l_{k}", filters, answer)))
+        listeners.append(_listener(f"l_{k}", ports[k], _hcm(f"l_{k}", filters, answer_for.get(k, answer))))
     return {
         "admin": {"address": _addr(0)},
         "static_resources": {"listeners": listeners, "clusters": [_cluster(jwks_cluster, jwks_port)]},
@@ -620,8 +686,9 @@ class Bench:
         rs = keys["RS256"]
         if "rs_one" in wanted:
             sets["rs_one"] = [rs.sign(jf.claims("bench-user", exp_in=12 * 3600))]
-        if "team_one" in wanted:
+        if wanted & {"team_one", "team_list"}:
             sets["team_one"] = [rs.sign(jf.claims("bench-user", exp_in=12 * 3600, team_id="team-1"))]
+            sets["team_list"] = sets["team_one"]
         if wanted & {"rs_cold", "rs_bad"}:
             sets["rs_cold"] = mint_many(rs, n, "cold", workers=workers)
             if "rs_bad" in wanted:

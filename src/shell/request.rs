@@ -13,6 +13,7 @@ use super::worker::{SharedWorker, Step, Verification};
 use crate::authn::dpop::Presentation;
 use crate::authz::model;
 use crate::config::{FilterConfig, Mode};
+use super::worker::answers::EMPTY_MODEL_LIST;
 use crate::error::{AuthError, Outage};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -129,12 +130,24 @@ pub fn on_response_headers(host: &dyn Host, worker: &SharedWorker, context_id: u
             host.add_response_header(&name, &value);
         }
     }
+    let encoded = host.response_header("content-encoding").is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
     if answer.models.is_some() && !end_of_stream {
         let json = host.response_header("content-type").is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json"));
         if json && host.response_header(":status").as_deref() == Some("200") {
             answer.rewrite = true;
             host.set_response_header("content-length", None); // the filtered list is shorter
+            if encoded {
+                // Compressed despite the removed accept-encoding: unreadable, so it is replaced
+                // by an empty list, sent as is.
+                host.set_response_header("content-encoding", None);
+                answer.models = None;
+            }
         }
+    }
+    let unreadable_usage = encoded && answer.usage.take().is_some();
+    if unreadable_usage {
+        w.report_misconfigured(host, "an answer whose tokens count toward a tpm_limit arrived compressed (the upstream \
+            ignores the removed accept-encoding): its usage cannot be read, so its tokens are not counted");
     }
     if end_of_stream {
         w.settle(host, context_id);
@@ -154,9 +167,9 @@ pub fn on_response_body(host: &dyn Host, worker: &SharedWorker, context_id: u32,
             return Action::Pause; // Envoy buffers it
         }
         let list = host.response_body(body_size);
-        if let Some(filtered) = answer.models.as_ref().and_then(|m| crate::authz::model_list::filter_list(&list, m)) {
-            host.set_response_body(&filtered);
-        }
+        let filtered = answer.models.as_ref().and_then(|m| crate::authz::model_list::filter_list(&list, m));
+        // A JSON 200 that is no readable list shows nothing rather than everything.
+        host.set_response_body(filtered.as_deref().unwrap_or(EMPTY_MODEL_LIST));
     } else if let (Some(usage), true) = (answer.usage.as_mut(), body_size > 0) {
         usage.feed(&host.response_body(body_size));
     }

@@ -126,3 +126,14 @@ fn limits_can_be_turned_off() {
     }
     assert_eq!(g.header(1, "x-litellm-team-rpm-limit").as_deref(), Some("1"), "still forwarded");
 }
+
+#[test]
+fn a_compressed_counted_answer_is_reported_and_its_slot_still_given_back() {
+    let g = gateway(json!({"team_id": "t1", "tpm_limit": 10, "max_parallel_requests": 1}), json!({}));
+    g.request_with(1, "POST", "/v1/chat/completions", Some(&token("RS256")), true, &[("accept-encoding", "gzip")]);
+    assert_eq!(g.header(1, "accept-encoding"), None, "usage is read: the answer must come uncompressed");
+    g.host.requests.borrow_mut().entry(1).or_default().response_headers = vec![("content-encoding".into(), "gzip".into())];
+    g.answered(1, &["\u{1f}\u{8b}\"usage\":{\"total_tokens\":50}"]);
+    assert!(g.host.logged(LogLevel::Critical, "arrived compressed"));
+    assert_eq!(g.chat(2), Action::Continue, "the slot came back; the unreadable tokens were not counted");
+}

@@ -61,3 +61,25 @@ fn an_unrestricted_caller_errors_and_streams_go_through_untouched() {
     assert_eq!(g.replaced_body(3), None);
     assert_eq!(g.host.with(3, |r| r.response_headers.len()), 2, "headers untouched");
 }
+
+#[test]
+fn a_list_that_cannot_be_read_shows_nothing_rather_than_everything() {
+    let g = gateway(json!(["gpt-4o"]));
+    let gzip = [(":status", "200"), ("content-type", "application/json"), ("content-encoding", "gzip")];
+    assert_eq!(g.list_models(1, &gzip, &["\u{1f}\u{8b}\u{8}compressed"]), vec![Action::Continue]);
+    let empty = String::from_utf8_lossy(crate::shell::worker::answers::EMPTY_MODEL_LIST).into_owned();
+    assert_eq!(g.replaced_body(1), Some(empty.clone()));
+    assert!(!g.host.with(1, |r| r.response_headers.iter().any(|(k, _)| k == "content-encoding")), "sent as is");
+    assert_eq!(g.list_models(2, JSON_200, &["{\"data\": [{\"id\": \"gpt-4o\"}"]), vec![Action::Continue]);
+    assert_eq!(g.replaced_body(2), Some(empty), "not a list: nothing shown");
+}
+
+#[test]
+fn the_clients_accept_encoding_is_not_passed_on_when_the_answer_is_read() {
+    let g = gateway(json!(["gpt-4o"]));
+    let gzip = [("accept-encoding", "gzip, br")];
+    g.request_with(1, "GET", "/v1/models", Some(&token("RS256")), true, &gzip);
+    assert_eq!(g.header(1, "accept-encoding"), None, "the list is read: it must come uncompressed");
+    g.request_with(2, "GET", "/team/info", Some(&token("RS256")), true, &gzip);
+    assert_eq!(g.header(2, "accept-encoding").as_deref(), Some("gzip, br"), "nothing read: untouched");
+}

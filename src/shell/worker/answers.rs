@@ -23,6 +23,17 @@ pub struct Answering {
     pub rewrite: bool,
 }
 
+impl Answering {
+    /// Whether the answer's body is read (its usage, or a model list): it must come
+    /// uncompressed, so the client's `accept-encoding` is not passed on.
+    pub fn reads_body(&self) -> bool {
+        self.usage.is_some() || self.models.is_some()
+    }
+}
+
+/// What a model list that cannot be read is replaced with: nothing is shown unchecked.
+pub const EMPTY_MODEL_LIST: &[u8] = br#"{"object":"list","data":[]}"#;
+
 /// Take on a request's obligations: count it in its rate-limit scopes (LiteLLM's limiter runs
 /// after authentication, so a request refused for any other reason uses none of its quota).
 /// `None`: its answer needs nothing. `slot_base`: this worker's slot ids (`None`: the counters

@@ -251,6 +251,9 @@ impl Worker {
                         }
                         match answers::take_on(config, host.shared(), *slot_base, context_id, obligations, now_ms) {
                             Ok(work) => {
+                                if work.as_ref().is_some_and(Answering::reads_body) {
+                                    host.set_request_header("accept-encoding", None);
+                                }
                                 answering.extend(work.map(|w| (context_id, w)));
                                 Step::Allow(identity)
                             }
@@ -298,7 +301,7 @@ impl Worker {
 
     /// A configuration fault found at run time (a missing cluster): `critical`, once per worker
     /// and fault (every retry would repeat it), and counted.
-    fn report_misconfigured(&mut self, host: &dyn Host, detail: &str) {
+    pub(crate) fn report_misconfigured(&mut self, host: &dyn Host, detail: &str) {
         count(Metric::Misconfigured);
         if self.reported.insert(detail.to_string()) {
             host.log(LogLevel::Critical, detail);
