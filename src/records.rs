@@ -84,6 +84,41 @@ pub struct Team {
     pub metadata: Value,
     /// Team model aliases: requested name → deployment name.
     pub model_aliases: BTreeMap<String, String>,
+    /// The members' own limits (LiteLLM's `LiteLLM_TeamMembership` rows, which `/team/info`
+    /// answers next to `team_info`).
+    pub team_memberships: Vec<TeamMembership>,
+}
+
+/// One member's row of a team: its limits, from its `litellm_budget_table` (LiteLLM's
+/// `safe_get_team_member_rpm_limit` / `…_tpm_limit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TeamMembership {
+    pub user_id: String,
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
+}
+
+/// The members of a membership row read here (a static row may have no others; the rest of a
+/// source's row is ignored).
+const MEMBERSHIP_FIELDS: &[&str] = &["user_id", "litellm_budget_table"];
+
+/// `team_memberships` as LiteLLM writes them: each row's limits in its `litellm_budget_table`.
+/// A row without a `user_id`, or with limits that are not non-negative integers, makes the team
+/// unreadable — ignoring it would lift a member's limit.
+fn memberships(v: &Value) -> Result<Vec<TeamMembership>, String> {
+    let rows = match v.get("team_memberships") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(rows)) => rows,
+        Some(_) => return Err("team_memberships is not a list".into()),
+    };
+    rows.iter()
+        .map(|row| {
+            let user_id = row.get("user_id").and_then(Value::as_str).ok_or("a team_memberships row has no user_id")?;
+            let [tpm, rpm, _] = joined_limits(row).map_err(|e| format!("team_memberships ({user_id}): {e}"))?;
+            Ok(TeamMembership { user_id: user_id.to_string(), tpm_limit: tpm, rpm_limit: rpm })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -267,6 +302,20 @@ impl Record {
             if !known.iter().any(|k| k == name) {
                 return Err((name.clone(), format!("unknown field of a {} record (known: {})", kind.as_str(), known.join(", "))));
             }
+            if name == "team_memberships" {
+                for row in value.as_array().into_iter().flatten() {
+                    let Some(row) = row.as_object() else { continue };
+                    if let Some(other) = row.keys().find(|k| !MEMBERSHIP_FIELDS.contains(&k.as_str())) {
+                        return Err((format!("team_memberships.{other}"), format!("unknown field (known: {})", MEMBERSHIP_FIELDS.join(", "))));
+                    }
+                    if let Some(other) = row.get("litellm_budget_table").and_then(Value::as_object).and_then(|t| {
+                        t.keys().find(|k| !["tpm_limit", "rpm_limit"].contains(&k.as_str()))
+                    }) {
+                        return Err((format!("team_memberships.litellm_budget_table.{other}"), "unknown field (known: tpm_limit, rpm_limit)".into()));
+                    }
+                }
+                continue;
+            }
             let Some((_, inner)) = JOINED_TABLES.iter().find(|(t, _)| t == name) else { continue };
             match value {
                 Value::Null => {}
@@ -292,7 +341,12 @@ impl Record {
         let [tpm, rpm, parallel] = joined_limits(v)?;
         Ok(match kind {
             Kind::Team => {
-                let mut t: Team = parse_as(v)?;
+                let mut without_rows = v.clone();
+                if let Some(m) = without_rows.as_object_mut() {
+                    m.remove("team_memberships"); // LiteLLM's shape, read by `memberships`
+                }
+                let mut t: Team = parse_as(&without_rows)?;
+                t.team_memberships = memberships(v)?;
                 t.max_budget = t.max_budget.or(budget);
                 (t.tpm_limit, t.rpm_limit) = (t.tpm_limit.or(tpm), t.rpm_limit.or(rpm));
                 t.max_parallel_requests = t.max_parallel_requests.or(parallel);
@@ -334,7 +388,19 @@ impl Record {
     pub fn from_litellm(kind: Kind, body: &Value) -> Result<Record, String> {
         // `/team/info` and `/user/info` always wrap the row; the top level is not a row.
         let inner = match kind {
-            Kind::Team => body.get("team_info").ok_or("LiteLLM answer has no team_info")?,
+            Kind::Team => {
+                // `/team/info` answers the members' rows next to the team's.
+                let team = body.get("team_info").ok_or("LiteLLM answer has no team_info")?;
+                return match (team, body.get("team_memberships")) {
+                    (Value::Object(row), Some(rows)) => {
+                        let mut row = row.clone();
+                        row.insert("team_memberships".into(), rows.clone());
+                        Record::from_plain(kind, &Value::Object(row))
+                    }
+                    (Value::Object(_), None) => Record::from_plain(kind, team),
+                    _ => Err("record is not a JSON object".into()),
+                };
+            }
             Kind::User => body.get("user_info").ok_or("LiteLLM answer has no user_info")?,
             Kind::Org | Kind::EndUser | Kind::UserSso | Kind::UserEmail | Kind::TeamAlias | Kind::OrgAlias => body,
         };
@@ -544,6 +610,28 @@ mod tests {
         assert_eq!((u.spend, u.max_budget), (1.0, Some(2.0)));
         assert!(Record::from_litellm(Kind::Team, &json!({"team_info": "nope"})).is_err());
         assert!(Record::from_plain(Kind::Team, &json!({"team_id": "t", "models": "gpt-4o"})).is_err());
+    }
+
+    #[test]
+    fn team_members_limits_come_from_the_rows_team_info_answers_next_to_the_team() {
+        // `/team/info`'s shape: `team_memberships` beside `team_info` (LiteLLM_TeamMembership).
+        let body = json!({"team_id": "t1", "team_info": {"team_id": "t1"}, "team_memberships": [
+            {"user_id": "alice", "team_id": "t1", "spend": 0.5, "budget_id": "b1",
+             "litellm_budget_table": {"budget_id": "b1", "rpm_limit": 5, "tpm_limit": null, "max_budget": 3.0}},
+            {"user_id": "bob", "team_id": "t1", "litellm_budget_table": null}]});
+        let Record::Team(t) = Record::from_litellm(Kind::Team, &body).unwrap() else { panic!() };
+        assert_eq!(t.team_memberships, vec![
+            TeamMembership { user_id: "alice".into(), rpm_limit: Some(5), tpm_limit: None },
+            TeamMembership { user_id: "bob".into(), rpm_limit: None, tpm_limit: None },
+        ]);
+        let bad = json!({"team_info": {"team_id": "t1"}, "team_memberships": [{"user_id": "a", "litellm_budget_table": {"rpm_limit": "5"}}]});
+        assert!(Record::from_litellm(Kind::Team, &bad).is_err(), "a limit that cannot be read would lift it");
+        assert!(Record::from_plain(Kind::Team, &json!({"team_id": "t", "team_memberships": [{"rpm_limit": 1}]})).is_err(), "no user_id");
+        // Static rows name only what is read: a misspelt limit is refused, naming it.
+        let typo = json!({"team_id": "t", "team_memberships": [{"user_id": "a", "litellm_budget_table": {"rpm_limt": 1}}]});
+        assert_eq!(Record::from_static(Kind::Team, &typo).unwrap_err().0, "team_memberships.litellm_budget_table.rpm_limt");
+        let ok = json!({"team_id": "t", "team_memberships": [{"user_id": "a", "litellm_budget_table": {"rpm_limit": 1}}]});
+        assert!(Record::from_static(Kind::Team, &ok).is_ok());
     }
 
     #[test]

@@ -80,8 +80,8 @@ pub struct Subjects<'a> {
     pub model: Option<&'a str>,
 }
 
-/// The scopes a request is counted in, in LiteLLM's order (user, team, end user, per-model
-/// team limits). `max_parallel_requests` of a user or team record is enforced too: LiteLLM
+/// The scopes a request is counted in, in LiteLLM's order (user, team, the user's membership
+/// of the team, end user, per-model team limits). `max_parallel_requests` of a user or team record is enforced too: LiteLLM
 /// reads it for virtual keys only (docs/compatibility.md).
 pub fn scopes(subjects: Subjects) -> Vec<Scope> {
     let mut out = Vec::new();
@@ -101,6 +101,12 @@ pub fn scopes(subjects: Subjects) -> Vec<Scope> {
             tpm: team.tpm_limit,
             parallel: team.max_parallel_requests,
         });
+    }
+    if let (Some(team), Some(id)) = (subjects.team, subjects.user_id) {
+        if let Some(member) = team.team_memberships.iter().find(|m| m.user_id == id) {
+            let value = format!("{}:{id}", team.team_id);
+            push(Scope { key: "team_member", value, rpm: member.rpm_limit, tpm: member.tpm_limit, parallel: None });
+        }
     }
     if let Some(end_user) = subjects.end_user {
         push(Scope { key: "end_user", value: end_user.user_id.clone(), rpm: end_user.rpm_limit, tpm: end_user.tpm_limit, parallel: None });
@@ -244,6 +250,14 @@ mod tests {
             ],
             "the end user has no limit; the per-model tpm names another model"
         );
+        let member = Team {
+            team_memberships: vec![crate::records::TeamMembership { user_id: "u".into(), rpm_limit: Some(3), tpm_limit: None }],
+            ..team.clone()
+        };
+        let with_member = scopes(Subjects { team: Some(&member), user_id: Some("u"), ..Subjects::default() });
+        assert_eq!(with_member.get(1), Some(&scope("team_member", "t:u", Some(3), None, None)), "after the team, LiteLLM's order");
+        let other = scopes(Subjects { team: Some(&member), user_id: Some("v"), ..Subjects::default() });
+        assert!(other.iter().all(|s| s.key != "team_member"), "another user's row");
         let no_user = scopes(Subjects { team: Some(&team), user: None, user_id: Some("u"), model: Some("o"), ..Subjects::default() });
         assert_eq!(no_user.iter().map(|s| s.key).collect::<Vec<_>>(), vec!["team"], "admins: no user scope");
     }
