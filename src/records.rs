@@ -89,14 +89,31 @@ pub struct Team {
     pub team_memberships: Vec<TeamMembership>,
 }
 
-/// One member's row of a team: its limits, from its `litellm_budget_table` (LiteLLM's
-/// `safe_get_team_member_rpm_limit` / `…_tpm_limit`).
+/// One member's row of a team, as LiteLLM writes it: its limits are in its
+/// `litellm_budget_table` (LiteLLM's `safe_get_team_member_rpm_limit` / `…_tpm_limit`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct TeamMembership {
     pub user_id: String,
+    pub litellm_budget_table: Option<MemberLimits>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MemberLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tpm_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rpm_limit: Option<u64>,
+}
+
+impl TeamMembership {
+    pub fn rpm_limit(&self) -> Option<u64> {
+        self.litellm_budget_table.as_ref().and_then(|b| b.rpm_limit)
+    }
+    pub fn tpm_limit(&self) -> Option<u64> {
+        self.litellm_budget_table.as_ref().and_then(|b| b.tpm_limit)
+    }
 }
 
 /// The members of a membership row read here (a static row may have no others; the rest of a
@@ -116,7 +133,8 @@ fn memberships(v: &Value) -> Result<Vec<TeamMembership>, String> {
         .map(|row| {
             let user_id = row.get("user_id").and_then(Value::as_str).ok_or("a team_memberships row has no user_id")?;
             let [tpm, rpm, _] = joined_limits(row).map_err(|e| format!("team_memberships ({user_id}): {e}"))?;
-            Ok(TeamMembership { user_id: user_id.to_string(), tpm_limit: tpm, rpm_limit: rpm })
+            let limits = (tpm.is_some() || rpm.is_some()).then_some(MemberLimits { tpm_limit: tpm, rpm_limit: rpm });
+            Ok(TeamMembership { user_id: user_id.to_string(), litellm_budget_table: limits })
         })
         .collect()
 }
@@ -306,12 +324,12 @@ impl Record {
                 for row in value.as_array().into_iter().flatten() {
                     let Some(row) = row.as_object() else { continue };
                     if let Some(other) = row.keys().find(|k| !MEMBERSHIP_FIELDS.contains(&k.as_str())) {
-                        return Err((format!("team_memberships.{other}"), format!("unknown field (known: {})", MEMBERSHIP_FIELDS.join(", "))));
+                        return Err((format!("team_memberships.{other}"), format!("unknown field (allowed: {})", MEMBERSHIP_FIELDS.join(", "))));
                     }
                     if let Some(other) = row.get("litellm_budget_table").and_then(Value::as_object).and_then(|t| {
                         t.keys().find(|k| !["tpm_limit", "rpm_limit"].contains(&k.as_str()))
                     }) {
-                        return Err((format!("team_memberships.litellm_budget_table.{other}"), "unknown field (known: tpm_limit, rpm_limit)".into()));
+                        return Err((format!("team_memberships.litellm_budget_table.{other}"), "unknown field (allowed: tpm_limit, rpm_limit)".into()));
                     }
                 }
                 continue;
@@ -620,10 +638,9 @@ mod tests {
              "litellm_budget_table": {"budget_id": "b1", "rpm_limit": 5, "tpm_limit": null, "max_budget": 3.0}},
             {"user_id": "bob", "team_id": "t1", "litellm_budget_table": null}]});
         let Record::Team(t) = Record::from_litellm(Kind::Team, &body).unwrap() else { panic!() };
-        assert_eq!(t.team_memberships, vec![
-            TeamMembership { user_id: "alice".into(), rpm_limit: Some(5), tpm_limit: None },
-            TeamMembership { user_id: "bob".into(), rpm_limit: None, tpm_limit: None },
-        ]);
+        let limits: Vec<(&str, Option<u64>, Option<u64>)> =
+            t.team_memberships.iter().map(|m| (m.user_id.as_str(), m.rpm_limit(), m.tpm_limit())).collect();
+        assert_eq!(limits, vec![("alice", Some(5), None), ("bob", None, None)]);
         let bad = json!({"team_info": {"team_id": "t1"}, "team_memberships": [{"user_id": "a", "litellm_budget_table": {"rpm_limit": "5"}}]});
         assert!(Record::from_litellm(Kind::Team, &bad).is_err(), "a limit that cannot be read would lift it");
         assert!(Record::from_plain(Kind::Team, &json!({"team_id": "t", "team_memberships": [{"rpm_limit": 1}]})).is_err(), "no user_id");

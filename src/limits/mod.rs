@@ -105,7 +105,7 @@ pub fn scopes(subjects: Subjects) -> Vec<Scope> {
     if let (Some(team), Some(id)) = (subjects.team, subjects.user_id) {
         if let Some(member) = team.team_memberships.iter().find(|m| m.user_id == id) {
             let value = format!("{}:{id}", team.team_id);
-            push(Scope { key: "team_member", value, rpm: member.rpm_limit, tpm: member.tpm_limit, parallel: None });
+            push(Scope { key: "team_member", value, rpm: member.rpm_limit(), tpm: member.tpm_limit(), parallel: None });
         }
     }
     if let Some(end_user) = subjects.end_user {
@@ -251,7 +251,10 @@ mod tests {
             "the end user has no limit; the per-model tpm names another model"
         );
         let member = Team {
-            team_memberships: vec![crate::records::TeamMembership { user_id: "u".into(), rpm_limit: Some(3), tpm_limit: None }],
+            team_memberships: vec![crate::records::TeamMembership {
+                user_id: "u".into(),
+                litellm_budget_table: Some(crate::records::MemberLimits { rpm_limit: Some(3), tpm_limit: None }),
+            }],
             ..team.clone()
         };
         let with_member = scopes(Subjects { team: Some(&member), user_id: Some("u"), ..Subjects::default() });

@@ -38,8 +38,9 @@ TEAMS = [
     {"team_id": "tpm-bytes", "tpm_limit": 1_000_000},
     {"team_id": "per-model", "metadata": {"model_rpm_limit": {"gpt-4o": 1}}},
     {"team_id": "plain"},
+    {"team_id": "members", "team_memberships": [{"user_id": "alice", "litellm_budget_table": {"rpm_limit": 1}}]},
 ]
-USERS = [{"user_id": "alice"}, {"user_id": "user-rpm1", "rpm_limit": 1}]
+USERS = [{"user_id": "alice"}, {"user_id": "bob"}, {"user_id": "user-rpm1", "rpm_limit": 1}]
 
 
 @pytest.fixture(autouse=True)
@@ -119,6 +120,17 @@ def test_the_sdk_raises_rate_limit_error_for_a_users_rpm(gateway, backend, sign)
         chat(client)
     rate_limited(refused.value, "user", "user-rpm1", "requests", 1)
     assert len(client.received(backend)) == 1
+
+
+def test_a_team_members_own_limit_counts_that_member_only(gateway, backend, sign):
+    alice = sdk(gateway, sign("members"))
+    chat(alice)
+    with pytest.raises(openai.RateLimitError) as refused:
+        chat(alice)
+    rate_limited(refused.value, "team_member", "members:alice", "requests", 1)
+    bob = sdk(gateway, sign("members", sub="bob"))
+    for _ in range(3):
+        chat(bob)
 
 
 def test_a_per_model_team_limit_counts_only_that_model(gateway, backend, sign):
