@@ -95,9 +95,12 @@ impl Worker {
         let grace_ms = config.fetch_timeout_ms;
         crate::routes::checks::prepare();
         let issuer_label_ids = config.issuers.iter().map(|i| metrics::issuer_label_id(&i.label)).collect();
-        let slot_base = match config.rate_limits {
-            Some(_) => crate::store::limits::init(shared).ok().map(|n| u64::from(n) << 32),
-            None => None,
+        // Limits are read from records: without any, nothing is ever counted, and the 1024
+        // buckets are not created.
+        let records = config.record_source.is_some() || !config.statics.is_empty();
+        let slot_base = match (config.rate_limits, records) {
+            (Some(_), true) => crate::store::limits::init(shared).ok().map(|n| u64::from(n) << 32),
+            _ => None,
         };
         Worker {
             answering: HashMap::new(),
