@@ -160,8 +160,8 @@ def scenarios() -> list[Scenario]:
                  method="POST", path="/v1/chat/completions", body=True,
                  refs=refs("S4", noauth="a4", noop="b4"), forbidden_model={"a4": 200, "b4": 200, "f": 403}),
         Scenario("S6", "S6 — S4's POST answered with a streamed chat completion, team limits counted",
-                 "S4's request; the answer is a chat completion stream (SSE: 24 chunks and the usage "
-                 "chunk, ~5 KiB, one `direct_response` body). (j) counts the request in its team's "
+                 "S4's request; the answer is a chat completion stream (SSE: 16 chunks and the usage "
+                 "chunk, ~3.3 KiB, one `direct_response` body). (j) counts the request in its team's "
                  "rpm/tpm/parallel limits (shared-data CAS), adds x-ratelimit-* headers, reads the "
                  "usage from the stream and settles at its end; (f6) is the same filter without limits.",
                  "team_one", ["a6", "b6", "f6", "j"], {k: 200 for k in ("a6", "b6", "f6", "j")},
@@ -367,7 +367,7 @@ RESPONSE_BODY = '{"id":"bench","object":"chat.completion","choices":[{"index":0,
 def _sse_body() -> str:
     chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o",
              "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}], "usage": None}
-    events = [json.dumps(chunk)] * 24
+    events = [json.dumps(chunk)] * 16  # direct_response bodies are at most 4 KiB
     events.append(json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
                               "model": "gpt-4o", "choices": [],
                               "usage": {"prompt_tokens": 1000, "completion_tokens": 24, "total_tokens": 1024}}))

@@ -68,15 +68,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
     }
 }
 
-/// The list without the models `filter` does not allow; `None` when the answer is not such a
-/// list (it then goes through untouched: an error, another shape). An entry is kept only when
-/// its `id` (`model_name` for `/model/info`) names an allowed model: an entry without one is
-/// dropped, never shown unchecked.
-pub fn filter_list(body: &[u8], filter: &ModelFilter) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let members: Members = serde_json::from_str(text).ok()?;
-    let data = members.0.iter().find(|m| m.0 == "data")?.1;
-    let entries: Vec<&RawValue> = serde_json::from_str(data.get()).ok()?;
+/// What [`filter_list`] made of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// The list without the models the caller may not call.
+    Filtered(Vec<u8>),
+    /// A JSON object without a `data` member: no list, nothing to filter (it goes through).
+    NotAList,
+    /// Not JSON, or a `data` that is no array: it cannot be checked, so it is not shown.
+    Unreadable,
+}
+
+/// The list without the models `filter` does not allow. An entry is kept only when its `id`
+/// (`model_name` for `/model/info`) names an allowed model: an entry without one is dropped,
+/// never shown unchecked.
+pub fn filter_list(body: &[u8], filter: &ModelFilter) -> Listed {
+    let Some(members) = std::str::from_utf8(body).ok().and_then(|text| serde_json::from_str::<Members>(text).ok()) else {
+        return Listed::Unreadable;
+    };
+    let Some(data) = members.0.iter().find(|m| m.0 == "data").map(|m| m.1) else { return Listed::NotAList };
+    let Ok(entries) = serde_json::from_str::<Vec<&RawValue>>(data.get()) else { return Listed::Unreadable };
     #[derive(Deserialize)]
     struct Named<'a> {
         #[serde(borrow)]
@@ -98,7 +109,8 @@ pub fn filter_list(body: &[u8], filter: &ModelFilter) -> Option<Vec<u8>> {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&serde_json::to_string(key).ok()?);
+        let Ok(key_text) = serde_json::to_string(key) else { return Listed::Unreadable };
+        out.push_str(&key_text);
         out.push(':');
         match *key {
             "data" => {
@@ -110,7 +122,7 @@ pub fn filter_list(body: &[u8], filter: &ModelFilter) -> Option<Vec<u8>> {
         }
     }
     out.push('}');
-    Some(out.into_bytes())
+    Listed::Filtered(out.into_bytes())
 }
 
 #[cfg(test)]
@@ -122,6 +134,13 @@ mod tests {
         let mut groups = AccessGroups::new();
         groups.insert("beta".into(), vec!["o3".into()]);
         ModelFilter { exact: Vec::new(), object: Some((models.iter().map(|m| m.to_string()).collect(), BTreeMap::new(), groups)) }
+    }
+
+    fn filtered(body: &[u8], f: &ModelFilter) -> Vec<u8> {
+        match filter_list(body, f) {
+            Listed::Filtered(out) => out,
+            other => panic!("not filtered: {other:?}"),
+        }
     }
 
     fn ids(body: &[u8]) -> Vec<String> {
@@ -139,12 +158,12 @@ mod tests {
 
     #[test]
     fn the_teams_models_with_litellms_matching() {
-        let out = filter_list(OPENAI.as_bytes(), &team(&["gpt-4o*", "beta"])).unwrap();
+        let out = filtered(OPENAI.as_bytes(), &team(&["gpt-4o*", "beta"]));
         assert_eq!(ids(&out), ["gpt-4o", "gpt-4o-mini", "o3"], "wildcard and access group; no id: dropped");
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["data"][0], json!({"id": "gpt-4o", "object": "model", "created": 1, "owned_by": "openai"}));
         assert!(String::from_utf8(out).unwrap().starts_with(r#"{"object":"list","data":[{"id": "gpt-4o", "object""#), "order and entries as written");
-        assert_eq!(ids(&filter_list(OPENAI.as_bytes(), &team(&["anthropic/*"])).unwrap()), ["claude-3-5-sonnet"]);
+        assert_eq!(ids(&filtered(OPENAI.as_bytes(), &team(&["anthropic/*"]))), ["claude-3-5-sonnet"]);
     }
 
     #[test]
@@ -152,7 +171,7 @@ mod tests {
         let mut f = team(&["gpt-4o*"]);
         f.exact.push(vec!["gpt-4o-mini".into(), "claude-3-5-sonnet".into()]);
         assert!(!f.unrestricted());
-        assert_eq!(ids(&filter_list(OPENAI.as_bytes(), &f).unwrap()), ["gpt-4o-mini"]);
+        assert_eq!(ids(&filtered(OPENAI.as_bytes(), &f)), ["gpt-4o-mini"]);
         assert!(team(&[]).unrestricted() && team(&["all-proxy-models"]).unrestricted() && ModelFilter::default().unrestricted());
     }
 
@@ -160,15 +179,18 @@ mod tests {
     fn litellms_model_info_is_filtered_by_model_name() {
         let info = r#"{"data": [{"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o"}},
                                 {"model_name": "claude-3-5-sonnet", "litellm_params": {}}]}"#;
-        assert_eq!(ids(&filter_list(info.as_bytes(), &team(&["gpt-4o"])).unwrap()), ["gpt-4o"]);
+        assert_eq!(ids(&filtered(info.as_bytes(), &team(&["gpt-4o"]))), ["gpt-4o"]);
     }
 
     #[test]
-    fn other_answers_are_not_lists() {
-        for body in ["", "[]", "{\"error\": {\"message\": \"x\"}}", "{\"data\": {}}", "not json", "{\"data\": [1,"] {
-            assert_eq!(filter_list(body.as_bytes(), &team(&["gpt-4o"])), None, "{body}");
+    fn other_answers_are_no_lists_and_unreadable_ones_are_not_shown() {
+        for body in ["{\"error\": {\"message\": \"x\"}}", "{\"id\": \"chatcmpl\", \"choices\": []}"] {
+            assert_eq!(filter_list(body.as_bytes(), &team(&["gpt-4o"])), Listed::NotAList, "{body}");
         }
-        let numbers = filter_list(br#"{"data": [1, "gpt-4o", {"id": 5}]}"#, &team(&["gpt-4o"])).unwrap();
+        for body in ["", "[]", "{\"data\": {}}", "not json", "{\"data\": [1,", "\u{1f}\u{8b}gzip"] {
+            assert_eq!(filter_list(body.as_bytes(), &team(&["gpt-4o"])), Listed::Unreadable, "{body}");
+        }
+        let numbers = filtered(br#"{"data": [1, "gpt-4o", {"id": 5}]}"#, &team(&["gpt-4o"]));
         assert_eq!(numbers, br#"{"data":[]}"#, "entries that name no model are dropped");
     }
 }

@@ -14,6 +14,7 @@ use crate::authn::dpop::Presentation;
 use crate::authz::model;
 use crate::config::{FilterConfig, Mode};
 use super::worker::answers::EMPTY_MODEL_LIST;
+use crate::authz::model_list::{filter_list, Listed};
 use crate::error::{AuthError, Outage};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -167,9 +168,12 @@ pub fn on_response_body(host: &dyn Host, worker: &SharedWorker, context_id: u32,
             return Action::Pause; // Envoy buffers it
         }
         let list = host.response_body(body_size);
-        let filtered = answer.models.as_ref().and_then(|m| crate::authz::model_list::filter_list(&list, m));
-        // A JSON 200 that is no readable list shows nothing rather than everything.
-        host.set_response_body(filtered.as_deref().unwrap_or(EMPTY_MODEL_LIST));
+        match answer.models.as_ref().map(|m| filter_list(&list, m)) {
+            Some(Listed::Filtered(kept)) => host.set_response_body(&kept),
+            Some(Listed::NotAList) => {} // no `data`: nothing to filter, it goes on as it is
+            // Not readable (or compressed): nothing is shown rather than everything.
+            Some(Listed::Unreadable) | None => host.set_response_body(EMPTY_MODEL_LIST),
+        }
     } else if let (Some(usage), true) = (answer.usage.as_mut(), body_size > 0) {
         usage.feed(&host.response_body(body_size));
     }

@@ -71,7 +71,9 @@ fn a_list_that_cannot_be_read_shows_nothing_rather_than_everything() {
     assert_eq!(g.replaced_body(1), Some(empty.clone()));
     assert!(!g.host.with(1, |r| r.response_headers.iter().any(|(k, _)| k == "content-encoding")), "sent as is");
     assert_eq!(g.list_models(2, JSON_200, &["{\"data\": [{\"id\": \"gpt-4o\"}"]), vec![Action::Continue]);
-    assert_eq!(g.replaced_body(2), Some(empty), "not a list: nothing shown");
+    assert_eq!(g.replaced_body(2), Some(empty), "a list that cannot be read: nothing shown");
+    assert_eq!(g.list_models(3, JSON_200, &["{\"id\": \"chatcmpl-1\", \"choices\": []}"]), vec![Action::Continue]);
+    assert_eq!(g.replaced_body(3), None, "a JSON answer without `data` holds no list: it goes on as it is");
 }
 
 #[test]
