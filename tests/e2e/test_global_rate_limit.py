@@ -14,30 +14,25 @@ from typing import Any
 
 import pytest
 
+import examples
 import harness
 from checks import send
 from echo_upstream import EchoServer
 from ratelimit_service import RateLimitService, decode_request, fields
 
 EXAMPLE = harness.REPO_ROOT / "deploy" / "examples" / "global-rate-limit.yaml"
-WASM_IN_EXAMPLE = "target/wasm32-wasip1/release/llm_jwt_auth.wasm"
 LIMIT = 2
 
 
-def render(text: str, *, idp_port: int, upstream_port: int, ratelimit_port: int) -> str:
-    swaps = [
+def render(*, idp_port: int, upstream_port: int, ratelimit_port: int) -> str:
+    return examples.render(EXAMPLE, [
         ("port_value: 10003", "port_value: 0"),
         ("port_value: 9903", "port_value: 0"),
         ("port_value: 8081", f"port_value: {upstream_port}"),
         ("port_value: 8181", f"port_value: {ratelimit_port}"),
         ("127.0.0.1:9090", f"127.0.0.1:{idp_port}"),
         ("port_value: 9090", f"port_value: {idp_port}"),
-        (WASM_IN_EXAMPLE, str(harness.require_wasm())),
-    ]
-    for old, new in swaps:
-        assert old in text, f"{EXAMPLE.name} no longer has {old!r}: update this test's substitutions"
-        text = text.replace(old, new)
-    return text
+    ])
 
 
 @pytest.fixture(scope="module")
@@ -53,20 +48,13 @@ def key(keyring):
 
 
 def start(tmp: Path, text: str) -> harness.Envoy:
-    path = tmp / "global-rate-limit.yaml"
-    path.write_text(text)
-    envoy = harness.Envoy(path, name="global-rate-limit", concurrency=2, workdir=tmp)
-    try:
-        envoy.start()
-    except harness.EnvoyFailed as exc:
-        pytest.fail(f"Envoy refused {EXAMPLE.name}:\n{exc.log}", pytrace=False)
-    return envoy
+    return examples.start(EXAMPLE, tmp, text, "global-rate-limit")
 
 
 @pytest.fixture(scope="module")
 def example(module_idps, upstream: EchoServer, service, key, tmp_path_factory):
     idp = module_idps.new([key])
-    text = render(EXAMPLE.read_text(), idp_port=idp.port, upstream_port=upstream.port, ratelimit_port=service.port)
+    text = render(idp_port=idp.port, upstream_port=upstream.port, ratelimit_port=service.port)
     envoy = start(tmp_path_factory.mktemp("global-rate-limit"), text)
     yield envoy
     envoy.stop()
@@ -131,7 +119,7 @@ def test_a_spoofed_team_header_never_reaches_the_service(example, upstream, serv
 def test_a_service_that_cannot_be_asked_refuses(module_idps, upstream, key, tmp_path_factory):
     idp = module_idps.new([key])
     dead = RateLimitService({})  # bound, never started: connections are refused
-    text = render(EXAMPLE.read_text(), idp_port=idp.port, upstream_port=upstream.port, ratelimit_port=dead.port)
+    text = render(idp_port=idp.port, upstream_port=upstream.port, ratelimit_port=dead.port)
     envoy = start(tmp_path_factory.mktemp("global-rate-limit-down"), text)
     try:
         reply = chat(envoy, upstream, token(key, "research"))

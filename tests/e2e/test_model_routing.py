@@ -19,35 +19,29 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+import examples
 import harness
 from checks import Reply, send
 from echo_upstream import EchoServer
 
 EXAMPLE = harness.REPO_ROOT / "deploy" / "examples" / "model-routing.yaml"
-WASM_IN_EXAMPLE = "target/wasm32-wasip1/release/llm_jwt_auth.wasm"
 HEADER = "x-litellm-model"
 
 
-def render(text: str, *, idp_port: int, openai_port: int, anthropic_port: int) -> str:
-    """The example with its ports and wasm path replaced — each one must be there to replace."""
-    swaps = [
+def render(*, idp_port: int, openai_port: int, anthropic_port: int) -> str:
+    """The example with the test's ports and the built wasm."""
+    return examples.render(EXAMPLE, [
         ("port_value: 10002", "port_value: 0"),
         ("port_value: 9902", "port_value: 0"),
         ("port_value: 8081", f"port_value: {openai_port}"),
         ("port_value: 8082", f"port_value: {anthropic_port}"),
         ("127.0.0.1:9090", f"127.0.0.1:{idp_port}"),
         ("port_value: 9090", f"port_value: {idp_port}"),
-        (WASM_IN_EXAMPLE, str(harness.require_wasm())),
-    ]
-    for old, new in swaps:
-        assert old in text, f"{EXAMPLE.name} no longer has {old!r}: update this test's substitutions"
-        text = text.replace(old, new)
-    return text
+    ])
 
 
 def plugin_config(text: str) -> dict:
@@ -72,17 +66,6 @@ class Backends:
         return (found[0][0], found[0][1]["headers"]) if found else None
 
 
-def start_example(tmp: Path, text: str, name: str) -> harness.Envoy:
-    path = tmp / "model-routing.yaml"
-    path.write_text(text)
-    envoy = harness.Envoy(path, name=name, concurrency=2, workdir=tmp)
-    try:
-        envoy.start()
-    except harness.EnvoyFailed as exc:
-        pytest.fail(f"Envoy refused {EXAMPLE.name}:\n{exc.log}", pytrace=False)
-    return envoy
-
-
 @pytest.fixture(scope="module")
 def backends() -> Any:
     openai, anthropic = EchoServer(name="openai").start(), EchoServer(name="anthropic").start()
@@ -99,9 +82,9 @@ def key(keyring):
 @pytest.fixture(scope="module")
 def example(module_idps, backends, key, tmp_path_factory):
     idp = module_idps.new([key])
-    text = render(EXAMPLE.read_text(), idp_port=idp.port, openai_port=backends.openai.port,
+    text = render(idp_port=idp.port, openai_port=backends.openai.port,
                   anthropic_port=backends.anthropic.port)
-    envoy = start_example(tmp_path_factory.mktemp("model-routing"), text, "model-routing")
+    envoy = examples.start(EXAMPLE, tmp_path_factory.mktemp("model-routing"), text, "model-routing")
     yield envoy
     envoy.stop()
 
@@ -200,7 +183,7 @@ def test_routes_hold_when_the_request_resumes_from_the_root_context(module_idps,
     teams = [f"team-{i}" for i in range(8)]
     for team in teams:
         source.put_team(team, models=["gpt-4o", "claude-3-5-haiku"])
-    text = render(EXAMPLE.read_text(), idp_port=idp.port, openai_port=backends.openai.port,
+    text = render(idp_port=idp.port, openai_port=backends.openai.port,
                   anthropic_port=backends.anthropic.port)
     config = plugin_config(text)
     del config["teams"]
@@ -219,7 +202,7 @@ def test_routes_hold_when_the_request_resumes_from_the_root_context(module_idps,
             address:
               socket_address: {{ address: 127.0.0.1, port_value: {source.port} }}
 """
-    envoy = start_example(tmp_path_factory.mktemp("model-routing-records"), text, "model-routing-records")
+    envoy = examples.start(EXAMPLE, tmp_path_factory.mktemp("model-routing-records"), text, "model-routing-records")
     try:
         for i, team in enumerate(teams):
             model, cluster = [("gpt-4o", "openai"), ("claude-3-5-haiku", "anthropic")][i % 2]
