@@ -79,6 +79,12 @@ pub enum AuthError {
     UnusableKey(String),
     /// No keys could be had: the JWKS endpoint failed and nothing usable is cached.
     KeysUnavailable(Outage),
+    /// The IdP's UserInfo endpoint refused the opaque token (its HTTP status, as LiteLLM
+    /// reports it; the IdP's body is for nobody).
+    UserInfoRefused(u16),
+    /// The UserInfo endpoint could not be asked, or answered something that is no claims
+    /// object (an outage, never the token's fault).
+    UserInfoUnavailable(Outage),
     /// A LiteLLM authorization rule refused the request (LiteLLM's `HTTPException(403)`);
     /// the text is LiteLLM's `detail`.
     Forbidden(String),
@@ -127,7 +133,10 @@ pub struct ErrorResponse {
 impl AuthError {
     pub fn status(&self) -> u32 {
         match self {
-            AuthError::KeysUnavailable(_) | AuthError::RecordsUnavailable(_) | AuthError::LimitsUnverifiable => 503,
+            AuthError::KeysUnavailable(_)
+            | AuthError::UserInfoUnavailable(_)
+            | AuthError::RecordsUnavailable(_)
+            | AuthError::LimitsUnverifiable => 503,
             AuthError::RateLimited(_) => 429,
             AuthError::BudgetExceeded(_) => 400,
             AuthError::EnvoyMisconfigured(_) => 500,
@@ -142,7 +151,7 @@ impl AuthError {
     pub fn error_type(&self) -> &'static str {
         match self {
             AuthError::Expired => "expired_key",
-            AuthError::KeysUnavailable(_) => "auth_provider_unavailable",
+            AuthError::KeysUnavailable(_) | AuthError::UserInfoUnavailable(_) => "auth_provider_unavailable",
             AuthError::BodyTooLarge(_) | AuthError::InvalidBody(_) => "invalid_request_error",
             AuthError::RecordsUnavailable(_) => "no_db_connection",
             AuthError::TeamModelDenied { .. } => "team_model_access_denied",
@@ -168,7 +177,7 @@ impl AuthError {
     /// What the log may say beyond the message: the cause of an outage or misconfiguration.
     pub fn detail(&self) -> Option<&str> {
         match self {
-            AuthError::KeysUnavailable(o) | AuthError::RecordsUnavailable(o) => Some(&o.detail),
+            AuthError::KeysUnavailable(o) | AuthError::UserInfoUnavailable(o) | AuthError::RecordsUnavailable(o) => Some(&o.detail),
             AuthError::EnvoyMisconfigured(d) => Some(d),
             _ => None,
         }
@@ -244,6 +253,18 @@ impl AuthError {
                 "Service Unavailable, the identity provider's JWKS endpoint is temporarily unreachable. Please retry."
                     .to_string()
             }
+            // LiteLLM's `Failed to fetch OIDC UserInfo: OIDC UserInfo endpoint returned status …`,
+            // without the IdP's body.
+            AuthError::UserInfoRefused(status) => {
+                format!("{AUTH}Failed to fetch OIDC UserInfo: OIDC UserInfo endpoint returned status {status}")
+            }
+            AuthError::UserInfoUnavailable(o) if o.misconfigured => "Service Unavailable, the gateway cannot reach \
+                 the identity provider's UserInfo endpoint: it is misconfigured (its log says what to fix)."
+                .to_string(),
+            AuthError::UserInfoUnavailable(_) => {
+                "Service Unavailable, the identity provider's UserInfo endpoint is temporarily unreachable. Please retry."
+                    .to_string()
+            }
             AuthError::Forbidden(detail) | AuthError::EmailDomain(detail) | AuthError::Deactivated(detail) => detail.clone(),
             AuthError::Denied(detail) => format!("{AUTH}{detail}"),
             AuthError::BodyTooLarge(limit) => {
@@ -306,6 +327,8 @@ impl AuthError {
             AuthError::NoMatchingKey { .. } => "unknown_kid",
             AuthError::UnusableKey(_) => "unusable_key",
             AuthError::KeysUnavailable(_) => "keys_unavailable",
+            AuthError::UserInfoRefused(_) => "userinfo_refused",
+            AuthError::UserInfoUnavailable(_) => "userinfo_unavailable",
             AuthError::Forbidden(_) => "forbidden",
             AuthError::EmailDomain(_) => "email_domain",
             AuthError::Denied(_) | AuthError::Deactivated(_) => "denied",
@@ -349,7 +372,7 @@ impl AuthError {
         }
         match self {
             // Seconds until a retry can help: the fetch back-off, or (misconfigured) much later.
-            AuthError::KeysUnavailable(o) | AuthError::RecordsUnavailable(o) => {
+            AuthError::KeysUnavailable(o) | AuthError::UserInfoUnavailable(o) | AuthError::RecordsUnavailable(o) => {
                 headers.push(("retry-after", if o.misconfigured { "60" } else { "1" }.to_string()))
             }
             AuthError::LimitsUnverifiable => headers.push(("retry-after", "1".to_string())),
@@ -473,6 +496,9 @@ mod tests {
             assert!(v["error"]["message"].as_str().unwrap().contains(says));
             assert_eq!(e.detail(), Some(cause), "the log still has it");
         }
+        let userinfo = AuthError::UserInfoUnavailable(Outage::transient("UserInfo endpoint returned status 502")).to_response();
+        assert_eq!((userinfo.status, header(&userinfo, "retry-after")), (503, Some("1")));
+        assert!(!String::from_utf8_lossy(&userinfo.body).contains("502"), "the cause stays in the log");
         let records = AuthError::RecordsUnavailable(Outage::transient("source returned status 500 for team t")).to_response();
         assert_eq!(header(&records, "retry-after"), Some("1"));
         assert!(!String::from_utf8(records.body).unwrap().contains("status 500"));

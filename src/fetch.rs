@@ -37,6 +37,13 @@ impl Call {
         }
     }
 
+    /// GET the claims of an opaque token from the IdP's UserInfo endpoint (OIDC Core §5.3), the
+    /// token as the bearer credential, as LiteLLM's `get_oidc_userinfo` sends it. Never logged:
+    /// the call holds the token.
+    pub fn userinfo(at: &JwksSource, token: &str, timeout_ms: u64) -> Call {
+        Call { headers: vec![("authorization".into(), format!("Bearer {token}"))], ..Call::key_set(at, timeout_ms) }
+    }
+
     /// GET one record, or `None` when the source serves no records of that kind (then they
     /// do not exist).
     pub fn record(source: &RecordSource, key: &RecordKey) -> Option<Call> {
@@ -169,6 +176,35 @@ pub fn key_set<'a>(from: &str, answer: &'a Answer) -> Result<&'a [u8], String> {
     })
 }
 
+/// The most of a UserInfo answer that is kept (it is stored per token in shared data).
+pub const MAX_USERINFO_BYTES: usize = 8 * 1024;
+
+/// A UserInfo answer: the claims object, the IdP's refusal of the token (a 4xx other than 408
+/// and 429: the token's fault), or why the IdP could not be asked (for the log, never for a
+/// client).
+pub fn userinfo(answer: &Answer) -> Result<crate::store::userinfo::Said, String> {
+    use crate::store::userinfo::Said;
+    if let Answer::Response { status, .. } = answer {
+        if let Ok(code @ 400..=499) = status.parse::<u16>() {
+            if code != 408 && code != 429 {
+                return Ok(Said::Refused(code));
+            }
+        }
+    }
+    let body = answer.ok_body().map_err(|failure| match failure {
+        Failure::NoResponse => format!("UserInfo endpoint: no response {NO_RESPONSE}"),
+        Failure::Status(status) => format!("UserInfo endpoint returned status {status}"),
+        Failure::TooLarge => format!("UserInfo endpoint: {TOO_LARGE}"),
+    })?;
+    if body.len() > MAX_USERINFO_BYTES {
+        return Err(format!("UserInfo endpoint: answer larger than {MAX_USERINFO_BYTES} bytes"));
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(claims)) => Ok(Said::Claims(claims)),
+        _ => Err("UserInfo endpoint: the answer is not a JSON object".to_string()),
+    }
+}
+
 /// A discovery document's answer: the document, or why there is none.
 pub fn discovery_document(answer: &Answer) -> Result<&[u8], String> {
     answer.ok_body().map_err(|failure| match failure {
@@ -232,6 +268,25 @@ mod tests {
 
     fn key(kind: Kind, id: &str) -> RecordKey {
         RecordKey { kind, id: id.into() }
+    }
+
+    #[test]
+    fn a_userinfo_answer_is_claims_a_refusal_of_the_token_or_an_outage() {
+        use crate::store::userinfo::Said;
+        let answer = |status: &str, body: &str| Answer::Response { status: status.into(), body: Some(body.as_bytes().to_vec()) };
+        assert_eq!(userinfo(&ok(r#"{"sub": "alice"}"#)), Ok(Said::Claims(json!({"sub": "alice"}).as_object().unwrap().clone())));
+        for status in ["400", "401", "403", "404"] {
+            assert_eq!(userinfo(&answer(status, "nope")), Ok(Said::Refused(status.parse().unwrap())), "{status}: the token's fault");
+        }
+        for status in ["408", "429", "500", "502", "503", "302"] {
+            assert!(userinfo(&answer(status, "")).is_err(), "{status}: the endpoint's fault, never the token's");
+        }
+        for body in ["[1]", "\"alice\"", "<html>", ""] {
+            assert!(userinfo(&ok(body)).is_err(), "{body:?} is no claims object");
+        }
+        let big = format!(r#"{{"sub": "{}"}}"#, "a".repeat(MAX_USERINFO_BYTES));
+        assert!(userinfo(&ok(&big)).is_err(), "too large to keep per token");
+        assert!(userinfo(&Answer::Nothing).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::authn::keys::jwks::KeySet;
 use crate::authn::keys::PublicKey;
 use crate::authn::verify::{verify_signature, HostCrypto};
 use crate::authz::Caller;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// What a worker knows of one JWKS URL's keys at this moment.
@@ -175,24 +176,47 @@ pub fn authenticate(
     Decision::Verified { keys_until_ms, trust: id }
 }
 
+/// Where a token's claims come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimsFrom {
+    /// A JWT whose signature verified: its registered claims (`exp`, `nbf`, `aud`, …) are
+    /// checked again on every verified-token cache hit.
+    Jwt,
+    /// An opaque token the IdP's OIDC UserInfo endpoint answered for (`oidc_userinfo_enabled`):
+    /// the answer carries no registered claims, so only the policy (`custom_validate`
+    /// included) applies, as in LiteLLM.
+    UserInfo,
+}
+
 /// A token that verified, with what authorization reads from it worked out once (and kept
-/// with it in the verified-token cache): whose rules it takes and its scopes and role.
+/// with it in the verified-token cache): its claims, whose rules it takes and its scopes and
+/// role.
 #[derive(Debug)]
 pub struct Verified {
-    pub jws: Jws,
+    pub claims: Map<String, Value>,
+    pub from: ClaimsFrom,
     pub trust: TrustId,
     pub caller: Caller,
 }
 
 impl Verified {
-    pub fn new(jws: Jws, trust: TrustId, config: &FilterConfig) -> Self {
-        let caller = trust::trust(config, trust).policy.caller(&jws.claims);
-        Verified { jws, trust, caller }
+    pub fn new(claims: Map<String, Value>, from: ClaimsFrom, trust: TrustId, config: &FilterConfig) -> Self {
+        let caller = trust::trust(config, trust).policy.caller(&claims);
+        Verified { claims, from, trust, caller }
     }
 
     /// The rules this token takes.
     pub fn trust<'c>(&self, config: &'c FilterConfig) -> Trust<'c> {
         trust::trust(config, self.trust)
+    }
+
+    /// Whether its registered claims still hold at `now` (seconds): a JWT's time claims are
+    /// checked on every use; UserInfo answers have none (their cache lifetime bounds them).
+    pub fn still_valid(&self, config: &FilterConfig, now: u64) -> Result<(), AuthError> {
+        match self.from {
+            ClaimsFrom::Jwt => claims::validate(&self.claims, self.trust(config).claim_rules, now),
+            ClaimsFrom::UserInfo => Ok(()),
+        }
     }
 }
 

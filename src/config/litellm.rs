@@ -42,7 +42,7 @@ pub(super) const ENFORCED_JWTAUTH_FIELDS: &[&str] = &[
     "upsert_sso_user_to_team", "public_allowed_routes", "public_key_stale_ttl", "team_ids_jwt_field", "team_id_upsert",
     "user_id_upsert", "enforce_team_based_model_access", "issuers", "team_claim_fallback",
     "fallback_to_db_teams", "team_alias_jwt_field", "org_alias_jwt_field", "jwt_litellm_role_map",
-    "sync_user_role_and_teams",
+    "sync_user_role_and_teams", "oidc_userinfo_endpoint", "oidc_userinfo_enabled", "oidc_userinfo_cache_ttl",
 ];
 
 /// `litellm_jwtauth` fields that only mean something with team/user records.
@@ -66,6 +66,8 @@ pub(super) struct Settings {
     pub(super) issuers: Option<Value>,
     /// `token_rate_limit_type`: which of an answer's tokens count toward `tpm_limit`.
     pub(super) token_kind: TokenKind,
+    /// `oidc_userinfo_*` when enabled: the endpoint as written and the cache TTL (ms).
+    pub(super) userinfo: Option<(String, u64)>,
 }
 
 /// `general_settings.token_rate_limit_type`: LiteLLM's `total` (default), `input` or
@@ -136,6 +138,7 @@ pub(super) fn general_settings(gs: &Map<String, Value>) -> Result<Settings, Stri
         record_fields_used,
         issuers: jwt.get("issuers").filter(|v| !v.is_null()).cloned(),
         token_kind: token_kind(gs)?,
+        userinfo: super::userinfo::read(jwt)?,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod raw;
 pub mod records;
 pub mod rules;
 pub mod url;
+pub mod userinfo;
 
 pub use issuers::Issuer;
 pub use raw::SourceKind;
@@ -119,6 +120,8 @@ pub struct FilterConfig {
     pub rate_limits: Option<RateLimits>,
     /// The route groups the decision metrics are labelled with.
     pub route_group_labels: crate::routes::group_label::RouteGroupLabels,
+    /// OIDC UserInfo for opaque tokens (`oidc_userinfo_enabled`), when configured.
+    pub userinfo: Option<userinfo::UserInfo>,
 }
 
 impl FilterConfig {
@@ -155,16 +158,19 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
     let time_rules = time_rules(raw.leeway, raw.require_exp, raw.max_token_lifetime, raw.token_types)?;
     let issuers = issuers::compile(raw.issuers, settings.issuers, &policy, &raw.clusters, &time_rules, records_enabled)?;
     let jwks = url::key_urls(raw.public_key_url, env, &raw.clusters)?;
-    let all_sources: Vec<&JwksSource> = jwks.iter().chain(issuers.iter().flat_map(|i| i.jwks.iter())).collect();
+    let userinfo = userinfo::compile(settings.userinfo, &raw.clusters, raw.api_keys)?;
+    let all_sources: Vec<&JwksSource> =
+        jwks.iter().chain(issuers.iter().flat_map(|i| i.jwks.iter())).chain(userinfo.iter().map(|u| &u.endpoint)).collect();
     url::check_clusters_used(&raw.clusters, &all_sources, record_url.as_deref())?;
     let inline_keys = inline_keys(&raw.public_keys)?;
-    if jwks.is_empty() && inline_keys.is_empty() && issuers.is_empty() {
+    if jwks.is_empty() && inline_keys.is_empty() && issuers.is_empty() && userinfo.is_none() {
         return Err(err(
             "public_key_url",
             "no keys configured: set public_key_url (or JWT_PUBLIC_KEY_URL in the VM environment), public_keys or issuers",
         ));
     }
-    if !jwks.is_empty() || !inline_keys.is_empty() {
+    // UserInfo answers take the global rules too.
+    if !jwks.is_empty() || !inline_keys.is_empty() || userinfo.is_some() {
         check_policy(&policy, "the global configuration")?;
     }
     let (audience, issuer) = audience_and_issuer(raw.audience, raw.issuer, env)?;
@@ -199,6 +205,7 @@ pub fn compile(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Filt
         api_keys: raw.api_keys,
         rules: raw.rules.into_iter().enumerate().map(|(i, r)| compile_rule(i, r)).collect::<Result<_, _>>()?,
         route_group_labels: crate::routes::group_label::RouteGroupLabels::default(),
+        userinfo,
     })
 }
 

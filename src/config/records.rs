@@ -292,10 +292,10 @@ mod tests {
                 "general_settings": {"litellm_jwtauth": rule}}));
             assert!(with_teams.is_ok(), "{with_teams:?}");
         }
-        let e = jwtauth(json!({"oidc_userinfo_enabled": true})).unwrap_err();
+        let e = jwtauth(json!({"virtual_key_claim_field": "client_id"})).unwrap_err();
         assert!(e.contains("does not support yet"), "{e}");
         let with_records = compile_json(json!({"public_key_url": "http://a/j", "teams": [{"team_id": "t"}],
-            "general_settings": {"litellm_jwtauth": {"oidc_userinfo_enabled": true}}})).unwrap_err();
+            "general_settings": {"litellm_jwtauth": {"virtual_key_claim_field": "client_id"}}})).unwrap_err();
         assert!(with_records.contains("does not support yet") && !with_records.contains("records"),
             "with records set, the message does not blame missing records: {with_records}");
     }

@@ -163,7 +163,7 @@ pub(super) fn check_clusters_used(
         if !used {
             return Err(err(
                 &format!("clusters.{authority}"),
-                "names no host:port of a key URL (public_key_url, issuers) or of record_source.url",
+                "names no host:port of a key URL (public_key_url, issuers), of oidc_userinfo_endpoint or of record_source.url",
             ));
         }
     }

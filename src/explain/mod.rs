@@ -201,6 +201,8 @@ pub fn stage(reason: Option<&str>) -> &'static str {
         "missing_token" | "malformed_token" => "1. the credential (Authorization: Bearer, or token_locations)",
         "alg_not_allowed" | "bad_signature" | "unknown_kid" | "unusable_key" | "unknown_issuer" => "2. the signature (issuer, key, algorithm)",
         "keys_unavailable" => "2. the signature: the identity provider's keys could not be had",
+        "userinfo_refused" => "2. an opaque token: the identity provider's UserInfo endpoint refused it",
+        "userinfo_unavailable" => "2. an opaque token: the identity provider's UserInfo endpoint could not be asked",
         "expired" | "not_yet_valid" | "invalid_claim" | "audience" | "issuer" | "missing_claim" | "lifetime_too_long" | "token_type" => {
             "3. the registered claims (exp, nbf, iat, aud, iss, typ)"
         }

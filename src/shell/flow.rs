@@ -9,6 +9,7 @@ use crate::authz::model;
 use crate::error::AuthError;
 use crate::records::RecordKey;
 use crate::routes::group_label::RouteGroupLabel;
+use crate::store::userinfo::TokenHash;
 use std::rc::Rc;
 
 /// What the request waits for.
@@ -16,6 +17,8 @@ use std::rc::Rc;
 pub enum Phase {
     /// Its token parsed; the keys to verify it are being fetched (until `until_ms`, then 503).
     AwaitingKeys { until_ms: u64 },
+    /// Its opaque token is being asked about at the UserInfo endpoint (until `until_ms`, then 503).
+    AwaitingUserInfo { until_ms: u64 },
     /// Verified; a rule needs the requested model and the body is still arriving.
     /// `first_callback_by_ms`: no body callback has come yet, and one must come by then — Envoy
     /// only delivers the body after a headers pause with `allow_on_headers_stop_iteration`,
@@ -42,6 +45,9 @@ pub enum Token {
     /// Parsed, not verified yet (its keys are being fetched). The token text is kept to
     /// remember the verification in the verified-token cache.
     Unverified { text: Box<str>, jws: Jws },
+    /// Opaque (`oidc_userinfo_enabled`), its UserInfo answer not here yet. The text is kept to
+    /// remember the answer in the verified-token cache, and for the root context to send.
+    Opaque { text: Box<str>, hash: TokenHash },
     Verified(Rc<Verified>),
 }
 
@@ -97,7 +103,7 @@ impl Flow {
     pub fn verified(&self) -> Option<&Rc<Verified>> {
         match &self.token {
             Token::Verified(v) => Some(v),
-            Token::Unverified { .. } => None,
+            Token::Unverified { .. } | Token::Opaque { .. } => None,
         }
     }
 

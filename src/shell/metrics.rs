@@ -36,6 +36,10 @@ pub enum Metric {
     RecordFetchSuccess,
     RecordFetchNotFound,
     RecordFetchFailure,
+    /// UserInfo answers for opaque tokens: claims, the IdP's refusal, no usable answer.
+    UserInfoFetchSuccess,
+    UserInfoFetchRefused,
+    UserInfoFetchFailure,
     /// Time to verify a token that was not in the cache, in microseconds (histogram).
     VerifyMicros,
     /// Fetches Envoy refused because the gateway's configuration is incomplete (a missing
@@ -103,6 +107,9 @@ impl Metric {
             Metric::RecordFetchSuccess => "record_fetch_success",
             Metric::RecordFetchNotFound => "record_fetch_not_found",
             Metric::RecordFetchFailure => "record_fetch_failure",
+            Metric::UserInfoFetchSuccess => "userinfo_fetch_success",
+            Metric::UserInfoFetchRefused => "userinfo_fetch_refused",
+            Metric::UserInfoFetchFailure => "userinfo_fetch_failure",
             Metric::VerifyMicros => "verify_us",
             Metric::Misconfigured => "misconfigured",
         };

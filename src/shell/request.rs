@@ -66,6 +66,7 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
         let held = match w.verify(host, token, now_us) {
             Verification::Verified(verified) => Token::Verified(verified),
             Verification::NeedKeys(jws) => Token::Unverified { text: token.into(), jws },
+            Verification::NeedUserInfo(hash) => Token::Opaque { text: token.into(), hash },
             Verification::Deny(e) => {
                 drop(w);
                 return apply(host, &config, Step::Deny(e), unverified, log_ctx.as_deref());
@@ -85,7 +86,7 @@ pub fn on_headers(host: &dyn Host, worker: &SharedWorker, context_id: u32, end_o
         route_by_model(host, &config, &mut flow, !headers.may_carry_model());
         if flow.verified().is_none() {
             // The root context's next tick (≤ 100 ms; usually the keys were prefetched) fetches.
-            w.await_keys(context_id, flow, now_ms);
+            w.await_token(context_id, flow, now_ms);
             return Action::Pause;
         }
         (w.advance(host, context_id, flow, now_ms), labels)

@@ -628,3 +628,4 @@ fn a_dpop_proof_is_checked_when_the_keys_arrive_after_a_wait() {
 
 mod limits;
 mod model_list;
+mod userinfo;

@@ -8,6 +8,7 @@ pub mod jwks;
 pub mod limits;
 pub mod records;
 pub mod token_cache;
+pub mod userinfo;
 
 use crate::error::Outage;
 

@@ -112,7 +112,7 @@ impl TokenCache {
     pub fn insert(&mut self, token: &str, verified: Rc<Verified>, generation: u64, keys_until_ms: u64) {
         let slot = self.slot(token);
         if let Some(entries) = self.entries.as_mut() {
-            let expires = crate::authn::claims::expiry(&verified.jws.claims);
+            let expires = crate::authn::claims::expiry(&verified.claims);
             entries.put(slot, Entry { token: token.into(), verified, expires, generation, keys_until_ms });
         }
     }
@@ -144,7 +144,7 @@ mod tests {
         let t = token(name);
         let jws = crate::authn::jws::parse(&t).unwrap();
         let config = crate::config::compile(br#"{"public_key_url": "http://a/jwks"}"#, &|_| None).unwrap();
-        (t, Rc::new(Verified::new(jws, crate::authn::trust::TrustId::Global, &config)))
+        (t, Rc::new(Verified::new(jws.claims, crate::authn::ClaimsFrom::Jwt, crate::authn::trust::TrustId::Global, &config)))
     }
 
     #[test]
@@ -161,7 +161,7 @@ mod tests {
     fn entries_die_at_exp_and_on_key_set_change() {
         let mut c = TokenCache::new(4);
         let (t, jws) = verified("ES256");
-        let exp = crate::authn::claims::expiry(&jws.jws.claims).unwrap();
+        let exp = crate::authn::claims::expiry(&jws.claims).unwrap();
         c.insert(&t, jws, 1, u64::MAX);
         assert!(c.get(&t, exp * 1000 - 1, 1).is_some());
         assert!(c.get(&t, exp * 1000, 1).is_none(), "expired at exp");

@@ -13,6 +13,9 @@ use crate::shell::host::Host;
 use crate::shell::metrics::{count, Metric};
 use crate::store::discovery;
 use crate::store::jwks::{JwksCache, Need};
+use crate::store::userinfo::TokenHash;
+use crate::shell::flow::{Phase, Token};
+use std::collections::BTreeMap;
 use proxy_wasm::types::LogLevel;
 use std::rc::Rc;
 
@@ -28,7 +31,13 @@ pub(super) enum Target {
     WriteThrough(RecordKey),
     /// An update `sync_user_role_and_teams` sent for this user (the call's path).
     SyncWrite(RecordKey, String),
+    /// The UserInfo of the opaque token with this hash.
+    UserInfo(TokenHash),
 }
+
+/// The most UserInfo calls one worker has in flight: a flood of new opaque tokens waits (and
+/// times out with a 503) rather than turning the filter into an amplifier against the IdP.
+pub const MAX_USERINFO_IN_FLIGHT: usize = 64;
 
 pub(super) struct Fetch {
     target: Target,
@@ -63,6 +72,7 @@ impl Worker {
                 self.jwks_failed(host, &source.url, outage, now_ms);
             }
         }
+        self.start_userinfo_fetches(host, now_ms);
         let Some(source) = config.record_source.as_ref() else { return };
         for key in self.records.take_fetches(shared, now_ms, record_timeout + WAIT_MARGIN_MS) {
             let Some(call) = Call::record(source, &key) else {
@@ -97,6 +107,50 @@ impl Worker {
                     self.in_flight.insert(token, Fetch { target: Target::WriteThrough(key), started_ms: now_ms });
                 }
                 Err(o) => host.log(LogLevel::Warn, &format!("write-through of {} {} failed: {}", key.kind.as_str(), key.id, o.detail)),
+            }
+        }
+    }
+
+    /// Ask the UserInfo endpoint about the opaque tokens requests wait for, once per token per
+    /// process (the slot's shared lease), at most [`MAX_USERINFO_IN_FLIGHT`] at a time.
+    fn start_userinfo_fetches(&mut self, host: &dyn Host, now_ms: u64) {
+        let Some(ui) = self.config.userinfo.clone() else { return };
+        let mut waiting: BTreeMap<&TokenHash, &str> = BTreeMap::new();
+        for flow in self.flows.values() {
+            if let (Phase::AwaitingUserInfo { .. }, Token::Opaque { text, hash }) = (&flow.phase, &flow.token) {
+                waiting.insert(hash, text);
+            }
+        }
+        let asking: Vec<&TokenHash> = self.in_flight.values().filter_map(|f| match &f.target {
+            Target::UserInfo(h) => Some(h),
+            _ => None,
+        }).collect();
+        let room = MAX_USERINFO_IN_FLIGHT.saturating_sub(asking.len());
+        let lease_ms = self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
+        let Some(store) = self.userinfo.as_ref() else { return };
+        let shared = host.shared();
+        let mut to_ask: Vec<(TokenHash, String)> = Vec::new();
+        for (hash, text) in waiting {
+            if to_ask.len() == room {
+                break;
+            }
+            // The lease is taken only for a call that is sent now.
+            if !asking.contains(&hash) && store.try_take(shared, hash, now_ms, lease_ms) {
+                to_ask.push((hash.clone(), text.to_string()));
+            }
+        }
+        for (hash, text) in to_ask {
+            let call = Call::userinfo(&ui.endpoint, &text, self.config.fetch_timeout_ms);
+            match self.send(host, &call, &ui.endpoint.field) {
+                Ok(token) => {
+                    self.in_flight.insert(token, Fetch { target: Target::UserInfo(hash), started_ms: now_ms });
+                }
+                Err(outage) => {
+                    count(Metric::UserInfoFetchFailure);
+                    if let Some(store) = self.userinfo.as_ref() {
+                        store.complete(host.shared(), &hash, now_ms, ui.cache_ttl_ms, Err(outage));
+                    }
+                }
             }
         }
     }
@@ -157,6 +211,7 @@ impl Worker {
             }
             Target::Discovery(url) => self.discovered(host, &url, answer, now_ms),
             Target::Record(key) => self.record_arrived(host, &key, answer, now_ms),
+            Target::UserInfo(hash) => self.userinfo_arrived(host, &hash, answer, now_ms),
             Target::SyncWrite(key, path) => {
                 let (level, verb) = match fetch::write_through_accepted(answer) {
                     true => (LogLevel::Info, "synced"),
@@ -210,6 +265,20 @@ impl Worker {
             discovery::forget(shared, url);
             self.jwks_failed(host, url, outage, now_ms);
         }
+    }
+
+    fn userinfo_arrived(&mut self, host: &dyn Host, hash: &TokenHash, answer: &Answer, now_ms: u64) {
+        let (Some(store), Some(ui)) = (self.userinfo.as_ref(), self.config.userinfo.as_ref()) else { return };
+        let outcome = fetch::userinfo(answer);
+        match &outcome {
+            Ok(crate::store::userinfo::Said::Claims(_)) => count(Metric::UserInfoFetchSuccess),
+            Ok(crate::store::userinfo::Said::Refused(_)) => count(Metric::UserInfoFetchRefused),
+            Err(why) => {
+                count(Metric::UserInfoFetchFailure);
+                host.log(LogLevel::Warn, &format!("UserInfo fetch failed: {why}"));
+            }
+        }
+        store.complete(host.shared(), hash, now_ms, ui.cache_ttl_ms, outcome.map_err(Outage::transient));
     }
 
     fn record_arrived(&mut self, host: &dyn Host, key: &RecordKey, answer: &Answer, now_ms: u64) {

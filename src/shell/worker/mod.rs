@@ -14,13 +14,14 @@ pub mod answers;
 pub mod fetches;
 pub mod waiters;
 
-use super::flow::{Flow, Phase, Wanted};
+use super::flow::{Flow, Phase, Token, Wanted};
 use super::host::Host;
 use super::metrics::{self, count, record, IssuerTag, Labels, Metric};
+use crate::authn::extract::is_jwt_shaped;
 use crate::authn::jws::{self, Jws};
 use crate::authn::dpop::{self, Proof};
 use crate::authn::trust::TrustId;
-use crate::authn::{authenticate, Decision, KeyLookup, KeySets, Verified};
+use crate::authn::{authenticate, ClaimsFrom, Decision, KeyLookup, KeySets, Verified};
 use crate::authz::identity::Identity;
 use crate::authz::route_rules::RuleAction;
 use crate::authz::sync::UserSync;
@@ -32,6 +33,7 @@ use crate::authn::KidRefetch;
 use crate::store::jwks::JwksCache;
 use crate::store::records::{RecordLookup, RecordStore};
 use crate::store::token_cache::TokenCache;
+use crate::store::userinfo::{TokenHash, UserInfoLookup, UserInfoStore};
 use crate::store::SharedData;
 use answers::Answering;
 use fetches::Fetch;
@@ -42,6 +44,10 @@ use std::rc::Rc;
 
 /// Extra time a paused request waits beyond the fetch timeout before it gets a 503.
 pub const WAIT_MARGIN_MS: u64 = 1000;
+
+/// The longest opaque token sent to the UserInfo endpoint (longer ones are no access token any
+/// IdP issues, and would only make the IdP's answer the client's to choose: refused at once).
+pub const MAX_OPAQUE_TOKEN_BYTES: usize = 4096;
 
 pub type SharedWorker = Rc<RefCell<Worker>>;
 
@@ -60,12 +66,16 @@ pub enum Verification {
     Deny(AuthError),
     /// Parsed, but its keys are not here yet.
     NeedKeys(Jws),
+    /// An opaque token whose UserInfo answer is not here yet.
+    NeedUserInfo(TokenHash),
 }
 
 pub struct Worker {
     pub config: Rc<FilterConfig>,
     keys: JwksCache,
     records: RecordStore,
+    /// The UserInfo answers for opaque tokens, when `oidc_userinfo_enabled`.
+    userinfo: Option<UserInfoStore>,
     tokens: TokenCache,
     /// Undecided requests, by context id.
     pub flows: HashMap<u32, Flow>,
@@ -107,6 +117,7 @@ impl Worker {
             slot_base,
             issuer_label_ids,
             tokens: TokenCache::new(config.token_cache_size),
+            userinfo: config.userinfo.as_ref().map(|u| UserInfoStore::new(&u.endpoint.url)),
             records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes)
                 .for_source(&format!("{:?}", config.record_source)),
             config: Rc::new(config),
@@ -138,12 +149,15 @@ impl Worker {
         let now_ms = now_us / 1000;
         if let Some(verified) = self.tokens.get(token, now_ms, self.keys.generation()) {
             count(Metric::TokenCacheHit);
-            return match crate::authn::claims::validate(&verified.jws.claims, verified.trust(&self.config).claim_rules, now_ms / 1000) {
+            return match verified.still_valid(&self.config, now_ms / 1000) {
                 Ok(()) => Verification::Verified(verified),
                 Err(e) => Verification::Deny(e),
             };
         }
         count(Metric::TokenCacheMiss);
+        if self.userinfo.is_some() && !is_jwt_shaped(token) {
+            return self.opaque(host, token, now_ms);
+        }
         let jws = match jws::parse(token) {
             Ok(parsed) => parsed,
             Err(e) => return Verification::Deny(e),
@@ -162,9 +176,42 @@ impl Worker {
     /// Remember a token that verified (in the verified-token cache, for as long as the key set
     /// it verified with), with what authorization reads of it worked out once.
     fn remember(&mut self, token: &str, jws: Jws, trust: TrustId, keys_until_ms: u64) -> Rc<Verified> {
-        let verified = Rc::new(Verified::new(jws, trust, &self.config));
+        let verified = Rc::new(Verified::new(jws.claims, ClaimsFrom::Jwt, trust, &self.config));
         self.tokens.insert(token, Rc::clone(&verified), self.keys.generation(), keys_until_ms);
         verified
+    }
+
+    /// An opaque token, with `oidc_userinfo_enabled`: its claims are what the IdP's UserInfo
+    /// endpoint answered for it (from shared data when any worker asked already).
+    fn opaque(&mut self, host: &dyn Host, token: &str, now_ms: u64) -> Verification {
+        if token.len() > MAX_OPAQUE_TOKEN_BYTES {
+            return Verification::Deny(AuthError::Malformed("the token is too long".into()));
+        }
+        let hash = TokenHash::of(token);
+        match self.userinfo_of(host, token, &hash, now_ms) {
+            Some(Ok(verified)) => Verification::Verified(verified),
+            Some(Err(e)) => Verification::Deny(e),
+            None => Verification::NeedUserInfo(hash),
+        }
+    }
+
+    /// An opaque token's UserInfo as the worker knows it now: its claims (remembered in the
+    /// verified-token cache until the answer expires), the IdP's refusal, or `None` while it
+    /// is not known.
+    pub(super) fn userinfo_of(&mut self, host: &dyn Host, token: &str, hash: &TokenHash, now_ms: u64) -> Option<Result<Rc<Verified>, AuthError>> {
+        let store = self.userinfo.as_ref()?;
+        match store.lookup(host.shared(), hash, now_ms) {
+            UserInfoLookup::Found(claims, until_ms) => {
+                // The answer is the IdP's word for the token: it takes the global rules (an
+                // issuer's would be picked by an `iss` nobody signed).
+                let verified = Rc::new(Verified::new(claims, ClaimsFrom::UserInfo, TrustId::Global, &self.config));
+                self.tokens.insert(token, Rc::clone(&verified), self.keys.generation(), until_ms);
+                Some(Ok(verified))
+            }
+            UserInfoLookup::Refused(status) => Some(Err(AuthError::UserInfoRefused(status))),
+            UserInfoLookup::Unavailable(outage) => Some(Err(AuthError::UserInfoUnavailable(outage))),
+            UserInfoLookup::Pending => None,
+        }
     }
 
     /// Decide a parsed token with the keys this worker knows now.
@@ -199,7 +246,7 @@ impl Worker {
         };
         if let (Some(presented), Some(rules)) = (flow.binding.take(), config.dpop.as_ref()) {
             let now = now_ms / 1000;
-            let checked = dpop::check(rules, &presented, &verified.jws.claims, now, host.crypto());
+            let checked = dpop::check(rules, &presented, &verified.claims, now, host.crypto());
             if let Err(e) = checked.and_then(|proof| proof.map_or(Ok(()), |p| proofs_seen.first_use(p, now))) {
                 return Step::Deny(e);
             }
@@ -227,11 +274,11 @@ impl Worker {
         };
         let request = AuthzRequest { route: &flow.route, model: model.as_deref(), team_header: flow.team_header.as_deref() };
         let mut view = RecordsView { store: records, shared: host.shared(), now_ms };
-        let step = match policy.authorize(&verified.jws.claims, &verified.caller, request, &mut view) {
+        let step = match policy.authorize(&verified.claims, &verified.caller, request, &mut view) {
             Outcome::Allow { identity, upserts, syncs, obligations } => {
                 let rule = flow.rule.and_then(|i| config.rules.get(i)).map(|r| &r.action);
                 let required = match rule {
-                    Some(RuleAction::Require(required)) => required.check(&flow.route, &identity, &verified.jws.claims, &verified.caller.scopes),
+                    Some(RuleAction::Require(required)) => required.check(&flow.route, &identity, &verified.claims, &verified.caller.scopes),
                     _ => Ok(()),
                 };
                 match required {
@@ -282,9 +329,14 @@ impl Worker {
         flow.verified().is_none_or(|v| v.trust(&self.config).policy.needs_model(&v.caller, self.records.enabled(), flow.team_header.is_some()))
     }
 
-    /// Keep a request whose keys are not here yet, until they arrive or the wait times out.
-    pub fn await_keys(&mut self, context_id: u32, mut flow: Flow, now_ms: u64) {
-        flow.phase = Phase::AwaitingKeys { until_ms: now_ms + self.config.fetch_timeout_ms + WAIT_MARGIN_MS };
+    /// Keep a request whose token is not verified yet, until its keys (or its UserInfo answer)
+    /// arrive or the wait times out.
+    pub fn await_token(&mut self, context_id: u32, mut flow: Flow, now_ms: u64) {
+        let until_ms = now_ms + self.config.fetch_timeout_ms + WAIT_MARGIN_MS;
+        flow.phase = match flow.token {
+            Token::Opaque { .. } => Phase::AwaitingUserInfo { until_ms },
+            _ => Phase::AwaitingKeys { until_ms },
+        };
         self.flows.insert(context_id, flow);
     }
 

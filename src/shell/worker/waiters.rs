@@ -38,6 +38,11 @@ impl Worker {
                     None if now_ms < until_ms => continue,
                     None => Ready::Deny(AuthError::KeysUnavailable(Outage::transient("timed out waiting for the JWKS"))),
                 },
+                Phase::AwaitingUserInfo { until_ms } => match self.keys_for(host, id, now_ms) {
+                    Some(outcome) => outcome,
+                    None if now_ms < until_ms => continue,
+                    None => Ready::Deny(AuthError::UserInfoUnavailable(Outage::transient("timed out waiting for the UserInfo endpoint"))),
+                },
                 Phase::AwaitingBody { first_callback_by_ms: Some(by) } if now_ms >= by => {
                     Ready::Deny(AuthError::EnvoyMisconfigured(
                         "the request body never reached the filter; set allow_on_headers_stop_iteration: true \
@@ -63,7 +68,8 @@ impl Worker {
         ready
     }
 
-    /// Decide a request's token again with the keys known now; `None` while they are not.
+    /// Decide a request's token again with the keys (or the UserInfo answer) known now; `None`
+    /// while they are not.
     fn keys_for(&mut self, host: &dyn Host, id: u32, now_ms: u64) -> Option<Ready> {
         // Out of the map while the worker decides (the decision borrows the whole worker).
         let mut flow = self.flows.remove(&id)?;
@@ -78,6 +84,14 @@ impl Worker {
                 }
                 Decision::Deny(e) => Some(Ready::Deny(e)),
                 Decision::NeedKeys => None,
+            },
+            Token::Opaque { text, hash } => match self.userinfo_of(host, text, hash, now_ms) {
+                Some(Ok(verified)) => {
+                    flow.token = Token::Verified(verified);
+                    Some(Ready::Advance)
+                }
+                Some(Err(e)) => Some(Ready::Deny(e)),
+                None => None,
             },
         };
         self.flows.insert(id, flow);
