@@ -443,6 +443,7 @@ fn same(level: &str, field: &str, a: &FilterConfig, b: &FilterConfig) -> Option<
             "custom_validate" => pa.custom_validate.len() == pb.custom_validate.len(),
             "public_key_ttl" => a.public_key_ttl_ms == b.public_key_ttl_ms,
             "public_key_stale_ttl" => a.public_key_stale_ttl_ms == b.public_key_stale_ttl_ms,
+            "oidc_userinfo_enabled" | "oidc_userinfo_endpoint" | "oidc_userinfo_cache_ttl" => a.userinfo == b.userinfo,
             _ => return None,
         },
         ("rule", "public" | "deny" | "require") => {

@@ -88,7 +88,11 @@ impl UserInfoStore {
     }
 
     fn lease(&self, hash: &TokenHash) -> Lease {
-        Lease::new(format!("{USERINFO_FETCH_PREFIX}{}{}", self.namespace, hash.slot()))
+        self.lease_of(hash.slot())
+    }
+
+    fn lease_of(&self, slot: u16) -> Lease {
+        Lease::new(format!("{USERINFO_FETCH_PREFIX}{}{slot}", self.namespace))
     }
 
     /// The slot's value, if it is for this token and still usable at `now_ms`.
@@ -109,16 +113,25 @@ impl UserInfoStore {
         }
     }
 
+    /// Create every slot's lease key, once per process (a later worker, or a reload onto the
+    /// same endpoint, finds the last one and does nothing). Envoy's shared data compares CAS
+    /// values only for keys that exist: created lazily, the first take of a slot by two workers
+    /// at once could succeed for both. Here, before any request, it is a real CAS from the start.
+    pub fn init(&self, shared: &dyn SharedData) {
+        if shared.get(self.lease_of(SLOTS - 1).key()).1.is_some() {
+            return;
+        }
+        for slot in 0..SLOTS {
+            self.lease_of(slot).init(shared);
+        }
+    }
+
     /// Whether this worker should ask the IdP about the token now (it takes the slot's lease).
     pub fn try_take(&self, shared: &dyn SharedData, hash: &TokenHash, now_ms: u64, lease_ms: u64) -> bool {
         if self.read(shared, hash, now_ms).is_some() {
             return false;
         }
-        // Created on first use (the table is large and mostly unused), so that its first CAS
-        // is a real one; two workers racing on a slot's very first use may both ask, once.
-        let lease = self.lease(hash);
-        lease.init(shared);
-        lease.try_take(shared, now_ms, lease_ms)
+        self.lease(hash).try_take(shared, now_ms, lease_ms)
     }
 
     /// Store what the IdP answered (`Err`: it could not be asked; remembered for the back-off).
@@ -240,6 +253,23 @@ mod tests {
         assert!(!store.try_take(&shared, &hash, 6, 1000), "backing off");
         assert_eq!(store.lookup(&shared, &hash, 5 + RETRY_AFTER_FAILURE_MS), UserInfoLookup::Pending);
         assert!(store.try_take(&shared, &hash, 5 + RETRY_AFTER_FAILURE_MS, 1000));
+    }
+
+    #[test]
+    fn the_leases_exist_before_the_first_take_so_two_workers_never_both_win_it() {
+        let shared = MockShared::default();
+        let store = UserInfoStore::new("http://idp/me");
+        store.init(&shared);
+        assert_eq!(shared.data.borrow().len(), usize::from(SLOTS));
+        let lease = store.lease(&TokenHash::of("t"));
+        // Two workers read the idle lease, then both try to take it: only the first CAS holds.
+        let (_, cas) = shared.get(lease.key());
+        assert!(cas.is_some(), "created, so the CAS is compared");
+        assert!(shared.set(lease.key(), b"first", cas).is_ok());
+        assert!(shared.set(lease.key(), b"second", cas).is_err());
+        let before = shared.data.borrow().clone();
+        UserInfoStore::new("http://idp/me").init(&shared);
+        assert_eq!(*shared.data.borrow(), before, "a later worker changes nothing");
     }
 
     #[test]

@@ -102,6 +102,10 @@ impl Worker {
         for source in config.key_sources() {
             JwksCache::init_fetch_key(shared, &source.url);
         }
+        let userinfo = config.userinfo.as_ref().map(|u| UserInfoStore::new(&u.endpoint.url));
+        if let Some(store) = &userinfo {
+            store.init(shared);
+        }
         let grace_ms = config.fetch_timeout_ms;
         crate::routes::checks::prepare();
         let issuer_label_ids = config.issuers.iter().map(|i| metrics::issuer_label_id(&i.label)).collect();
@@ -117,7 +121,7 @@ impl Worker {
             slot_base,
             issuer_label_ids,
             tokens: TokenCache::new(config.token_cache_size),
-            userinfo: config.userinfo.as_ref().map(|u| UserInfoStore::new(&u.endpoint.url)),
+            userinfo,
             records: RecordStore::new(config.statics.clone(), config.record_source.is_some(), config.record_lifetimes)
                 .for_source(&format!("{:?}", config.record_source)),
             config: Rc::new(config),
