@@ -32,6 +32,14 @@ END_USERS = ["cust-1", "cust-2", "cust-3"]
 IDP_ROLES = ["llm-admin", "llm-team", "llm-user", "viewer"]
 SCOPES = ["openid", "profile", "llm.basic", "llm.pro", "email"]  # admin scopes are added on purpose only
 
+#: Where both sides ask about opaque tokens (`oidc_userinfo_enabled`): the oracle answers the call
+#: itself, the filter side maps the authority to its loopback UserInfo server.
+USERINFO_ENDPOINT = "http://userinfo.diff:8080/userinfo"
+#: The share of configurations whose tokens are opaque, answered at the UserInfo endpoint.
+USERINFO_SHARE = 0.2
+#: The share of their requests whose token the IdP refuses (401).
+USERINFO_REFUSED_SHARE = 0.1
+
 # route, method, whether a model may be sent in the JSON body
 ROUTES: list[tuple[str, str, bool, str]] = [
     # LLM API routes
@@ -354,6 +362,21 @@ def gen_request(rng: random.Random, cfg: Config, now: int) -> dict:
     return req
 
 
+def with_userinfo(cfg: Config) -> None:
+    """For a share of configurations, chosen by their id (a generator of its own, so the cases
+    of every other configuration stay what they were): opaque tokens, their claims the UserInfo
+    endpoint's answer, a few refused by the IdP."""
+    rng = random.Random(f"{cfg.cid}/userinfo")
+    if rng.random() >= USERINFO_SHARE:
+        return
+    jwt = cfg.general_settings.setdefault("litellm_jwtauth", {})
+    jwt.update(oidc_userinfo_enabled=True, oidc_userinfo_endpoint=USERINFO_ENDPOINT)
+    for i, req in enumerate(cfg.requests):
+        req["opaque"] = f"opaque-{cfg.cid}-{i}-{rng.getrandbits(64):016x}"
+        status = 401 if rng.random() < USERINFO_REFUSED_SHARE else 200
+        req["userinfo"] = {"status": status, "body": req["claims"] if status == 200 else {"error": "invalid_token"}}
+
+
 def configs(seed: int, n_cases: int, *, per_config: int = 12, now: int | None = None) -> list[Config]:
     """`n_cases` requests spread over configurations of about `per_config` requests each."""
     import time
@@ -366,6 +389,7 @@ def configs(seed: int, n_cases: int, *, per_config: int = 12, now: int | None = 
         cfg = gen_config(rng, f"s{seed}-c{len(out)}")
         k = min(n_cases - made, max(1, rng.randint(per_config // 2, per_config + per_config // 2)))
         cfg.requests = [gen_request(rng, cfg, now) for _ in range(k)]
+        with_userinfo(cfg)
         out.append(cfg)
         made += k
     return out

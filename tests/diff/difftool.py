@@ -103,6 +103,43 @@ class Oracle:
 # -- filter side ----------------------------------------------------------------------------------
 
 
+class UserInfoServer:
+    """The IdP's UserInfo endpoint for the filter side: each opaque token's answer, as the case
+    says (the oracle answers LiteLLM's call with the same)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler
+        from loopback_server import LoopbackServer, TrackingHTTPServer
+
+        answers: dict[str, dict] = {}
+        self.answers = answers
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                auth = self.headers.get("authorization", "")
+                answer = answers.get(auth.removeprefix("Bearer "), {"status": 401, "body": {"error": "invalid_token"}})
+                body = json.dumps(answer.get("body", {})).encode()
+                self.send_response(int(answer.get("status", 200)))
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = LoopbackServer(TrackingHTTPServer, Handler).start()
+
+    @property
+    def clusters(self) -> dict[str, tuple[str, int]]:
+        """The endpoint's authority in the cases, mapped to this server."""
+        from urllib.parse import urlsplit
+        return {urlsplit(casegen.USERINFO_ENDPOINT).netloc: (self.server.host, self.server.port)}
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 def plugin_config(cfg: casegen.Config, jwks_url: str) -> dict:
     out: dict[str, Any] = {"public_key_url": jwks_url, "general_settings": cfg.general_settings}
     for kind in ("teams", "users", "organizations", "end_users"):
@@ -122,6 +159,7 @@ class FilterSide:
         self.key = jf.generate_key("RS256", "diff-rsa")
         self.idp = IdPServer([self.key]).start()
         self.upstream = EchoServer().start()
+        self.userinfo = UserInfoServer()
         self.session = requests.Session()
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="llm-jwt-auth-diff-"))
         self.envoy_seconds = 0.0
@@ -133,7 +171,7 @@ class FilterSide:
         """The filter's answers for every request of `cfg` (or a config_refused answer for all)."""
         t0 = time.monotonic()
         envoy = harness.build_envoy(upstream_port=self.upstream.port, plugin_config=plugin_config(cfg, self.idp.jwks_url),
-                                    wasm=self.wasm, jwks=[self.idp], name=cfg.cid,
+                                    wasm=self.wasm, jwks=[self.idp], clusters=self.userinfo.clusters, name=cfg.cid,
                                     workdir=self.workdir / cfg.cid)
         try:
             try:
@@ -152,7 +190,9 @@ class FilterSide:
             envoy.stop()
 
     def send(self, envoy: harness.Envoy, req: dict) -> dict:
-        token = self.key.sign(req["claims"])
+        token = req.get("opaque") or self.key.sign(req["claims"])
+        if req.get("opaque"):
+            self.userinfo.answers[token] = req["userinfo"]
         headers = {**(req.get("headers") or {}), "authorization": f"Bearer {token}"}
         data = None
         if req["method"] not in ("GET", "HEAD"):
@@ -187,6 +227,7 @@ class FilterSide:
     def close(self) -> None:
         self.idp.stop()
         self.upstream.stop()
+        self.userinfo.stop()
 
 
 # -- comparing ------------------------------------------------------------------------------------
@@ -470,7 +511,8 @@ def _example(r: Result) -> str:
     return "\n".join([
         f"    - config `{c.get('config_id')}`: `general_settings` = `{json.dumps(c['general_settings'], sort_keys=True)}`",
         f"    - records: `{json.dumps(c.get('records') or {}, sort_keys=True)}`",
-        f"    - claims: `{json.dumps({k: v for k, v in c['claims'].items() if k not in ('iat', 'exp')}, sort_keys=True)}`",
+        f"    - claims: `{json.dumps({k: v for k, v in c['claims'].items() if k not in ('iat', 'exp')}, sort_keys=True)}`"
+        + (f" (an opaque token: the UserInfo endpoint's answer, status {c['userinfo']['status']})" if c.get("opaque") else ""),
         f"    - request: `{c['method']} {c['route']}` model=`{c.get('model')}`",
         f"    - LiteLLM: `{json.dumps(lite, sort_keys=True)}`",
         f"    - filter:  `{json.dumps(filt, sort_keys=True)}`",

@@ -14,6 +14,12 @@ exception conversion) in-process, with no database and no network:
   `team_member_add` from `map_user_to_teams`, `patch_team_membership` from
   `sync_user_role_and_teams`) and user creation (`litellm_usertable.create`) are recorded and
   reported as `upserts`;
+* a case with an `opaque` token (`oidc_userinfo_enabled`) is answered through LiteLLM's own
+  UserInfo path (`JWTAuthManager.authenticate_jwt` → `get_oidc_userinfo`): the HTTP client
+  answers the UserInfo call with the case's `userinfo` (status, body), and the proxy's gate in
+  front of JWT auth (`is_jwt`, which only lets three-part tokens in, so that a LiteLLM proxy
+  never reaches the UserInfo path) is opened for that token only; `authenticate_jwt`'s own
+  `is_jwt` test is LiteLLM's;
 * every case gets fresh caches (LiteLLM's in-memory key/team/user caches and the per-process
   "last DB access" table), so cases are independent.
 
@@ -28,7 +34,8 @@ A case:
      "claims": {...},                                        # signed as they are (exp added if absent)
      "route": "/v1/chat/completions", "method": "POST",
      "model": "gpt-4o" | null,                               # put in the JSON body when given
-     "records": {"teams": [...], "users": [...], "organizations": [...], "end_users": [...]}}
+     "records": {"teams": [...], "users": [...], "organizations": [...], "end_users": [...]},
+     "opaque": "<token>", "userinfo": {"status": 200, "body": {...claims}}}   (optional: see above)
 
 An answer:
     {"allow": bool, "status": int, "message": str, "type": str | null, "param": str | null,
@@ -371,6 +378,18 @@ def _import() -> None:
 
     proxy_server.jwt_handler.http_handler = _NoNetwork()
 
+    # The proxy's gate in front of JWT auth, opened for the current case's opaque token (see the
+    # module docstring); every other caller, `authenticate_jwt` included, gets LiteLLM's answer.
+    real_is_jwt = type(proxy_server.jwt_handler).is_jwt  # a staticmethod
+
+    def is_jwt(token: str | None) -> bool:
+        caller = sys._getframe(1).f_code.co_name
+        if token is not None and token == _state.get("opaque") and caller != "authenticate_jwt":
+            return True
+        return real_is_jwt(token=token)
+
+    type(proxy_server.jwt_handler).is_jwt = staticmethod(is_jwt)
+
     upserts: list[dict] = []
 
     async def new_team(data: Any, http_request: Any = None, user_api_key_dict: Any = None, **_: Any) -> dict:
@@ -487,6 +506,36 @@ def _configure(case: dict, prisma: FakePrisma) -> None:
     _state["upserts"].clear()
 
 
+class _UserInfoResponse:
+    """What LiteLLM's HTTP client returns, for the one UserInfo call of a case."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        self.status_code = status
+        self.text = json.dumps(body) if not isinstance(body, str) else body
+        self._body = body
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class _UserInfoEndpoint:
+    """The IdP's UserInfo endpoint for one case: the case's answer for its token, else a 401."""
+
+    def __init__(self, token: str, answer: dict) -> None:
+        self.token, self.answer = token, answer
+
+    async def get(self, url: str, *args: Any, headers: dict | None = None, **kwargs: Any) -> Any:
+        if (headers or {}).get("Authorization") != f"Bearer {self.token}":
+            return _UserInfoResponse(401, {"error": "invalid_token"})
+        return _UserInfoResponse(int(self.answer.get("status", 200)), self.answer.get("body", {}))
+
+    async def post(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"litellm_oracle: no network (LiteLLM asked for {url})")
+
+    async def close(self) -> None:
+        return None
+
+
 def _status(code: Any) -> int:
     try:
         return int(code)
@@ -510,7 +559,12 @@ def decide(case: dict) -> dict:
     now = int(time.time())
     claims.setdefault("iat", now)
     claims.setdefault("exp", now + 3600)
-    token = case.get("token") or sign(claims)
+    token = case.get("opaque") or case.get("token") or sign(claims)
+    _state["opaque"] = case.get("opaque")
+    handler = _state["proxy_server"].jwt_handler
+    network = handler.http_handler
+    if case.get("opaque"):
+        handler.http_handler = _UserInfoEndpoint(case["opaque"], case.get("userinfo") or {"status": 200, "body": claims})
     route = case.get("route") or "/v1/chat/completions"
     method = case.get("method") or "POST"
     body_obj: dict[str, Any] = {}
@@ -547,6 +601,9 @@ def decide(case: dict) -> dict:
                       user_role=_role(auth.user_role), user_email=auth.user_email,
                       extra={"team_models": auth.team_models, "team_tpm_limit": auth.team_tpm_limit,
                              "team_rpm_limit": auth.team_rpm_limit, "team_alias": auth.team_alias})
+    finally:
+        handler.http_handler = network
+        _state["opaque"] = None
     if answer["allow"] and answer["user_id"] is not None:
         # the role LiteLLM's non-admin route rules read from the resolved user row
         # (auth_checks.get_user_role: a row without a valid role counts as internal_user)

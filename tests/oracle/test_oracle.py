@@ -212,3 +212,38 @@ def test_budget_check_counts_the_requests_own_reservation():
     no_model = oracle.decide(case({"sub": "u", "team": "t4"}, jwtauth={"team_id_jwt_field": "team"},
                                   records={"teams": [team]}))
     assert no_model["allow"], no_model
+
+
+USERINFO = {"oidc_userinfo_enabled": True, "oidc_userinfo_endpoint": "https://example.com/oauth2/userinfo",
+            "user_id_jwt_field": "sub", "user_email_jwt_field": "email"}
+
+
+def test_opaque_token_takes_its_claims_from_the_userinfo_endpoint():
+    """test_handle_jwt.py::test_auth_builder_with_oidc_userinfo_enabled: an opaque token's claims
+    are the UserInfo endpoint's answer (the user id is the answer's `sub`)."""
+    c = case(jwtauth=USERINFO, route="/chat/completions", records={"users": [{"user_id": "test_user_1"}]})
+    c.update(opaque="test_access_token", userinfo={"status": 200, "body": {"sub": "test_user_1", "email": "test@example.com", "scope": ""}})
+    answer = oracle.decide(c)
+    assert answer["allow"], answer
+    assert (answer["user_id"], answer["user_email"]) == ("test_user_1", "test@example.com")
+
+
+def test_a_jwt_is_verified_even_with_userinfo_enabled():
+    """test_handle_jwt.py::test_auth_builder_oidc_enabled_falls_back_to_jwt_auth_for_jwt_tokens:
+    a three-part token goes to JWT verification, never to the UserInfo endpoint (which the
+    oracle's client would answer with a 401 here)."""
+    c = case({"sub": "test_user_1"}, jwtauth=USERINFO, route="/chat/completions",
+             records={"users": [{"user_id": "test_user_1"}]})
+    answer = oracle.decide(c)
+    assert answer["allow"] and answer["user_id"] == "test_user_1", answer
+
+
+def test_the_idp_refusing_an_opaque_token_is_a_401_naming_its_status():
+    """get_oidc_userinfo: a non-200 answer raises `Failed to fetch OIDC UserInfo: OIDC UserInfo
+    endpoint returned status <s>: <body>`, which the proxy answers with 401."""
+    c = case(jwtauth=USERINFO, route="/chat/completions")
+    c.update(opaque="revoked-token", userinfo={"status": 403, "body": {"error": "insufficient_scope"}})
+    answer = oracle.decide(c)
+    assert not answer["allow"] and answer["status"] == 401, answer
+    assert answer["message"].startswith(
+        "Authentication Error, Failed to fetch OIDC UserInfo: OIDC UserInfo endpoint returned status 403"), answer
