@@ -20,6 +20,9 @@ exception conversion) in-process, with no database and no network:
   front of JWT auth (`is_jwt`, which only lets three-part tokens in, so that a LiteLLM proxy
   never reaches the UserInfo path) is opened for that token only; `authenticate_jwt`'s own
   `is_jwt` test is LiteLLM's;
+* a case with an `introspection` answer (`routing_overrides`) gives LiteLLM's OAuth2 check
+  (`Oauth2Handler.check_oauth2_token`) its environment (`OAUTH_TOKEN_INFO_ENDPOINT`, …, from the
+  case's `introspection.env`) and an HTTP client that answers with the case's status and body;
 * every case gets fresh caches (LiteLLM's in-memory key/team/user caches and the per-process
   "last DB access" table), so cases are independent.
 
@@ -35,7 +38,8 @@ A case:
      "route": "/v1/chat/completions", "method": "POST",
      "model": "gpt-4o" | null,                               # put in the JSON body when given
      "records": {"teams": [...], "users": [...], "organizations": [...], "end_users": [...]},
-     "opaque": "<token>", "userinfo": {"status": 200, "body": {...claims}}}   (optional: see above)
+     "opaque": "<token>", "userinfo": {"status": 200, "body": {...claims}},   (optional: see above)
+     "introspection": {"env": {"OAUTH_TOKEN_INFO_ENDPOINT": ..., ...}, "status": 200, "body": {...}}}
 
 An answer:
     {"allow": bool, "status": int, "message": str, "type": str | null, "param": str | null,
@@ -518,6 +522,28 @@ class _UserInfoResponse:
         return json.loads(self.text)
 
 
+class _IntrospectionClient:
+    """LiteLLM's httpx client for its OAuth2 check, for one case: the case's answer, recorded."""
+
+    def __init__(self, answer: dict) -> None:
+        self.answer, self.calls = answer, []
+
+    def _respond(self, method: str, url: str, headers: dict | None, data: dict | None) -> Any:
+        import httpx
+        self.calls.append({"method": method, "url": url, "headers": dict(headers or {}), "data": dict(data or {})})
+        request = httpx.Request(method, url)
+        body = self.answer.get("body", {})
+        content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        return httpx.Response(int(self.answer.get("status", 200)), content=content, request=request,
+                              headers={"content-type": "application/json"})
+
+    async def post(self, url: str, headers: dict | None = None, data: dict | None = None, **_: Any) -> Any:
+        return self._respond("POST", url, headers, data)
+
+    async def get(self, url: str, headers: dict | None = None, **_: Any) -> Any:
+        return self._respond("GET", url, headers, None)
+
+
 class _UserInfoEndpoint:
     """The IdP's UserInfo endpoint for one case: the case's answer for its token, else a 401."""
 
@@ -565,6 +591,16 @@ def decide(case: dict) -> dict:
     network = handler.http_handler
     if case.get("opaque"):
         handler.http_handler = _UserInfoEndpoint(case["opaque"], case.get("userinfo") or {"status": 200, "body": claims})
+    from litellm.proxy.auth import oauth2_check
+    introspection = case.get("introspection")
+    oauth_env = {k: v for k, v in os.environ.items() if k.startswith("OAUTH_")}
+    for k in oauth_env:
+        del os.environ[k]
+    client = _IntrospectionClient(introspection or {})
+    real_client = oauth2_check.get_async_httpx_client
+    if introspection:
+        os.environ.update(introspection.get("env") or {})
+        oauth2_check.get_async_httpx_client = lambda *a, **k: client
     route = case.get("route") or "/v1/chat/completions"
     method = case.get("method") or "POST"
     body_obj: dict[str, Any] = {}
@@ -604,6 +640,10 @@ def decide(case: dict) -> dict:
     finally:
         handler.http_handler = network
         _state["opaque"] = None
+        oauth2_check.get_async_httpx_client = real_client
+        for k in [k for k in os.environ if k.startswith("OAUTH_")]:
+            del os.environ[k]
+    answer["introspection_calls"] = client.calls
     if answer["allow"] and answer["user_id"] is not None:
         # the role LiteLLM's non-admin route rules read from the resolved user row
         # (auth_checks.get_user_role: a row without a valid role counts as internal_user)

@@ -247,3 +247,39 @@ def test_the_idp_refusing_an_opaque_token_is_a_401_naming_its_status():
     assert not answer["allow"] and answer["status"] == 401, answer
     assert answer["message"].startswith(
         "Authentication Error, Failed to fetch OIDC UserInfo: OIDC UserInfo endpoint returned status 403"), answer
+
+
+INTROSPECTION_ENV = {"OAUTH_TOKEN_INFO_ENDPOINT": "https://idp.example/oauth2/introspect",
+                     "OAUTH_CLIENT_ID": "gw", "OAUTH_CLIENT_SECRET": "s3"}
+PARTNER = {"user_id_jwt_field": "sub",
+           "routing_overrides": [{"iss": "https://partner.example/*", "scope": "llm.partner"}]}
+
+
+def partner_case(answer, *, iss="https://partner.example/a", route="/v1/chat/completions"):
+    c = case({"sub": "alice", "iss": iss, "scope": "openid llm.partner"}, jwtauth=PARTNER, route=route)
+    c["introspection"] = {"env": INTROSPECTION_ENV, **answer}
+    return c
+
+
+def test_routing_overrides_send_matching_jwts_to_rfc7662_introspection():
+    """user_api_key_auth.py::oauth2_introspection_applies: a JWT whose unverified claims match an
+    override is validated by OAuth2 introspection (a POST with the client's Basic credentials,
+    the endpoint containing `introspect`), and its identity is the answer's."""
+    admin = oracle.decide(partner_case({"status": 200, "body": {"active": True, "sub": "svc-9", "role": "proxy_admin"}}))
+    assert admin["allow"] and (admin["user_id"], admin["user_role"]) == ("svc-9", "proxy_admin"), admin
+    [call] = admin["introspection_calls"]
+    assert call["method"] == "POST" and call["headers"]["Authorization"].startswith("Basic ") and "token" in call["data"]
+    inactive = oracle.decide(partner_case({"status": 200, "body": {"active": False}}))
+    assert (inactive["status"], inactive["message"]) == (
+        401, "Authentication Error, An error occurred during token validation: Token is not active"), inactive
+    other = oracle.decide(partner_case({"status": 200, "body": {"active": True, "sub": "svc-9"}}, iss="https://other.example"))
+    assert other["introspection_calls"] == [], "no match: the JWT path"
+
+
+def test_introspection_is_no_bypass_of_teams_or_management_routes():
+    """What the oracle shows LiteLLM doing past the introspection (to be matched by a port): the
+    answer's team is loaded (unknown → 404), and management routes take the JWT path."""
+    team = oracle.decide(partner_case({"status": 200, "body": {"active": True, "sub": "svc-9", "team_id": "t7"}}))
+    assert team["status"] == 404 and "Team doesn't exist in db. Team=t7" in team["message"], team
+    mgmt = oracle.decide(partner_case({"status": 200, "body": {"active": True, "sub": "svc-9"}}, route="/key/generate"))
+    assert mgmt["introspection_calls"] == [] and not mgmt["allow"], mgmt
