@@ -170,9 +170,9 @@ def test_alerts_query_only_metrics_the_filter_defines(yaml_files):
         assert rule["labels"]["severity"] in ("warning", "critical"), rule
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule
     assert {"requests_denied", "jwks_fetch_failure", "record_fetch_failure", "verify_us", "misconfigured"} <= used
-    # The provider-unavailable alert watches both 503 reasons.
+    # The provider-unavailable alert watches every 503 of a dependency outage.
     [provider] = [r for r in rules if r["alert"] == "LlmJwtAuthProviderUnavailable"]
-    assert reason_values(provider["expr"]) == {"keys_unavailable", "records_unavailable"}
+    assert reason_values(provider["expr"]) == {"keys_unavailable", "userinfo_unavailable", "records_unavailable"}
 
 
 def test_every_alert_has_a_unit_test(yaml_files):
