@@ -93,7 +93,7 @@ class OidcProvider:
     one (the issuer, and Envoy's cluster, name the port)."""
 
     def __init__(self, workdir: Path | str, *, config: Mapping[str, Any] | None = None, keyset: str = "k1",
-                 port: int = 0, host: str = "127.0.0.1", name: str = "oidc", start_timeout: float = 20.0) -> None:
+                 port: int = 0, host: str = "127.0.0.1", name: str = "oidc", start_timeout: float = 60.0) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = dict(config or {})

@@ -904,7 +904,8 @@ REFUSED = {
     "roles_without_allowed_roles": ({"user_roles_jwt_field": "realm_access.roles"},
                                     "user_allowed_roles must be provided if user_roles_jwt_field is set."),
     "team_ids_groups_path_without_records": ({"team_ids_jwt_field": "groups"}, "needs team/user records"),
-    "unsupported_newest_feature": ({"oidc_userinfo_enabled": True}, "does not support yet"),
+    "unsupported_newest_feature": ({"virtual_key_claim_field": "client_id"}, "does not support yet"),
+    "userinfo_without_endpoint": ({"oidc_userinfo_enabled": True}, "oidc_userinfo_endpoint: must be set"),
 }
 
 

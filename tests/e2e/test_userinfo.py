@@ -130,6 +130,14 @@ def test_a_token_the_provider_does_not_know_is_litellm_s_401(gateway, idp):
         "the provider's own answer stays out of the reply"
 
 
+def test_api_keys_never_reach_the_provider(gateway, idp):
+    before = idp.proxy.count(userinfo_path(idp))
+    reply = gateway.request("sk-1234567890abcdef")
+    assert_auth_error(reply)
+    assert reply.headers.get(REASON) == "malformed_token", reply
+    assert idp.proxy.count(userinfo_path(idp)) == before, "a LiteLLM or provider key stays with its owner"
+
+
 def test_jwts_still_verify_by_signature_on_the_same_gateway(gateway, idp):
     before = idp.proxy.count(userinfo_path(idp))
     token = idp.provider.client_credentials(alg="ES256")

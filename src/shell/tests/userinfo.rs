@@ -174,3 +174,15 @@ fn a_flood_of_new_tokens_is_asked_about_at_most_64_at_a_time() {
     g.tick();
     assert_eq!(g.calls_to(USERINFO_PATH).len(), 65, "one answer makes room for one more");
 }
+
+#[test]
+fn api_keys_are_never_sent_to_the_idp() {
+    let g = gateway(json!({}));
+    for key in ["sk-1234", "sk-proj-abcdef", "sk-ant-api03-xyz"] {
+        g.request(1, "GET", "/v1/models", Some(key), true);
+        assert_eq!(g.reply(1).map(|r| (r.status, reason(&r).map(str::to_string))), Some((401, Some("malformed_token".into()))), "{key}");
+        g.host.requests.borrow_mut().remove(&1);
+    }
+    g.tick();
+    assert!(g.calls_to(USERINFO_PATH).is_empty(), "a LiteLLM or provider key stays with its owner");
+}

@@ -45,6 +45,13 @@ use std::rc::Rc;
 /// Extra time a paused request waits beyond the fetch timeout before it gets a 503.
 pub const WAIT_MARGIN_MS: u64 = 1000;
 
+/// Whether a non-JWT token is an API key (LiteLLM's virtual keys, OpenAI's and Anthropic's keys
+/// all start with `sk-`): a secret meant for LiteLLM or a provider, never sent to the IdP's
+/// UserInfo endpoint. It is refused as any non-JWT is without `oidc_userinfo_enabled`.
+fn is_api_key(token: &str) -> bool {
+    token.starts_with("sk-")
+}
+
 /// The longest opaque token sent to the UserInfo endpoint (longer ones are no access token any
 /// IdP issues, and would only make the IdP's answer the client's to choose: refused at once).
 pub const MAX_OPAQUE_TOKEN_BYTES: usize = 4096;
@@ -159,7 +166,7 @@ impl Worker {
             };
         }
         count(Metric::TokenCacheMiss);
-        if self.userinfo.is_some() && !is_jwt_shaped(token) {
+        if self.userinfo.is_some() && !is_jwt_shaped(token) && !is_api_key(token) {
             return self.opaque(host, token, now_ms);
         }
         let jws = match jws::parse(token) {
