@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import uuid
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -88,12 +89,23 @@ def client_secret(alg: str) -> str:
 # -- the provider process ---------------------------------------------------------------------
 
 
+def _process_state(pid: int) -> str:
+    """What a process is doing (its state and kernel wait channel), for a hung start's report."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        state = next((line.split(":", 1)[1].strip() for line in status.splitlines() if line.startswith("State:")), "?")
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
+        return f"state {state}, waiting in {wchan}"
+    except OSError as exc:
+        return f"state unknown ({exc})"
+
+
 class OidcProvider:
     """One `node tests/oidc/provider.mjs` process at a time, always on the same port once it has
     one (the issuer, and Envoy's cluster, name the port)."""
 
     def __init__(self, workdir: Path | str, *, config: Mapping[str, Any] | None = None, keyset: str = "k1",
-                 port: int = 0, host: str = "127.0.0.1", name: str = "oidc", start_timeout: float = 60.0) -> None:
+                 port: int = 0, host: str = "127.0.0.1", name: str = "oidc", start_timeout: float = 30.0) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = dict(config or {})
@@ -102,6 +114,7 @@ class OidcProvider:
         self._port = port
         self.name = name
         self.start_timeout = start_timeout
+        self._hung_starts = 0  # starts that hung before their port line (one is retried)
         self.keys_dir = self.workdir / "keys"
         self.config_path = self.workdir / "provider.json"
         self.log_path = self.workdir / "provider.log"
@@ -140,6 +153,13 @@ class OidcProvider:
             log.close()
         self.starts += 1
         line = self._first_line(self.proc, self.start_timeout)
+        if line is None:
+            # A start that hangs before its port line (twice in CI, never alone; the provider log
+            # shows the phase it stopped in) is test infrastructure failing, not the filter:
+            # started once more, and a second hang fails the test.
+            warnings.warn(f"{self.name}: provider.mjs printed nothing in {self.start_timeout:.0f}s; starting it again")
+            return self.start()
+
         try:
             info = json.loads(line)
             port = int(info["port"])
@@ -154,15 +174,21 @@ class OidcProvider:
         self._metadata = None
         return self
 
-    def _first_line(self, proc: subprocess.Popen, timeout: float) -> str:
+    def _first_line(self, proc: subprocess.Popen, timeout: float) -> str | None:
         out: list[bytes] = []
         reader = threading.Thread(target=lambda: out.append(proc.stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout)
         if not out or not out[0]:
             code = proc.poll()
+            stuck = "" if code is not None else _process_state(proc.pid)
             self.stop()
-            state = f"exited with status {code}" if code is not None else f"printed nothing in {timeout:.0f}s"
+            if code is None and not self._hung_starts:
+                self._hung_starts += 1
+                with open(self.log_path, "a") as log:
+                    log.write(f"--- hung before its port line: {stuck} ---\n")
+                return None
+            state = f"exited with status {code}" if code is not None else f"printed nothing in {timeout:.0f}s ({stuck})"
             raise ProviderError(f"{self.name}: provider.mjs {state}\n{self.log_text()}")
         # Nothing else is read from stdout: keep draining it so the process never blocks.
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()

@@ -131,7 +131,13 @@ function loadKeySet(name) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
 
+// Start-up phases on stderr, with their times: a start that never prints its port line (seen
+// twice in CI, never reproduced alone) then shows in the provider log where it stopped.
+const started = Date.now();
+const phase = (what) => process.stderr.write(`provider.mjs: ${what} (${Date.now() - started} ms)\n`);
+phase('settings read');
 const jwks = { keys: settings.keysets.flatMap((name) => loadKeySet(name).keys) };
+phase(`keys ready (${settings.keysets.join(',')})`);
 
 // RFC 7638 thumbprint: the kid oidc-provider gives a key that has none.
 function thumbprint(jwk) {
@@ -277,6 +283,7 @@ async function interaction(provider, req, res) {
 const server = http.createServer({ keepAliveTimeout: 5000 });
 server.on('error', (err) => fail(`cannot listen on ${settings.host}:${settings.port}: ${err.message}`));
 server.listen(settings.port, settings.host, () => {
+  phase('listening');
   const { port } = server.address();
   const issuer = `http://${settings.host}:${port}`;
   let provider;
