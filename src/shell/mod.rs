@@ -37,6 +37,5 @@ proxy_wasm::main! {{
 /// A short, stable name for a token in logs: the first 8 hex digits of its SHA-256. Enough to
 /// follow one client's token through the log; useless for replaying it.
 pub(crate) fn token_id(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
+    crate::store::sha256_hex(token, 4)
 }

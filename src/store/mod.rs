@@ -12,6 +12,13 @@ pub mod userinfo;
 
 use crate::error::Outage;
 
+/// The first `bytes` bytes of `text`'s SHA-256, in lowercase hex (`bytes` ≥ 32: all of it): the
+/// one way the filter names a token, an endpoint or a source without writing it down.
+pub fn sha256_hex(text: &str, bytes: usize) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).iter().take(bytes).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The host's shared key/value store, as the cache needs it.
 pub trait SharedData {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);

@@ -90,9 +90,7 @@ impl RecordStore {
     /// another source (or another listener with its own source in the same VM) must not be
     /// answered from a copy the old source gave. `source` is any stable description of it.
     pub fn for_source(mut self, source: &str) -> Self {
-        use sha2::{Digest, Sha256};
-        let digest: String = Sha256::digest(source.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
-        self.namespace = format!("{digest}/");
+        self.namespace = format!("{}/", super::sha256_hex(source, 6));
         self
     }
 
@@ -203,9 +201,7 @@ impl RecordStore {
     /// the source: the first of all workers to ask, then again only once the record's `ttl`
     /// has run out (a refetch that brings the old record back means the change did not land).
     pub fn claim_sync(&self, store: &dyn SharedData, user_id: &str, change: &str, now_ms: u64) -> bool {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(change.as_bytes());
-        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let hex = super::sha256_hex(change, 12);
         let lease = Lease::new(format!("{RECORD_SYNC_PREFIX}{}{user_id}/{hex}", self.namespace));
         lease.try_take(store, now_ms, self.lifetimes.ttl_ms.max(1000))
     }

@@ -17,7 +17,6 @@ use crate::error::Outage;
 use crate::store::{FetchState, Lease, SharedData};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 pub const USERINFO_PREFIX: &str = "llm_jwt_auth/v1/userinfo/";
 pub const USERINFO_FETCH_PREFIX: &str = "llm_jwt_auth/v1/userinfo-fetch/";
@@ -32,7 +31,7 @@ pub struct TokenHash(String);
 
 impl TokenHash {
     pub fn of(token: &str) -> Self {
-        TokenHash(Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
+        TokenHash(super::sha256_hex(token, 32))
     }
 
     fn slot(&self) -> u16 {
@@ -79,8 +78,7 @@ pub struct UserInfoStore {
 
 impl UserInfoStore {
     pub fn new(endpoint: &str) -> Self {
-        let digest: String = Sha256::digest(endpoint.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
-        UserInfoStore { namespace: format!("{digest}/") }
+        UserInfoStore { namespace: format!("{}/", super::sha256_hex(endpoint, 6)) }
     }
 
     fn key(&self, hash: &TokenHash) -> String {
